@@ -1,0 +1,66 @@
+"""``POST /v1/chat/completions``: validate, route, and hand over to the proxy."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ..errors import BadRequest, NotFound
+from ..proxy import Call
+from ..routing.features import extract_features
+from ..routing.router import Decision, UnknownModel, decide
+from .body import read_json_object
+
+router = APIRouter()
+
+
+def _check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty list", code="invalid_messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequest(
+                f"messages[{index}] must be an object with a 'role'", code="invalid_messages"
+            )
+    model = body.get("model", "auto")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' must be a non-empty string", code="invalid_model")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be true or false", code="invalid_stream")
+    return model, stream
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    started = time.perf_counter()
+    runtime = request.app.state.runtime
+    body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
+    model, stream = _check_chat_body(body)
+    try:
+        decision: Decision = decide(
+            extract_features(body), model, runtime.pool.views(), runtime.settings.routing
+        )
+    except UnknownModel:
+        raise NotFound(
+            f"the model {model!r} does not exist on any backend; see GET /v1/models",
+            code="model_not_found",
+        ) from None
+    runtime.metrics.decisions.labels(decision.route).inc()
+    call = Call(
+        request_id=os.urandom(12).hex(),
+        key_id=request.scope.get("state", {}).get("key_id"),
+        body=body,
+        raw=raw,
+        model=model,
+        stream=stream,
+        decision=decision,
+        started=started,
+    )
+    response: Response = await runtime.proxy.forward(call)
+    return response

@@ -1,0 +1,36 @@
+"""``GET /health``: the coordinator, its dependencies and its backends; 503 only when unhealthy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+
+router = APIRouter()
+
+
+def health_report(runtime: Any) -> dict[str, Any]:
+    backends = {b.name: b.status for b in runtime.pool}
+    dependencies = {name: check() for name, check in runtime.dependencies.items()}
+    if all(state == "down" for state in backends.values()):
+        status = "unhealthy"
+    elif any(s != "healthy" for s in (*backends.values(), *dependencies.values())):
+        status = "degraded"
+    else:
+        status = "healthy"
+    return {
+        "status": status,
+        "service": "hybrid-coordinator",
+        "version": __version__,
+        "dependencies": dependencies,
+        "backends": backends,
+    }
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    report = health_report(request.app.state.runtime)
+    return JSONResponse(report, status_code=503 if report["status"] == "unhealthy" else 200)

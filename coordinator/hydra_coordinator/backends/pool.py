@@ -1,0 +1,106 @@
+"""All configured backends, and the background health prober that watches them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from ..config import Settings, read_secret
+from ..routing.router import BackendView
+from .backend import Backend
+from .client import Timeouts, UpstreamClient, UpstreamError
+
+__all__ = ["BackendPool"]
+
+log = logging.getLogger("hydra_coordinator.backends")
+
+
+class BackendPool:
+    def __init__(self, settings: Settings, client: UpstreamClient | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._backends = {
+            b.name: Backend(
+                b,
+                settings.health,
+                read_secret(b.api_key_file, f"backends.{i}.api_key_file")
+                if b.api_key_file
+                else None,
+            )
+            for i, b in enumerate(settings.backends)
+        }
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> UpstreamClient:
+        if self._client is None:
+            raise RuntimeError("the backend pool has no HTTP client yet (the app is not started)")
+        return self._client
+
+    @client.setter
+    def client(self, client: UpstreamClient | None) -> None:
+        self._client = client
+
+    def __iter__(self) -> Iterator[Backend]:
+        return iter(self._backends.values())
+
+    def __getitem__(self, name: str) -> Backend:
+        return self._backends[name]
+
+    def views(self) -> list[BackendView]:
+        return [b.view() for b in self._backends.values()]
+
+    def all_models(self) -> list[tuple[str, Backend]]:
+        return [(model, b) for b in self._backends.values() for model in b.models]
+
+    @staticmethod
+    def auth_headers(backend: Backend) -> dict[str, str]:
+        return {"authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
+
+    # -- probing ------------------------------------------------------------------------------
+
+    async def probe(self, backend: Backend) -> None:
+        health = self._settings.health
+        timeouts = Timeouts(
+            connect=min(health.timeout_s, backend.config.connect_timeout_s), read=health.timeout_s
+        )
+        before = backend.status
+        try:
+            payload = await self.client.get_json(
+                f"{backend.config.base_url}/models", self.auth_headers(backend), timeouts
+            )
+        except UpstreamError as exc:
+            backend.record_probe(False)
+            if before != backend.status or before == "healthy":
+                log.warning(
+                    "backend %s probe failed: %s (now %s)", backend.name, exc, backend.status
+                )
+            return
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if isinstance(data, list):
+            ids = (m.get("id") for m in data if isinstance(m, dict))
+            backend.discovered_models = tuple(i for i in ids if isinstance(i, str))
+        backend.record_probe(True)
+        if before != "healthy":
+            log.info("backend %s is healthy", backend.name)
+
+    async def probe_all(self) -> None:
+        await asyncio.gather(*(self.probe(b) for b in self._backends.values()))
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.health.interval_s)
+            try:
+                await self.probe_all()
+            except Exception:  # a prober bug must never stop probing
+                log.exception("health probe round failed")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._probe_forever(), name="hydra-health-prober")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

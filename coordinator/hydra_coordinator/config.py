@@ -1,0 +1,278 @@
+"""The coordinator's configuration: one validated settings object.
+
+The file is JSON (what the NixOS module writes) or TOML. Every key is checked: an unknown key, a
+wrong type or an unreadable secret file is a :class:`ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "AuthConfig",
+    "BackendConfig",
+    "ConfigError",
+    "HealthConfig",
+    "LimitsConfig",
+    "ListenConfig",
+    "LogConfig",
+    "Price",
+    "RoutingConfig",
+    "Settings",
+    "UpstreamConfig",
+    "default_settings",
+    "is_loopback",
+    "load_settings",
+    "read_secret",
+    "redacted",
+]
+
+CONFIG_ENV = "HYDRA_COORDINATOR_CONFIG"
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434/v1"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and what was wrong."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8092, ge=0, le=65535)
+
+
+class Price(_Model):
+    """US dollars per million tokens."""
+
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+
+
+class BackendConfig(_Model):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["local", "cloud"]
+    base_url: str
+    api_key_file: str | None = None
+    models: list[str] = Field(
+        default_factory=list,
+        description="Models this backend serves; empty means ask the upstream's /models.",
+    )
+    price_per_mtok: Price = Price()
+    max_concurrency: int = Field(default=4, ge=1)
+    max_queue: int = Field(default=64, ge=0)
+    timeout_s: float = Field(default=300.0, gt=0)
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    context_window: int | None = Field(default=None, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+
+class RoutingConfig(_Model):
+    threshold: float = Field(
+        default=0.7,
+        ge=0,
+        le=1,
+        description="Route local when the confidence that a local model suffices is >= this.",
+    )
+    long_prompt_tokens: int = Field(default=3000, ge=1)
+    deep_conversation_turns: int = Field(default=12, ge=1)
+
+
+class AuthConfig(_Model):
+    api_key_files: list[str] = Field(default_factory=list)
+    public_metrics: bool = Field(
+        default=True, description="Serve /metrics without a key (for Prometheus scrapers)."
+    )
+
+
+class LimitsConfig(_Model):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class HealthConfig(_Model):
+    interval_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=3.0, gt=0)
+    failure_threshold: int = Field(default=3, ge=1)
+    cooldown_s: float = Field(default=15.0, gt=0)
+
+
+class UpstreamConfig(_Model):
+    client: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp", description="HTTP client used for upstream calls."
+    )
+
+
+class LogConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    access: bool = True
+
+
+def _default_backends() -> list[BackendConfig]:
+    return [BackendConfig(name="ollama", kind="local", base_url=DEFAULT_OLLAMA_URL)]
+
+
+class Settings(_Model):
+    listen: ListenConfig = ListenConfig()
+    backends: list[BackendConfig] = Field(default_factory=_default_backends, min_length=1)
+    routing: RoutingConfig = RoutingConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    health: HealthConfig = HealthConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        names = [b.name for b in self.backends]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"backends: duplicate name(s) {', '.join(duplicates)}")
+        if not self.auth.api_key_files and not is_loopback(self.listen.host):
+            raise ValueError(
+                f"auth.api_key_files: listen.host is {self.listen.host!r}, which is not a "
+                "loopback address; set at least one API key file or listen on 127.0.0.1"
+            )
+        return self
+
+    def backend(self, name: str) -> BackendConfig:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise KeyError(name)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_settings() -> Settings:
+    return Settings()
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {location}: unknown key")
+        elif item["type"] == "missing":
+            lines.append(f"  {location}: required key is missing")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  {location}: {message} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _parse_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be an object")
+    return data
+
+
+def settings_from_dict(data: dict[str, Any], source: str = "config") -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def resolve_secret_path(path: str) -> Path:
+    """A relative secret path names a systemd credential when $CREDENTIALS_DIRECTORY is set."""
+    candidate = Path(path)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not candidate.is_absolute() and credentials:
+        return Path(credentials) / candidate
+    return candidate
+
+
+def read_secret(path: str, key: str) -> str:
+    resolved = resolve_secret_path(path)
+    try:
+        value = resolved.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read secret file {resolved}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{key}: secret file {resolved} is empty")
+    return value
+
+
+def secret_files(settings: Settings) -> list[tuple[str, str]]:
+    """Every secret file the settings name, as (key, path) pairs."""
+    found = [(f"auth.api_key_files.{i}", p) for i, p in enumerate(settings.auth.api_key_files)]
+    for index, backend in enumerate(settings.backends):
+        if backend.api_key_file:
+            found.append((f"backends.{index}.api_key_file", backend.api_key_file))
+    return found
+
+
+def check_secrets(settings: Settings) -> None:
+    for key, path in secret_files(settings):
+        read_secret(path, key)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, *, secrets: bool = True) -> Settings:
+    """Load settings from ``path``, ``$HYDRA_COORDINATOR_CONFIG`` or the embedded defaults.
+
+    With ``secrets`` every secret file is read once, so a missing one fails before anything
+    listens.
+    """
+    chosen = path if path is not None else os.environ.get(CONFIG_ENV) or None
+    if chosen is None:
+        settings = default_settings()
+    else:
+        file = Path(chosen)
+        settings = settings_from_dict(_parse_file(file), str(file))
+    if secrets:
+        check_secrets(settings)
+    return settings
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@")
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact(item) for item in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\g<head>***@", value)
+    return value
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, with passwords in URLs masked.
+
+    Secrets otherwise appear only as file paths, never as values.
+    """
+    return dict(_redact(settings.model_dump(mode="json")))

@@ -1,0 +1,141 @@
+"""OpenAI-style errors.
+
+Every error the API returns is ``{"error": {"message", "type", "code"}}`` with a fitting status::
+
+    HydraError
+     ├─ BadRequest          400  invalid_request_error   (malformed JSON, invalid request)
+     ├─ Unauthorized        401  authentication_error
+     ├─ Forbidden           403  permission_error
+     ├─ NotFound            404  not_found_error / model_not_found
+     ├─ PayloadTooLarge     413  invalid_request_error
+     ├─ TooManyRequests     429  rate_limit_error        (with Retry-After)
+     ├─ BadGateway          502  upstream_error
+     ├─ ServiceUnavailable  503  service_unavailable
+     └─ GatewayTimeout      504  timeout_error
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+__all__ = [
+    "BadGateway",
+    "BadRequest",
+    "Forbidden",
+    "GatewayTimeout",
+    "HydraError",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+]
+
+log = logging.getLogger("hydra_coordinator.errors")
+
+
+class HydraError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class BadRequest(HydraError):
+    status, type = 400, "invalid_request_error"
+
+
+class Unauthorized(HydraError):
+    status, type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class Forbidden(HydraError):
+    status, type = 403, "permission_error"
+
+
+class NotFound(HydraError):
+    status, type = 404, "not_found_error"
+
+
+class PayloadTooLarge(HydraError):
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class TooManyRequests(HydraError):
+    status, type, code = 429, "rate_limit_error", "rate_limit_exceeded"
+
+
+class BadGateway(HydraError):
+    status, type, code = 502, "upstream_error", "upstream_unavailable"
+
+
+class ServiceUnavailable(HydraError):
+    status, type, code = 503, "service_unavailable", "no_backend_available"
+
+
+class GatewayTimeout(HydraError):
+    status, type, code = 504, "timeout_error", "upstream_timeout"
+
+
+def error_body(message: str, type_: str, code: str | int | None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type_, "code": code}})
+
+
+def error_response(error: HydraError, extra_headers: dict[str, str] | None = None) -> Response:
+    headers = {**error.headers, **(extra_headers or {})}
+    return Response(
+        error_body(error.message, error.type, error.code),
+        error.status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def hydra_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HydraError)
+        return error_response(exc)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return error_response(BadRequest(f"{where}: {first['msg']}"))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        kinds = {404: "not_found_error", 405: "invalid_request_error"}
+        body = error_body(
+            str(exc.detail), kinds.get(exc.status_code, "invalid_request_error"), exc.status_code
+        )
+        return Response(
+            body, exc.status_code, media_type="application/json", headers=dict(exc.headers or {})
+        )
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return Response(
+            error_body("internal error", "server_error", 500), 500, media_type="application/json"
+        )
+
+    app.add_exception_handler(HydraError, hydra_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

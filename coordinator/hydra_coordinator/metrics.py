@@ -1,0 +1,85 @@
+"""Prometheus metrics, one registry per app (no process-global state).
+
+Per-backend gauges (in flight, queue depth, up) are read from the live backends at scrape time,
+so the request path never updates them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .backends.backend import Backend
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _BackendCollector(Collector):
+    def __init__(self, backends: Iterable[Backend]) -> None:
+        self._backends = list(backends)
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "hydra_backend_up", "1 when the backend can take requests", labels=["backend"]
+        )
+        in_flight = GaugeMetricFamily(
+            "hydra_backend_in_flight", "Requests being served", labels=["backend"]
+        )
+        queue = GaugeMetricFamily(
+            "hydra_backend_queue_depth", "Requests waiting for a slot", labels=["backend"]
+        )
+        for backend in self._backends:
+            up.add_metric([backend.name], 0.0 if backend.status == "down" else 1.0)
+            in_flight.add_metric([backend.name], backend.in_flight)
+            queue.add_metric([backend.name], backend.waiting)
+        yield from (up, in_flight, queue)
+
+
+class Metrics:
+    def __init__(self, backends: Iterable[Backend]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "hydra_requests", "Chat requests answered", ["route", "backend", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "hydra_request_duration_seconds",
+            "Time to the last byte",
+            ["route", "backend"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "hydra_time_to_first_token_seconds",
+            "Time to the first upstream byte",
+            ["route", "backend"],
+            buckets=_TTFT_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "hydra_upstream_errors", "Failed upstream calls", ["backend", "kind"], registry=r
+        )
+        self.tokens = Counter(
+            "hydra_tokens", "Tokens reported by upstreams", ["backend", "direction"], registry=r
+        )
+        self.cost = Counter(
+            "hydra_cost_usd", "Estimated cost in US dollars", ["backend"], registry=r
+        )
+        self.decisions = Counter(
+            "hydra_route_decisions", "Routing decisions", ["route"], registry=r
+        )
+        info = Gauge("hydra_build_info", "The coordinator's version", ["version"], registry=r)
+        info.labels(__version__).set(1)
+        r.register(_BackendCollector(backends))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,329 @@
+"""The hot path: send a chat request to the chosen backends in order and pass the answer back.
+
+- The upstream's bytes are passed through unchanged; a stream chunk by chunk.
+- A failure before the first byte (connect error, timeout, 5xx, upstream 429) moves on to the
+  next candidate; a 4xx from the upstream is the client's problem and comes back as it is.
+- A backend that dies mid-stream ends the stream with an error event, never a hang.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+
+from .backends.backend import Backend, QueueFull
+from .backends.client import Timeouts, UpstreamConnectError, UpstreamResponse, UpstreamTimeout
+from .backends.pool import BackendPool
+from .errors import BadGateway, GatewayTimeout, HydraError, ServiceUnavailable, TooManyRequests
+from .routing.router import Decision
+from .telemetry import Recorder, RequestRecord
+
+__all__ = ["Call", "Proxy"]
+
+_SSE_TAIL = 8192  # bytes of a stream kept to find the final usage chunk
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request on its way through the proxy."""
+
+    request_id: str
+    key_id: str | None
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    stream: bool
+    decision: Decision
+    started: float
+
+
+def _usage(payload: dict[str, Any]) -> tuple[int | None, int | None]:
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None, None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (
+        prompt if isinstance(prompt, int) else None,
+        completion if isinstance(completion, int) else None,
+    )
+
+
+def _usage_from_body(body: bytes) -> tuple[int | None, int | None]:
+    if b'"usage"' not in body:
+        return None, None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    return _usage(payload) if isinstance(payload, dict) else (None, None)
+
+
+def _usage_from_stream_tail(tail: bytes) -> tuple[int | None, int | None]:
+    for event in reversed(tail.split(b"\n\n")):
+        line = event.strip()
+        if line.startswith(b"data:") and b'"usage"' in line:
+            return _usage_from_body(line[5:].strip())
+    return None, None
+
+
+@dataclass(slots=True)
+class _StreamState:
+    tail: bytes  # the last bytes of the stream, where the usage chunk is
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    """An attempt failed before the first byte; ``error`` is what to answer if none succeeds."""
+
+    error: HydraError | Response
+
+
+def _error_event(message: str, code: str) -> bytes:
+    payload = {"error": {"message": message, "type": "upstream_error", "code": code}}
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+class Proxy:
+    def __init__(self, pool: BackendPool, recorder: Recorder) -> None:
+        self.pool = pool
+        self.recorder = recorder
+
+    def _headers(self, call: Call, backend: Backend) -> dict[str, str]:
+        return {
+            "x-hydra-route": backend.kind,
+            "x-hydra-backend": backend.name,
+            "x-hydra-request-id": call.request_id,
+        }
+
+    def _payload(self, call: Call, backend: Backend) -> tuple[bytes, str]:
+        model = backend.upstream_model(call.model)
+        if call.body.get("model") == model:
+            return call.raw, model  # unchanged: pass the client's bytes through
+        return orjson.dumps({**call.body, "model": model}), model
+
+    def _finish(
+        self,
+        call: Call,
+        backend: Backend,
+        model: str,
+        status: int,
+        *,
+        ttft: float | None,
+        tokens: tuple[int | None, int | None],
+        error: str | None = None,
+    ) -> None:
+        prompt, completion = tokens
+        price = backend.config.price_per_mtok
+        cost = None
+        if prompt is not None or completion is not None:
+            cost = ((prompt or 0) * price.input + (completion or 0) * price.output) / 1e6
+        self.recorder.record(
+            RequestRecord(
+                request_id=call.request_id,
+                key_id=call.key_id,
+                route=backend.kind,
+                backend=backend.name,
+                model=model,
+                status=status,
+                stream=call.stream,
+                latency_s=time.perf_counter() - call.started,
+                ttft_s=ttft,
+                confidence=call.decision.confidence,
+                reasons=call.decision.reasons,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=cost,
+                error=error,
+            )
+        )
+
+    def _failed(self, backend: Backend, kind: str, *, trip: bool = True) -> None:
+        self.recorder.metrics.upstream_errors.labels(backend.name, kind).inc()
+        if trip:
+            backend.record_failure()
+
+    async def forward(self, call: Call) -> Response:
+        """Try each candidate in turn until one answers."""
+        if not call.decision.candidates:
+            raise ServiceUnavailable(
+                f"no healthy {call.decision.route} backend can take this request"
+            )
+        last: HydraError | Response | None = None
+        for name in call.decision.candidates:
+            backend = self.pool[name]
+            try:
+                await backend.acquire()
+            except QueueFull as exc:
+                last = TooManyRequests(str(exc), headers={"retry-after": str(exc.retry_after)})
+                continue
+            outcome = await self._try(call, backend)
+            if isinstance(outcome, Response):
+                return outcome
+            last = outcome.error
+        if isinstance(last, Response):
+            return last
+        raise last if last is not None else ServiceUnavailable("no backend answered")
+
+    async def _try(self, call: Call, backend: Backend) -> Response | _Retry:
+        """One attempt, holding an acquired slot (released here)."""
+        payload, model = self._payload(call, backend)
+        headers = {"content-type": "application/json", **self.pool.auth_headers(backend)}
+        timeouts = Timeouts(backend.config.connect_timeout_s, backend.config.timeout_s)
+        url = f"{backend.config.base_url}/chat/completions"
+        try:
+            upstream = await self.pool.client.post(url, payload, headers, timeouts)
+        except UpstreamTimeout:
+            backend.release()
+            self._failed(backend, "timeout")
+            return _Retry(GatewayTimeout(f"backend {backend.name!r} did not answer in time"))
+        except UpstreamConnectError as exc:
+            backend.release()
+            self._failed(backend, "connect")
+            return _Retry(BadGateway(f"backend {backend.name!r} is unreachable: {exc}"))
+        if upstream.status >= 500 or upstream.status == 429:
+            return await self._upstream_refused(call, backend, upstream, model)
+        if call.stream and upstream.status == 200:
+            return await self._stream(call, backend, upstream, model)
+        return await self._whole(call, backend, upstream, model)
+
+    async def _upstream_refused(
+        self, call: Call, backend: Backend, upstream: UpstreamResponse, model: str
+    ) -> _Retry:
+        try:
+            body = await upstream.read()
+        except (UpstreamTimeout, UpstreamConnectError):
+            body = b""
+        finally:
+            backend.release()
+        busy = upstream.status == 429
+        self._failed(backend, "status", trip=not busy)
+        self._finish(
+            call,
+            backend,
+            model,
+            upstream.status,
+            ttft=None,
+            tokens=(None, None),
+            error="upstream_status",
+        )
+        return _Retry(
+            Response(
+                body or b'{"error": {"message": "upstream error", "type": "upstream_error"}}',
+                upstream.status,
+                media_type=upstream.content_type,
+                headers=self._headers(call, backend),
+            )
+        )
+
+    async def _whole(
+        self, call: Call, backend: Backend, upstream: UpstreamResponse, model: str
+    ) -> Response | _Retry:
+        try:
+            body = await upstream.read()
+        except UpstreamTimeout:
+            self._failed(backend, "timeout")
+            return _Retry(GatewayTimeout(f"backend {backend.name!r} did not finish in time"))
+        except UpstreamConnectError as exc:
+            self._failed(backend, "connect")
+            return _Retry(BadGateway(f"backend {backend.name!r} dropped the answer: {exc}"))
+        finally:
+            backend.release()
+        backend.record_success()
+        ttft = time.perf_counter() - call.started
+        self._finish(
+            call,
+            backend,
+            model,
+            upstream.status,
+            ttft=ttft,
+            tokens=_usage_from_body(body) if upstream.status == 200 else (None, None),
+            error=None if upstream.status < 400 else "upstream_client_error",
+        )
+        return Response(
+            body,
+            upstream.status,
+            media_type=upstream.content_type,
+            headers=self._headers(call, backend),
+        )
+
+    async def _stream(
+        self, call: Call, backend: Backend, upstream: UpstreamResponse, model: str
+    ) -> Response | _Retry:
+        chunks = upstream.chunks()
+        try:
+            first = await anext(chunks)
+        except (UpstreamTimeout, UpstreamConnectError, StopAsyncIteration) as exc:
+            await upstream.close()
+            backend.release()
+            timed_out = isinstance(exc, UpstreamTimeout)
+            self._failed(backend, "timeout" if timed_out else "connect")
+            return _Retry(
+                (GatewayTimeout if timed_out else BadGateway)(
+                    f"backend {backend.name!r} failed before the first byte"
+                )
+            )
+        backend.record_success()
+        ttft = time.perf_counter() - call.started
+        state = _StreamState(first[-_SSE_TAIL:])
+
+        async def relay() -> AsyncIterator[bytes]:
+            yield first
+            try:
+                async for chunk in chunks:
+                    state.tail = (state.tail + chunk)[-_SSE_TAIL:]
+                    yield chunk
+            except (UpstreamTimeout, UpstreamConnectError) as exc:
+                kind = "timeout" if isinstance(exc, UpstreamTimeout) else "stream"
+                self._failed(backend, "stream")
+                state.error = kind
+                yield _error_event(
+                    f"backend {backend.name!r} failed mid-stream ({kind})", f"upstream_{kind}"
+                )
+
+        def done() -> None:
+            backend.release()
+            error = f"stream_{state.error}" if state.error else None
+            tokens = _usage_from_stream_tail(state.tail)
+            self._finish(call, backend, model, 200, ttft=ttft, tokens=tokens, error=error)
+
+        return _RelayResponse(
+            relay(),
+            upstream,
+            done,
+            headers=self._headers(call, backend),
+            media_type=upstream.content_type,
+        )
+
+
+class _RelayResponse(StreamingResponse):
+    """A streaming response that always closes the upstream and runs ``done`` exactly once,
+    whether the stream ends, fails, or the client goes away."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], upstream: UpstreamResponse, done: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._upstream = upstream
+        self._done = done
+        self.background = BackgroundTask(self._cleanup)
+        self._cleaned = False
+
+    async def _cleanup(self) -> None:
+        if self._cleaned:
+            return
+        self._cleaned = True
+        await self._upstream.close()
+        self._done()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._cleanup()

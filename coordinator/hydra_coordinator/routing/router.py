@@ -1,0 +1,154 @@
+"""Routing v1: the confidence that a local model suffices, and the backends to try in order.
+
+Everything here is pure: the caller passes what it knows about the backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..config import RoutingConfig
+from .features import Features
+
+__all__ = [
+    "VIRTUAL_MODELS",
+    "BackendView",
+    "Decision",
+    "Route",
+    "UnknownModel",
+    "decide",
+    "local_confidence",
+]
+
+Route = Literal["local", "cloud"]
+Status = Literal["healthy", "degraded", "down"]
+VIRTUAL_MODELS = ("auto", "local", "cloud")
+
+_STATUS_ORDER = {"healthy": 0, "degraded": 1, "down": 2}
+
+
+class UnknownModel(LookupError):
+    """No backend serves the requested model."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendView:
+    """What routing needs to know about one backend right now."""
+
+    name: str
+    kind: Route
+    status: Status
+    load: float  # in flight / max concurrency
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    route: Route
+    backend: str | None  # first choice; None when nothing can take the request
+    confidence: float
+    reasons: tuple[str, ...]
+    candidates: tuple[str, ...] = field(default=())  # in the order they will be tried
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "route": self.route,
+            "backend": self.backend,
+            "confidence": round(self.confidence, 3),
+            "reasons": list(self.reasons),
+        }
+
+
+def local_confidence(features: Features, config: RoutingConfig) -> tuple[float, list[str]]:
+    """How confident we are that a local model is good enough, with the reasons."""
+    confidence = 1.0
+    reasons: list[str] = []
+
+    def penalise(amount: float, why: str) -> None:
+        nonlocal confidence
+        if amount > 0:
+            confidence -= amount
+            reasons.append(f"{why} (-{amount:.2f})")
+
+    size = min(1.0, features.tokens / config.long_prompt_tokens)
+    penalise(round(0.35 * size, 2), f"prompt of ~{features.tokens} tokens")
+    if features.has_code:
+        penalise(0.15, "contains code")
+    if features.multi_step:
+        penalise(0.15, "multi-step request")
+    if features.design_terms:
+        penalise(
+            min(0.25, 0.1 * features.design_terms),
+            f"{features.design_terms} design or reasoning term(s)",
+        )
+    depth = min(1.0, features.turns / config.deep_conversation_turns)
+    if features.turns > 2:
+        penalise(round(0.15 * depth, 2), f"conversation of {features.turns} messages")
+    if features.tools:
+        penalise(0.2, "tools or a JSON schema requested")
+    confidence = max(0.0, min(1.0, confidence))
+    if not reasons:
+        reasons.append("short, simple request")
+    return confidence, reasons
+
+
+def _order(backends: Sequence[BackendView], kind: Route) -> list[BackendView]:
+    usable = [b for b in backends if b.kind == kind and b.status != "down"]
+    return sorted(usable, key=lambda b: (_STATUS_ORDER[b.status], b.load))
+
+
+def _decide_class(
+    want: Route, backends: Sequence[BackendView], reasons: list[str], *, strict: bool
+) -> tuple[Route, list[BackendView]]:
+    other: Route = "cloud" if want == "local" else "local"
+    preferred = _order(backends, want)
+    fallback = [] if strict else _order(backends, other)
+    if preferred:
+        return want, preferred + fallback
+    if fallback:
+        reasons.append(f"no healthy {want} backend, using {other}")
+        return other, fallback
+    reasons.append(f"no healthy {want} backend")
+    return want, []
+
+
+def decide(
+    features: Features,
+    model: str,
+    backends: Sequence[BackendView],
+    config: RoutingConfig,
+) -> Decision:
+    """Pick the route and the backends to try, in order.
+
+    ``model`` is ``auto`` (route by confidence), ``local`` or ``cloud`` (force the class) or a
+    concrete model that some backend serves (raises :class:`UnknownModel` otherwise).
+    """
+    confidence, reasons = local_confidence(features, config)
+    if model == "auto":
+        want: Route = "local" if confidence >= config.threshold else "cloud"
+        verdict = ">=" if want == "local" else "<"
+        reasons.append(f"confidence {confidence:.2f} {verdict} threshold {config.threshold:.2f}")
+        route, ordered = _decide_class(want, backends, reasons, strict=False)
+    elif model in ("local", "cloud"):
+        reasons.append(f"model {model!r} forces the {model} class")
+        route, ordered = _decide_class(model, backends, reasons, strict=True)  # type: ignore[arg-type]
+    else:
+        serving = [b for b in backends if model in b.models]
+        if not serving:
+            raise UnknownModel(model)
+        ordered = sorted(
+            (b for b in serving if b.status != "down"),
+            key=lambda b: (b.kind != "local", _STATUS_ORDER[b.status], b.load),
+        )
+        route = ordered[0].kind if ordered else serving[0].kind
+        reasons.append(f"model {model!r} served by {', '.join(b.name for b in serving)}")
+    names = tuple(b.name for b in ordered)
+    return Decision(
+        route=route,
+        backend=names[0] if names else None,
+        confidence=confidence,
+        reasons=tuple(reasons),
+        candidates=names,
+    )

@@ -1,0 +1,81 @@
+"""One record per answered request, fanned out to metrics, the access log and sinks.
+
+Sinks get the record synchronously and must not block: a sink that writes to a database queues
+the record and writes it in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from ..logs import access_log
+from ..metrics import Metrics
+
+__all__ = ["EventSink", "Recorder", "RequestRecord"]
+
+log = logging.getLogger("hydra_coordinator.telemetry")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    key_id: str | None
+    route: str
+    backend: str
+    model: str
+    status: int
+    stream: bool
+    latency_s: float
+    ttft_s: float | None = None
+    confidence: float | None = None
+    reasons: tuple[str, ...] = ()
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    error: str | None = None  # error class, never a message with user text
+    cache_hit: bool = False
+    timestamp: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class EventSink(Protocol):
+    def emit(self, record: RequestRecord) -> None: ...
+
+
+class Recorder:
+    def __init__(self, metrics: Metrics, sinks: list[EventSink] | None = None) -> None:
+        self.metrics = metrics
+        self.sinks: list[EventSink] = list(sinks or [])
+
+    def record(self, r: RequestRecord) -> None:
+        m = self.metrics
+        m.requests.labels(r.route, r.backend, str(r.status)).inc()
+        m.latency.labels(r.route, r.backend).observe(r.latency_s)
+        if r.ttft_s is not None:
+            m.ttft.labels(r.route, r.backend).observe(r.ttft_s)
+        if r.prompt_tokens:
+            m.tokens.labels(r.backend, "prompt").inc(r.prompt_tokens)
+        if r.completion_tokens:
+            m.tokens.labels(r.backend, "completion").inc(r.completion_tokens)
+        if r.cost_usd:
+            m.cost.labels(r.backend).inc(r.cost_usd)
+        access_log(
+            request_id=r.request_id,
+            route=r.route,
+            backend=r.backend,
+            model=r.model,
+            status=r.status,
+            stream=r.stream,
+            latency_ms=round(r.latency_s * 1000, 2),
+            error=r.error,
+        )
+        for sink in self.sinks:
+            try:
+                sink.emit(r)
+            except Exception:  # a broken sink must not fail the request
+                log.exception("telemetry sink %s failed", type(sink).__name__)

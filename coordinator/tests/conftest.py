@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .servers import CoordinatorServer, FakeUpstream, coordinator_settings, running
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def local_fake() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream("local", ["llama-3.1-8b", "qwen2.5-coder"]).start()
+    yield fake
+    fake.kill()
+
+
+@pytest.fixture(scope="module")
+def cloud_fake() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream("cloud", ["gpt-4o"]).start()
+    yield fake
+    fake.kill()
+
+
+@pytest.fixture(scope="module")
+def coordinator(local_fake: FakeUpstream, cloud_fake: FakeUpstream) -> Iterator[CoordinatorServer]:
+    settings = coordinator_settings(
+        [
+            {
+                "name": "ollama",
+                "kind": "local",
+                "base_url": local_fake.base_url,
+                "price_per_mtok": {"input": 0.0, "output": 0.0},
+            },
+            {
+                "name": "openai",
+                "kind": "cloud",
+                "base_url": cloud_fake.base_url,
+                "models": ["gpt-4o"],
+                "price_per_mtok": {"input": 2.5, "output": 10.0},
+            },
+        ]
+    )
+    with running(settings) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _reset_fakes(request: pytest.FixtureRequest) -> None:
+    for name in ("local_fake", "cloud_fake"):
+        if name in request.fixturenames:
+            fake: FakeUpstream = request.getfixturevalue(name)
+            if fake.process is not None:
+                fake.reset()

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""A fake OpenAI-compatible upstream for tests, benchmarks and NixOS VM tests.
+
+It depends only on aiohttp and serves:
+
+- ``GET  /v1/models``                 the models given with ``--models``
+- ``POST /v1/chat/completions``       a deterministic answer, streaming or not
+- ``POST /v1/embeddings``             a deterministic embedding per input
+- ``GET  /_requests``                 every request body received so far (JSON list)
+- ``POST /_control``                  change behaviour at run time (JSON object, see ``Behaviour``)
+
+The answer text is ``"<name>: <last user message>"`` so a test can see which upstream answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Behaviour:
+    """What the fake does; every field can be changed through ``POST /_control``."""
+
+    fail_status: int = 0  # answer every chat request with this status (0 = succeed)
+    delay_s: float = 0.0  # wait before sending response headers
+    chunks: int = 3  # stream chunks (content pieces) per answer
+    chunk_delay_s: float = 0.0  # wait between stream chunks
+    die_after_chunks: int = -1  # close the connection after this many chunks (-1 = never)
+    include_usage: bool = True  # report usage in the response
+    answer: str = ""  # fixed answer text instead of the echo
+
+
+@dataclass
+class FakeState:
+    name: str
+    models: list[str]
+    log_path: str | None
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+STATE = web.AppKey("state", FakeState)
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def _record(state: FakeState, path: str, body: dict[str, Any]) -> None:
+    entry = {"path": path, "body": body, "time": time.time()}
+    state.requests.append(entry)
+    if state.log_path:
+        with open(state.log_path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+
+
+async def models(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    data = [
+        {"id": m, "object": "model", "created": 0, "owned_by": state.name} for m in state.models
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
+def _completion(state: FakeState, body: dict[str, Any], text: str) -> dict[str, Any]:
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    completion_tokens = len(text.split())
+    result: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", state.models[0] if state.models else "fake"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    if state.behaviour.include_usage:
+        result["usage"] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+    return result
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+async def _stream(
+    request: web.Request, state: FakeState, body: dict[str, Any], text: str
+) -> web.StreamResponse:
+    behaviour = state.behaviour
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    model = str(body.get("model", "fake"))
+    words = text.split(" ")
+    per_chunk = max(1, -(-len(words) // max(1, behaviour.chunks)))
+    pieces = [" ".join(words[i : i + per_chunk]) for i in range(0, len(words), per_chunk)]
+    await response.write(_chunk(model, {"role": "assistant", "content": ""}))
+    for index, piece in enumerate(pieces):
+        if index == behaviour.die_after_chunks:
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        if behaviour.chunk_delay_s:
+            await asyncio.sleep(behaviour.chunk_delay_s)
+        await response.write(
+            _chunk(model, {"content": piece + (" " if index < len(pieces) - 1 else "")})
+        )
+    await response.write(_chunk(model, {}, "stop"))
+    if behaviour.include_usage and (body.get("stream_options") or {}).get("include_usage"):
+        usage = _completion(state, body, text).get("usage")
+        payload = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [],
+            "usage": usage,
+        }
+        await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await request.json()
+    _record(state, request.path, body)
+    behaviour = state.behaviour
+    if behaviour.delay_s:
+        await asyncio.sleep(behaviour.delay_s)
+    if behaviour.fail_status:
+        error = {
+            "error": {
+                "message": f"{state.name} failing on purpose",
+                "type": "server_error",
+                "code": behaviour.fail_status,
+            }
+        }
+        return web.json_response(error, status=behaviour.fail_status)
+    text = behaviour.answer or f"{state.name}: {_last_user_text(body)}"
+    if body.get("stream"):
+        return await _stream(request, state, body, text)
+    return web.json_response(_completion(state, body, text))
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await request.json()
+    _record(state, request.path, body)
+    inputs = body.get("input")
+    items = inputs if isinstance(inputs, list) else [inputs]
+    data = []
+    for index, item in enumerate(items):
+        digest = hashlib.sha256(str(item).encode()).digest()
+        data.append(
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": [(b - 128) / 128 for b in digest[:16]],
+            }
+        )
+    return web.json_response({"object": "list", "data": data, "model": body.get("model", "fake")})
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].requests)
+
+
+async def control(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    changes = await request.json()
+    known = {f.name for f in fields(Behaviour)}
+    if changes.get("reset"):
+        state.behaviour = Behaviour()
+        state.requests.clear()
+    for key, value in changes.items():
+        if key in known:
+            setattr(state.behaviour, key, value)
+    return web.json_response(state.behaviour.__dict__)
+
+
+def make_app(name: str, models_: list[str], log_path: str | None = None) -> web.Application:
+    app = web.Application()
+    app[STATE] = FakeState(name=name, models=models_, log_path=log_path)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/_requests", list_requests)
+    app.router.add_post("/_control", control)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18000)
+    parser.add_argument("--name", default="fake")
+    parser.add_argument("--models", default="fake-model", help="comma-separated model ids")
+    parser.add_argument("--log", default=None, help="append every request as a JSON line here")
+    args = parser.parse_args()
+    app = make_app(args.name, [m for m in args.models.split(",") if m], args.log)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Real servers for tests: fake upstreams in subprocesses, the coordinator in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from hydra_coordinator.app import create_app
+from hydra_coordinator.config import Settings, settings_from_dict
+
+FAKE = Path(__file__).parent / "fakes" / "fake_openai.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not come up") from None
+            time.sleep(0.05)
+
+
+def http_json(url: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+class FakeUpstream:
+    """A fake OpenAI-compatible server in its own process, so a test can kill it."""
+
+    def __init__(self, name: str, models: list[str]) -> None:
+        self.name = name
+        self.models = models
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def start(self) -> FakeUpstream:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(FAKE),
+                "--port",
+                str(self.port),
+                "--name",
+                self.name,
+                "--models",
+                ",".join(self.models),
+            ],
+        )
+        wait_http(f"{self.url}/v1/models")
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def control(self, **changes: Any) -> Any:
+        return http_json(f"{self.url}/_control", changes)
+
+    def reset(self) -> None:
+        self.control(reset=True)
+
+    def requests(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = http_json(f"{self.url}/_requests")
+        return result
+
+
+class CoordinatorServer:
+    """The real app on a real uvicorn server, in a thread with its own event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=settings.listen.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.listen.port}"
+
+    def __enter__(self) -> CoordinatorServer:
+        self.thread.start()
+        wait_http(f"{self.url}/metrics")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
+
+    def wait_backend(self, name: str, status: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.runtime.pool[name].status != status:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"backend {name} is {self.runtime.pool[name].status}, not {status}"
+                )
+            time.sleep(0.02)
+
+
+def coordinator_settings(backends: list[dict[str, Any]], **extra: Any) -> Settings:
+    data: dict[str, Any] = {
+        "listen": {"host": "127.0.0.1", "port": free_port()},
+        "backends": backends,
+        "health": {"interval_s": 0.2, "timeout_s": 1.0, "failure_threshold": 2, "cooldown_s": 1.0},
+        "log": {"level": "warning", "access": False},
+    }
+    data.update(extra)
+    return settings_from_dict(data)
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[CoordinatorServer]:
+    with CoordinatorServer(settings) as server:
+        for backend in settings.backends:
+            # some tests start with a backend that is down on purpose
+            with suppress(TimeoutError):
+                server.wait_backend(backend.name, "healthy", timeout=5)
+        yield server
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def env_without_proxies() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
