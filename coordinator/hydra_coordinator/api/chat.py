@@ -36,11 +36,11 @@ def _check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
     return model, stream
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(request: Request) -> Response:
-    started = time.perf_counter()
-    runtime = request.app.state.runtime
-    body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
+async def handle_chat(
+    runtime: Any, body: dict[str, Any], raw: bytes, key_id: str | None, started: float
+) -> Response:
+    """Validate, route and forward one chat request: the one path every surface uses
+    (the HTTP endpoint and the MCP ``ask`` tool)."""
     model, stream = _check_chat_body(body)
     try:
         decision: Decision = decide(
@@ -54,7 +54,7 @@ async def chat_completions(request: Request) -> Response:
     runtime.metrics.decisions.labels(decision.route).inc()
     call = Call(
         request_id=os.urandom(12).hex(),
-        key_id=request.scope.get("state", {}).get("key_id"),
+        key_id=key_id,
         body=body,
         raw=raw,
         model=model,
@@ -64,3 +64,12 @@ async def chat_completions(request: Request) -> Response:
     )
     response: Response = await runtime.proxy.forward(call)
     return response
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    started = time.perf_counter()
+    runtime = request.app.state.runtime
+    body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
+    key_id = request.scope.get("state", {}).get("key_id")
+    return await handle_chat(runtime, body, raw, key_id, started)
