@@ -26,22 +26,9 @@ let
 
   # The single source of the version is hydra_coordinator/__init__.py
   # (hatch reads it from there too).
-  version = lib.head (
-    builtins.match ''.*__version__ = "([^"]+)".*'' (
-      builtins.readFile (root + "/hydra_coordinator/__init__.py")
-    )
-  );
-in
-python3Packages.buildPythonApplication (finalAttrs: {
-  pname = "hydra-coordinator";
-  inherit version src;
-  pyproject = true;
-
-  build-system = [ python3Packages.hatchling ];
-
-  dependencies =
-    with python3Packages;
-    [
+  # Runtime dependencies, also used by the flake's dev shell.
+  pythonDependencies =
+    ps: with ps; [
       aiohttp
       click
       fastapi
@@ -64,6 +51,21 @@ python3Packages.buildPythonApplication (finalAttrs: {
       redis
     ];
 
+  version = lib.head (
+    builtins.match ''.*__version__ = "([^"]+)".*'' (
+      builtins.readFile (root + "/hydra_coordinator/__init__.py")
+    )
+  );
+in
+python3Packages.buildPythonApplication (finalAttrs: {
+  pname = "hydra-coordinator";
+  inherit version src;
+  pyproject = true;
+
+  build-system = [ python3Packages.hatchling ];
+
+  dependencies = pythonDependencies python3Packages;
+
   nativeCheckInputs = with python3Packages; [
     httpx
     openai
@@ -80,6 +82,8 @@ python3Packages.buildPythonApplication (finalAttrs: {
   disabledTestMarks = [ "needs_server" ];
 
   pythonImportsCheck = [ "hydra_coordinator" ];
+
+  passthru.pythonDependencies = pythonDependencies;
 
   passthru.tests = hydraVmTests // {
     version = testers.testVersion {

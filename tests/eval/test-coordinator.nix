@@ -509,11 +509,11 @@ in
   };
 
   testAssertNoStoreSecrets = {
-    expr = failsWith [ "Nix store" "/nix/store/0000-openai-key" ] (eval [
+    expr = failsWith [ "Nix store" "${builtins.storeDir}/0000-openai-key" ] (eval [
       {
         services.hydra-coordinator = {
           enable = true;
-          settings.backends = [ (openai // { api_key_file = "/nix/store/0000-openai-key"; }) ];
+          settings.backends = [ (openai // { api_key_file = "${builtins.storeDir}/0000-openai-key"; }) ];
         };
       }
     ]);
@@ -586,7 +586,7 @@ in
   testCredentialsRejectStorePaths = {
     expr = evalFails (eval [
       enabled
-      { services.hydra-coordinator.credentials.openai-key = "/nix/store/00000000000000000000000000000000-openai-key"; }
+      { services.hydra-coordinator.credentials.openai-key = "${builtins.storeDir}/00000000000000000000000000000000-openai-key"; }
     ]);
     expected = true;
   };

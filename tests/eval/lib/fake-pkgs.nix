@@ -15,7 +15,7 @@ let
   # A store-path-shaped, content-dependent path (not a real store object).
   fakeOutPath =
     name: seed:
-    "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" "${name}\n${seed}")}-${name}";
+    "${builtins.storeDir}/${builtins.substring 0 32 (builtins.hashString "sha256" "${name}\n${seed}")}-${name}";
 
   mkFake =
     name: attrs:
