@@ -170,13 +170,13 @@
                   ps.pytest
                   ps.pytest-asyncio
                   ps.hatchling
+                  # in the Python env so that it finds the pydantic.mypy plugin
                   ps.mypy
                 ]
               ))
               pkgs.postgresql
               pkgs.redis
               pkgs.ruff
-              pkgs.mypy
               pkgs.nixfmt
             ];
             shellHook = ''
