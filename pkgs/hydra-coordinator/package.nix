@@ -1,0 +1,102 @@
+# The hybrid coordinator, built from ../../coordinator with nixpkgs' Python
+# packages only. Called with `callPackage` (see `overlays.default` in
+# flake.nix); the flake passes `hydraVmTests` so that `passthru.tests` points
+# at the NixOS VM tests in tests/vm/.
+{
+  lib,
+  python3Packages,
+  testers,
+  hydraVmTests ? { },
+}:
+
+let
+  root = ../../coordinator;
+
+  # Only what the wheel and the test suite need: a local .venv, caches or
+  # bench results must not change the store path.
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.intersection (lib.fileset.unions [
+      (root + "/pyproject.toml")
+      (root + "/README.md")
+      (root + "/hydra_coordinator")
+      (lib.fileset.maybeMissing (root + "/tests"))
+    ]) (lib.fileset.fileFilter (file: !(file.hasExt "pyc")) root);
+  };
+
+  # The single source of the version is hydra_coordinator/__init__.py
+  # (hatch reads it from there too).
+  # Runtime dependencies, also used by the flake's dev shell.
+  pythonDependencies =
+    ps: with ps; [
+      aiohttp
+      click
+      fastapi
+      orjson
+      prometheus-client
+      pydantic
+      uvicorn
+      # the `speed` extra: uvicorn picks them up when importable
+      httptools
+      uvloop
+      # stores and features of later issues, listed now so that those issues
+      # need no package change
+      detect-secrets
+      mcp
+      phonenumbers
+      psycopg
+      psycopg-pool
+      python-stdnum
+      qdrant-client
+      redis
+    ];
+
+  version = lib.head (
+    builtins.match ''.*__version__ = "([^"]+)".*'' (
+      builtins.readFile (root + "/hydra_coordinator/__init__.py")
+    )
+  );
+in
+python3Packages.buildPythonApplication (finalAttrs: {
+  pname = "hydra-coordinator";
+  inherit version src;
+  pyproject = true;
+
+  build-system = [ python3Packages.hatchling ];
+
+  dependencies = pythonDependencies python3Packages;
+
+  nativeCheckInputs = with python3Packages; [
+    httpx
+    openai
+    pytest-asyncio
+    pytestCheckHook
+  ];
+
+  # The suite is added by the coordinator's own issues; until it exists there
+  # is nothing to run (pytest would exit 5, "no tests collected").
+  doCheck = builtins.pathExists (root + "/tests");
+
+  # Tests that need a PostgreSQL or Redis server carry the `needs_server`
+  # marker; they run in the NixOS VM tests instead (tests/vm/).
+  disabledTestMarks = [ "needs_server" ];
+
+  pythonImportsCheck = [ "hydra_coordinator" ];
+
+  passthru.pythonDependencies = pythonDependencies;
+
+  passthru.tests = hydraVmTests // {
+    version = testers.testVersion {
+      package = finalAttrs.finalPackage;
+      command = "hydra-coordinator --version";
+    };
+  };
+
+  meta = {
+    description = "Hybrid LLM coordinator: one OpenAI-compatible endpoint routing between local GPUs and cloud APIs";
+    license = lib.licenses.mit;
+    mainProgram = "hydra-coordinator";
+    maintainers = [ ];
+    platforms = lib.platforms.linux;
+  };
+})

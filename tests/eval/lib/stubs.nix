@@ -1,0 +1,431 @@
+# Typed stand-ins for the NixOS options our modules write, so that
+# `lib.evalModules` can evaluate a module with nixpkgs' lib alone (no nixpkgs
+# package set, no NixOS module tree). Each option is declared with the type
+# and default nixpkgs gives it (nixos/modules/... named beside it), so a wrong
+# type or a misspelt attribute fails here as it would on a real system.
+#
+# Declared here (owned by this file; other stub files must not redeclare them):
+#   assertions, warnings
+#   meta.maintainers
+#   systemd.services.<name>.{enable, description, wantedBy, requiredBy, wants,
+#     requires, after, before, bindsTo, partOf, upholds, conflicts, environment,
+#     path, script, preStart, postStart, serviceConfig, unitConfig, startAt,
+#     restartTriggers, reloadTriggers, restartIfChanged, stopIfChanged}
+#   systemd.tmpfiles.rules
+#   users.users.<name>.{name, isSystemUser, isNormalUser, group, extraGroups,
+#     description, home, createHome, uid, shell}
+#   users.groups.<name>.{name, gid, members}
+#   networking.firewall.{enable, allowedTCPPorts}
+#   services.postgresql.{enable, package, ensureDatabases, ensureUsers}
+#   services.redis.servers.<name>.{enable, port, bind, unixSocket,
+#     unixSocketPerm, user, group, settings, openFirewall, requirePassFile,
+#     save, appendOnly, databases, maxclients, logLevel, extraParams}
+#   services.qdrant.enable
+#   environment.systemPackages
+#   nixpkgs.overlays
+#
+# Options only the lab modules need live in stubs-lab.nix, imported next to
+# this file by the tests that need them.
+{ lib, ... }:
+
+let
+  inherit (lib) mkOption types;
+
+  # nixos/lib/systemd-lib.nix: unitNameType
+  unitName = types.strMatching "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)";
+  unitList = mkOption {
+    type = types.listOf unitName;
+    default = [ ];
+  };
+
+  # nixos/lib/systemd-unit-options.nix: unitOption, "systemd option". Lists
+  # concatenate; scalars must agree.
+  unitOption = types.mkOptionType {
+    name = "systemd option";
+    check =
+      value:
+      lib.isList value
+      || lib.isBool value
+      || lib.isInt value
+      || lib.isFloat value
+      || lib.isStringLike value;
+    merge =
+      loc: defs:
+      let
+        defs' = lib.filterOverrides defs;
+      in
+      if lib.any (def: lib.isList def.value) defs' then
+        lib.concatMap (def: lib.toList def.value) defs'
+      else
+        lib.mergeEqualOption loc defs';
+  };
+
+  # nixos/modules/misc/nixpkgs.nix: overlayType
+  overlay = types.mkOptionType {
+    name = "nixpkgs-overlay";
+    description = "nixpkgs overlay";
+    check = lib.isFunction;
+    merge = lib.mergeOneOption;
+  };
+
+  # nixos/modules/config/users-groups.nix: passwdEntry
+  passwdEntry =
+    type:
+    types.addCheck type (value: !(lib.hasInfix ":" value || lib.hasInfix "\n" value))
+    // {
+      description = "${type.description}, not containing newlines or colons";
+    };
+
+  serviceModule = {
+    options = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+      };
+      description = mkOption {
+        type = types.singleLineStr;
+        default = "";
+      };
+      wantedBy = unitList;
+      requiredBy = unitList;
+      upholds = unitList;
+      wants = unitList;
+      requires = unitList;
+      after = unitList;
+      before = unitList;
+      bindsTo = unitList;
+      partOf = unitList;
+      conflicts = unitList;
+      environment = mkOption {
+        type = types.attrsOf (
+          types.nullOr (
+            types.oneOf [
+              types.str
+              types.path
+              types.package
+            ]
+          )
+        );
+        default = { };
+      };
+      path = mkOption {
+        type = types.listOf (types.either types.package types.str);
+        default = [ ];
+      };
+      script = mkOption {
+        type = types.lines;
+        default = "";
+      };
+      preStart = mkOption {
+        type = types.lines;
+        default = "";
+      };
+      postStart = mkOption {
+        type = types.lines;
+        default = "";
+      };
+      serviceConfig = mkOption {
+        type = types.attrsOf unitOption;
+        default = { };
+      };
+      unitConfig = mkOption {
+        type = types.attrsOf unitOption;
+        default = { };
+      };
+      startAt = mkOption {
+        type = types.either types.str (types.listOf types.str);
+        default = [ ];
+      };
+      restartTriggers = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
+      reloadTriggers = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
+      restartIfChanged = mkOption {
+        type = types.bool;
+        default = true;
+      };
+      stopIfChanged = mkOption {
+        type = types.bool;
+        default = true;
+      };
+    };
+  };
+
+  userModule =
+    { name, ... }:
+    {
+      options = {
+        name = mkOption {
+          type = passwdEntry types.str;
+          default = name;
+        };
+        isSystemUser = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        isNormalUser = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        group = mkOption {
+          type = types.str;
+          default = "";
+        };
+        extraGroups = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+        };
+        description = mkOption {
+          type = passwdEntry types.str;
+          default = "";
+        };
+        home = mkOption {
+          type = passwdEntry types.path;
+          default = "/var/empty";
+        };
+        createHome = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        uid = mkOption {
+          type = types.nullOr types.int;
+          default = null;
+        };
+        shell = mkOption {
+          type = types.nullOr (types.either types.shellPackage (passwdEntry types.path));
+          default = null;
+        };
+      };
+    };
+
+  groupModule =
+    { name, ... }:
+    {
+      options = {
+        name = mkOption {
+          type = passwdEntry types.str;
+          default = name;
+        };
+        gid = mkOption {
+          type = types.nullOr types.int;
+          default = null;
+        };
+        members = mkOption {
+          type = types.listOf (passwdEntry types.str);
+          default = [ ];
+        };
+      };
+    };
+
+  # nixos/modules/services/databases/postgresql.nix: ensureUsers
+  ensureUserModule = {
+    options = {
+      name = mkOption { type = types.str; };
+      ensureDBOwnership = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      ensureClauses = mkOption {
+        type = types.submodule {
+          options = lib.genAttrs [
+            "superuser"
+            "createrole"
+            "createdb"
+            "inherit"
+            "login"
+            "replication"
+            "bypassrls"
+          ] (_: mkOption {
+            type = types.nullOr types.bool;
+            default = null;
+          });
+        };
+        default = { };
+      };
+    };
+  };
+
+  # nixos/modules/services/databases/redis.nix: servers.<name>
+  redisServerModule =
+    { name, config, ... }:
+    let
+      redisName = if name == "" then "redis" else "redis-${name}";
+    in
+    {
+      options = {
+        enable = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        user = mkOption {
+          type = types.str;
+          default = redisName;
+        };
+        group = mkOption {
+          type = types.str;
+          default = config.user;
+        };
+        port = mkOption {
+          type = types.port;
+          default = if name == "" then 6379 else 0;
+        };
+        bind = mkOption {
+          type = types.nullOr types.str;
+          default = "127.0.0.1";
+        };
+        unixSocket = mkOption {
+          type = types.nullOr types.path;
+          default = "/run/${redisName}/redis.sock";
+        };
+        unixSocketPerm = mkOption {
+          type = types.int;
+          default = 660;
+        };
+        openFirewall = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        requirePassFile = mkOption {
+          type = types.nullOr types.path;
+          default = null;
+        };
+        save = mkOption {
+          type = types.listOf (types.listOf types.int);
+          default = [
+            [ 900 1 ]
+            [ 300 10 ]
+            [ 60 10000 ]
+          ];
+        };
+        appendOnly = mkOption {
+          type = types.bool;
+          default = false;
+        };
+        databases = mkOption {
+          type = types.int;
+          default = 16;
+        };
+        maxclients = mkOption {
+          type = types.int;
+          default = 10000;
+        };
+        logLevel = mkOption {
+          type = types.str;
+          default = "notice";
+        };
+        extraParams = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+        };
+        settings = mkOption {
+          type = types.attrsOf (
+            types.oneOf [
+              types.bool
+              types.int
+              types.str
+              (types.listOf types.str)
+            ]
+          );
+          default = { };
+        };
+      };
+    };
+in
+{
+  options = {
+    # nixos/modules/misc/assertions.nix
+    assertions = mkOption {
+      type = types.listOf types.unspecified;
+      default = [ ];
+      internal = true;
+    };
+    warnings = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      internal = true;
+    };
+
+    # nixos/modules/misc/meta.nix (maintainers are attrsets there; any list here)
+    meta.maintainers = mkOption {
+      type = types.listOf types.raw;
+      default = [ ];
+      internal = true;
+    };
+
+    # nixos/modules/system/boot/systemd.nix, systemd/tmpfiles.nix
+    systemd.services = mkOption {
+      type = types.attrsOf (types.submodule serviceModule);
+      default = { };
+    };
+    systemd.tmpfiles.rules = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+    };
+
+    # nixos/modules/config/users-groups.nix
+    users.users = mkOption {
+      type = types.attrsOf (types.submodule userModule);
+      default = { };
+    };
+    users.groups = mkOption {
+      type = types.attrsOf (types.submodule groupModule);
+      default = { };
+    };
+
+    # nixos/modules/services/networking/firewall.nix
+    networking.firewall.enable = mkOption {
+      type = types.bool;
+      default = true;
+    };
+    networking.firewall.allowedTCPPorts = mkOption {
+      type = types.listOf types.port;
+      default = [ ];
+    };
+
+    # nixos/modules/services/databases/postgresql.nix
+    services.postgresql = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      # nixpkgs picks the default by system.stateVersion; reading it here is an error.
+      package = mkOption { type = types.package; };
+      ensureDatabases = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+      ensureUsers = mkOption {
+        type = types.listOf (types.submodule ensureUserModule);
+        default = [ ];
+      };
+    };
+
+    # nixos/modules/services/databases/redis.nix
+    services.redis.servers = mkOption {
+      type = types.attrsOf (types.submodule redisServerModule);
+      default = { };
+    };
+
+    # nixos/modules/services/search/qdrant.nix
+    services.qdrant.enable = mkOption {
+      type = types.bool;
+      default = false;
+    };
+
+    # nixos/modules/config/system-path.nix
+    environment.systemPackages = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+    };
+
+    # nixos/modules/misc/nixpkgs.nix
+    nixpkgs.overlays = mkOption {
+      type = types.listOf overlay;
+      default = [ ];
+    };
+  };
+}
