@@ -21,6 +21,11 @@ from .config import Settings, read_secret
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .proxy import Proxy
+from .stores.cache import ResponseCache
+from .stores.knowledge import KnowledgeBase
+from .stores.lifecycle import Stores, attach_stores, stores_running
+from .stores.limiter import RateLimiter
+from .stores.usage import UsageCounters
 from .telemetry import Recorder
 
 __all__ = ["Runtime", "create_app", "get_runtime"]
@@ -42,6 +47,13 @@ class Runtime:
     keys: ApiKeys
     # name -> a cheap, non-blocking check; later issues register PostgreSQL, Redis, ...
     dependencies: dict[str, Callable[[], DependencyState]] = field(default_factory=dict)
+    # stores (issue 3), set by stores.lifecycle.attach_stores: Redis or in process; Qdrant
+    dependency_details: dict[str, str] = field(default_factory=dict)  # shown in /health
+    cache: ResponseCache = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    usage: UsageCounters = field(init=False)
+    knowledge: KnowledgeBase = field(init=False)
+    stores: Stores = field(init=False)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -57,7 +69,9 @@ def build_runtime(settings: Settings) -> Runtime:
         read_secret(path, f"auth.api_key_files.{i}")
         for i, path in enumerate(settings.auth.api_key_files)
     )
-    return Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
+    runtime = Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
+    attach_stores(runtime)
+    return runtime
 
 
 @asynccontextmanager
@@ -70,7 +84,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "hydra-coordinator %s serving %d backend(s)", __version__, len(runtime.settings.backends)
     )
     try:
-        yield
+        async with stores_running(runtime):
+            yield
     finally:
         first_probe.cancel()
         await runtime.pool.stop()

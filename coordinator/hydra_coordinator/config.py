@@ -19,12 +19,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "AuthConfig",
     "BackendConfig",
+    "CacheConfig",
     "ConfigError",
+    "EmbeddingsConfig",
     "HealthConfig",
+    "KnowledgeConfig",
     "LimitsConfig",
     "ListenConfig",
     "LogConfig",
     "Price",
+    "QdrantConfig",
+    "RateLimit",
+    "RateLimitsConfig",
+    "RedisConfig",
     "RoutingConfig",
     "Settings",
     "UpstreamConfig",
@@ -33,6 +40,7 @@ __all__ = [
     "load_settings",
     "read_secret",
     "redacted",
+    "state_dir",
 ]
 
 CONFIG_ENV = "HYDRA_COORDINATOR_CONFIG"
@@ -123,6 +131,82 @@ class LogConfig(_Model):
     access: bool = True
 
 
+# --- stores (issue 3): Redis cache and limits, Qdrant knowledge base, embeddings -------------
+
+
+class RedisConfig(_Model):
+    url: str | None = Field(
+        default=None,
+        description="redis://[:password@]host:port/db; unset = in-process cache and limits.",
+    )
+    timeout_s: float = Field(default=0.25, gt=0, description="Per-command timeout.")
+    retry_s: float = Field(
+        default=2.0, gt=0, description="After a failure, use the in-process fallback this long."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
+        return value
+
+
+class CacheConfig(_Model):
+    enabled: bool = True
+    ttl_s: float = Field(default=3600.0, gt=0)
+    max_entry_bytes: int = Field(default=1024 * 1024, ge=1)
+
+
+class RateLimit(_Model):
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(
+        default=None, ge=1, description="Bucket size; default: requests_per_minute."
+    )
+
+
+class RateLimitsConfig(RateLimit):
+    keys: dict[str, RateLimit] = Field(
+        default_factory=dict, description="Per API key id overrides of the defaults."
+    )
+
+
+class QdrantConfig(_Model):
+    url: str | None = Field(default=None, description="A Qdrant server; unset = embedded.")
+    path: str | None = Field(
+        default=None, description="Embedded store; relative to the state directory."
+    )
+    collection: str = Field(default="hydra_knowledge", min_length=1)
+    api_key_file: str | None = None
+
+
+class EmbeddingsConfig(_Model):
+    url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible API root serving /embeddings; unset = built-in.",
+    )
+    model: str = "nomic-embed-text"
+    api_key_file: str | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/") if value else value
+
+
+class KnowledgeConfig(_Model):
+    enabled: bool = True
+    store_answers: bool = True
+    queue_size: int = Field(default=256, ge=1)
+
+
+# --- end of stores ---------------------------------------------------------------------------
+
+
 def _default_backends() -> list[BackendConfig]:
     return [BackendConfig(name="ollama", kind="local", base_url=DEFAULT_OLLAMA_URL)]
 
@@ -136,6 +220,14 @@ class Settings(_Model):
     health: HealthConfig = HealthConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     log: LogConfig = LogConfig()
+    # stores (issue 3: Redis, Qdrant, embeddings)
+    state_dir: str | None = None
+    redis: RedisConfig = RedisConfig()
+    cache: CacheConfig = CacheConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
+    qdrant: QdrantConfig = QdrantConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    knowledge: KnowledgeConfig = KnowledgeConfig()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -232,6 +324,12 @@ def secret_files(settings: Settings) -> list[tuple[str, str]]:
     for index, backend in enumerate(settings.backends):
         if backend.api_key_file:
             found.append((f"backends.{index}.api_key_file", backend.api_key_file))
+    for key, path in (
+        ("qdrant.api_key_file", settings.qdrant.api_key_file),
+        ("embeddings.api_key_file", settings.embeddings.api_key_file),
+    ):
+        if path:
+            found.append((key, path))
     return found
 
 
@@ -276,3 +374,17 @@ def redacted(settings: Settings) -> dict[str, Any]:
     Secrets otherwise appear only as file paths, never as values.
     """
     return dict(_redact(settings.model_dump(mode="json")))
+
+
+# --- state directory (issue 3) ---------------------------------------------------------------
+
+
+def state_dir(settings: Settings) -> Path:
+    """Where the coordinator keeps state: ``$STATE_DIRECTORY`` (systemd), else the
+    ``state_dir`` key, else ``~/.local/state/hydra-coordinator``. Not created here."""
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])  # systemd joins several directories with ':'
+    if settings.state_dir:
+        return Path(settings.state_dir).expanduser()
+    return Path.home() / ".local" / "state" / "hydra-coordinator"

@@ -6,7 +6,7 @@ so the request path never updates them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -42,6 +42,23 @@ class _BackendCollector(Collector):
             in_flight.add_metric([backend.name], backend.in_flight)
             queue.add_metric([backend.name], backend.waiting)
         yield from (up, in_flight, queue)
+
+
+class _DependencyCollector(Collector):
+    """``hydra_dependency_up``: read from ``runtime.dependencies`` at scrape time."""
+
+    def __init__(self, dependencies: Mapping[str, Callable[[], str]]) -> None:
+        self._dependencies = dependencies
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "hydra_dependency_up",
+            "1 when the dependency works (healthy or degraded), 0 when down",
+            labels=["dependency"],
+        )
+        for name, check in list(self._dependencies.items()):
+            up.add_metric([name], 0.0 if check() == "down" else 1.0)
+        yield up
 
 
 class Metrics:
@@ -80,6 +97,20 @@ class Metrics:
         info = Gauge("hydra_build_info", "The coordinator's version", ["version"], registry=r)
         info.labels(__version__).set(1)
         r.register(_BackendCollector(backends))
+        # stores (issue 3)
+        self.cache_requests = Counter(
+            "hydra_cache_requests",
+            "Response cache lookups of eligible requests",
+            ["result"],
+            registry=r,
+        )
+        self._dependencies_watched = False
+
+    def watch_dependencies(self, dependencies: Mapping[str, Callable[[], str]]) -> None:
+        """Export ``hydra_dependency_up`` for the (live) mapping ``runtime.dependencies``."""
+        if not self._dependencies_watched:
+            self._dependencies_watched = True
+            self.registry.register(_DependencyCollector(dependencies))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,6 +13,8 @@ from ..errors import BadRequest, NotFound
 from ..proxy import Call
 from ..routing.features import extract_features
 from ..routing.router import Decision, UnknownModel, decide
+from ..stores.cache import parse_cache_header
+from ..stores.lifecycle import CACHE_HEADER, after_answer, cache_lookup, check_rate_limit
 from .body import read_json_object
 
 router = APIRouter()
@@ -37,11 +39,31 @@ def _check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
 
 
 async def handle_chat(
-    runtime: Any, body: dict[str, Any], raw: bytes, key_id: str | None, started: float
+    runtime: Any,
+    body: dict[str, Any],
+    raw: bytes,
+    key_id: str | None,
+    started: float,
+    *,
+    cache: bool | None = None,
 ) -> Response:
     """Validate, route and forward one chat request: the one path every surface uses
-    (the HTTP endpoint and the MCP ``ask`` tool)."""
+    (the HTTP endpoint and the MCP ``ask`` tool). ``cache`` is the client's wish
+    (``x-hydra-cache``): True opts in, False opts out, None caches temperature 0 only."""
     model, stream = _check_chat_body(body)
+    await check_rate_limit(runtime, key_id)
+    request_id = os.urandom(12).hex()
+    key, cached = await cache_lookup(
+        runtime,
+        body,
+        stream=stream,
+        key_id=key_id,
+        request_id=request_id,
+        started=started,
+        opt_in=cache,
+    )
+    if cached is not None:
+        return cached
     try:
         decision: Decision = decide(
             extract_features(body), model, runtime.pool.views(), runtime.settings.routing
@@ -53,7 +75,7 @@ async def handle_chat(
         ) from None
     runtime.metrics.decisions.labels(decision.route).inc()
     call = Call(
-        request_id=os.urandom(12).hex(),
+        request_id=request_id,
         key_id=key_id,
         body=body,
         raw=raw,
@@ -63,6 +85,7 @@ async def handle_chat(
         started=started,
     )
     response: Response = await runtime.proxy.forward(call)
+    after_answer(runtime, call, response, key)
     return response
 
 
@@ -72,4 +95,5 @@ async def chat_completions(request: Request) -> Response:
     runtime = request.app.state.runtime
     body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
     key_id = request.scope.get("state", {}).get("key_id")
-    return await handle_chat(runtime, body, raw, key_id, started)
+    cache = parse_cache_header(request.headers.get(CACHE_HEADER))
+    return await handle_chat(runtime, body, raw, key_id, started, cache=cache)

@@ -27,6 +27,8 @@ def health_report(runtime: Any) -> dict[str, Any]:
         "version": __version__,
         "dependencies": dependencies,
         "backends": backends,
+        # what each dependency is, e.g. "embeddings": "builtin (feature hashing, ...)"
+        "dependency_details": dict(getattr(runtime, "dependency_details", {})),
     }
 
 
