@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .fixtures_redis import redis_server  # noqa: F401 (a fixture)
 from .servers import CoordinatorServer, FakeUpstream, coordinator_settings, running
 
 
