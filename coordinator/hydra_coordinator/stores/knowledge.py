@@ -16,6 +16,7 @@ waits for a search. Nothing here fails a request: errors are logged and the base
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import threading
 import time
@@ -93,6 +94,20 @@ _LOCAL: dict[str, _Store] = {}  # embedded stores open in this process, by path
 _LOCAL_LOCK = threading.Lock()
 
 
+def _locked(lock_file: Path) -> bool:
+    """Whether another process holds the embedded store's lock (Qdrant uses flock)."""
+    try:
+        with open(lock_file, "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
 def _open_local(path: Path) -> tuple[_Store, bool]:
     """The embedded store at ``path`` (shared in this process); (store, False) means another
     process holds it and this one got an in-memory store instead."""
@@ -106,6 +121,8 @@ def _open_local(path: Path) -> tuple[_Store, bool]:
             return store, True
         path.mkdir(parents=True, exist_ok=True)
         try:
+            if _locked(path / ".lock"):  # asking Qdrant itself would leak its lock file
+                raise RuntimeError("locked by another process")
             client = QdrantClient(path=key)
         except RuntimeError as exc:  # "Storage folder ... is already accessed by another ..."
             log.warning("qdrant store %s is in use (%s); keeping knowledge in memory", key, exc)
