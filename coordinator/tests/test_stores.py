@@ -250,7 +250,7 @@ def test_usage_counters_count_requests_tokens_and_spend(local_fake, store):
         usage = server.runtime.usage
 
         def counted() -> bool:
-            return in_app(server, usage.usage("global", "daily")).requests == 3
+            return bool(in_app(server, usage.usage("global", "daily")).requests == 3)
 
         wait_for(counted, message="3 requests counted")
         # the fake counts words: 6 prompt and 7 completion tokens; at 1 and 2 $/Mtok
