@@ -139,6 +139,9 @@ class RedisConfig(_Model):
         default=None,
         description="redis://[:password@]host:port/db; unset = in-process cache and limits.",
     )
+    password_file: str | None = Field(
+        default=None, description="File holding Redis' password (instead of one in the URL)."
+    )
     timeout_s: float = Field(default=0.25, gt=0, description="Per-command timeout.")
     retry_s: float = Field(
         default=2.0, gt=0, description="After a failure, use the in-process fallback this long."
@@ -325,6 +328,7 @@ def secret_files(settings: Settings) -> list[tuple[str, str]]:
         if backend.api_key_file:
             found.append((f"backends.{index}.api_key_file", backend.api_key_file))
     for key, path in (
+        ("redis.password_file", settings.redis.password_file),
         ("qdrant.api_key_file", settings.qdrant.api_key_file),
         ("embeddings.api_key_file", settings.embeddings.api_key_file),
     ):

@@ -104,6 +104,8 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        for result in ("hit", "miss"):
+            self.cache_requests.labels(result)
         self._dependencies_watched = False
 
     def watch_dependencies(self, dependencies: Mapping[str, Callable[[], str]]) -> None:

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hydra_coordinator.config import RateLimitsConfig
+from hydra_coordinator.config import (
+    ConfigError,
+    RateLimitsConfig,
+    check_secrets,
+    redacted,
+    settings_from_dict,
+)
 from hydra_coordinator.stores.cache import cache_eligible, cache_key, parse_cache_header
 from hydra_coordinator.stores.limiter import MemoryLimiter, bucket_for
 
@@ -53,6 +59,20 @@ def test_cache_key_covers_key_model_and_parameters_but_not_stream():
     assert cache_key(None, body) != cache_key("b", body)
     assert cache_key("a", body) != cache_key("a", {**body, "model": "gpt-4o"})
     assert cache_key("a", body) != cache_key("a", {**body, "max_tokens": 5})
+
+
+def test_store_settings_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"redis\.url: must start with redis://"):
+        settings_from_dict({"redis": {"url": "http://localhost:6379"}})
+    with pytest.raises(ConfigError, match=r"rate_limits\.keys\.k\.burst"):
+        settings_from_dict({"rate_limits": {"keys": {"k": {"burst": 0}}}})
+    with pytest.raises(ConfigError, match=r"cache\.ttl: unknown key"):
+        settings_from_dict({"cache": {"ttl": 5}})
+    settings = settings_from_dict({"redis": {"url": "redis://:hunter2@db:6379/1"}})
+    assert redacted(settings)["redis"]["url"] == "redis://:***@db:6379/1"
+    settings = settings_from_dict({"redis": {"password_file": str(tmp_path / "nope")}})
+    with pytest.raises(ConfigError, match=r"redis\.password_file: cannot read secret file"):
+        check_secrets(settings)
 
 
 def test_bucket_defaults_and_overrides():

@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from ..config import RedisConfig
+from ..config import RedisConfig, read_secret
 
 __all__ = ["RedisLink", "RedisUnavailable"]
 
@@ -51,8 +51,12 @@ class RedisLink:
     def client(self) -> aioredis.Redis:
         if self._client is None:  # created lazily, inside the event loop that uses it
             timeout = self.config.timeout_s
+            password = None
+            if self.config.password_file:
+                password = read_secret(self.config.password_file, "redis.password_file")
             self._client = aioredis.Redis.from_url(
                 self.url,
+                password=password,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0),
