@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -190,6 +191,8 @@ def settings_for(fake: FakeUpstream, **extra: Any) -> Any:
 def test_deterministic_request_is_served_from_the_cache(local_fake, store):
     body = {"model": "auto", "messages": QUESTION, "temperature": 0}
     with running(settings_for(local_fake, **store)) as server:
+        records: list[Any] = []
+        server.runtime.recorder.sinks.append(SimpleNamespace(emit=records.append))
         status, headers, first = post(server, body)
         assert status == 200 and headers["x-hydra-cache"] == "miss"
         wait_for(lambda: metric(server, "hydra_cache_requests_total", result="miss") == 1)
@@ -204,6 +207,9 @@ def test_deterministic_request_is_served_from_the_cache(local_fake, store):
         assert headers["x-hydra-backend"] == "ollama" and headers["x-hydra-route"] == "local"
         assert len(headers["x-hydra-request-id"]) == 24
         assert metric(server, "hydra_cache_requests_total", result="hit") == 1
+        hit = next(r for r in records if r.request_id == headers["x-hydra-request-id"])
+        assert hit.cache_hit and hit.backend == "ollama" and hit.status == 200
+        assert not any(r.cache_hit for r in records if r is not hit)
         misses = metric(server, "hydra_cache_requests_total", result="miss")
         assert chat_requests(local_fake) == misses  # every hit spared the upstream a call
         # streaming requests are never cached
@@ -349,3 +355,34 @@ def test_redis_killed_mid_run_keeps_requests_flowing(local_fake, redis_server):
         assert post(server, fresh)[1]["x-hydra-cache"] == "miss"
         wait_for(lambda: post(server, fresh)[1]["x-hydra-cache"] == "hit", 3, "a hit")
         assert b"hydra:cache:" in redis_server.command("KEYS", "hydra:cache:*")
+
+
+@pytest.mark.needs_server
+def test_usage_counted_while_redis_was_down_is_added_when_it_is_back(tmp_path):
+    from hydra_coordinator.config import RedisConfig
+    from hydra_coordinator.stores.redis_link import RedisLink
+    from hydra_coordinator.stores.usage import RedisUsage
+
+    server = RedisServer(tmp_path / "redis")  # not started yet
+    link = RedisLink(RedisConfig(url=server.url, retry_s=0.05, timeout_s=0.2))
+    usage = RedisUsage(link)
+
+    async def run() -> None:
+        await usage.add("k", 10, 0.5)  # Redis is down: kept in process
+        assert link.status() == "down"
+        assert await usage.spend("k", "daily") == 0.5
+        server.start()
+        try:
+            await asyncio.sleep(0.1)
+            assert await link.ping()  # back: the pending counts are flushed
+            await usage.add("k", 5, 0.25)
+            assert usage.pending.drain() == {}
+            day = await usage.usage("k", "daily")
+            assert (day.requests, day.tokens) == (2, 15)
+            assert day.cost_usd == pytest.approx(0.75)
+            assert await usage.spend("global", "monthly") == pytest.approx(0.75)
+        finally:
+            await link.stop()
+            server.stop()
+
+    asyncio.run(run())
