@@ -8,7 +8,6 @@ import json
 import math
 import subprocess
 import sys
-import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from hydra_coordinator.stores.embeddings import hash_embed, make_embedder
 from hydra_coordinator.stores.knowledge import KnowledgeBase, answer_text, question_text
 
 from .servers import coordinator_settings, running
-from .test_stores import in_app, post
+from .test_stores import health, in_app, post
 
 
 @asynccontextmanager
@@ -160,7 +159,7 @@ def test_unreachable_embeddings_service_never_fails_requests(tmp_path, local_fak
         kb = server.runtime.knowledge
         in_app(server, kb.drain())
         assert kb.stored == 0
-        report = json.loads(urllib.request.urlopen(f"{server.url}/health").read())
+        report = health(server)
         assert report["dependencies"]["embeddings"] == "down"
         assert report["status"] == "degraded"
         assert post(server, body)[0] == 200
@@ -172,7 +171,7 @@ def test_chat_answers_are_stored_in_the_background(local_fake, tmp_path):
         state_dir=str(tmp_path),
     )
     with running(settings) as server:
-        report = json.loads(urllib.request.urlopen(f"{server.url}/health").read())
+        report = health(server)
         assert report["dependencies"]["qdrant"] == "healthy"
         assert report["dependencies"]["embeddings"] == "healthy"
         assert report["dependency_details"]["embeddings"].startswith("builtin")
@@ -202,6 +201,6 @@ def test_knowledge_can_be_disabled(local_fake):
         knowledge={"enabled": False},
     )
     with running(settings) as server:
-        report = json.loads(urllib.request.urlopen(f"{server.url}/health").read())
+        report = health(server)
         assert "qdrant" not in report["dependencies"]
         assert in_app(server, server.runtime.knowledge.search("anything")) == []

@@ -140,7 +140,8 @@ def health(server: CoordinatorServer) -> dict[str, Any]:
 
 
 def metric(server: CoordinatorServer, name: str, **labels: str) -> float:
-    text = urllib.request.urlopen(f"{server.url}/metrics", timeout=5).read().decode()
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as response:
+        text = response.read().decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
