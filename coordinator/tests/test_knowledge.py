@@ -159,6 +159,7 @@ def test_unreachable_embeddings_service_never_fails_requests(tmp_path, local_fak
         kb = server.runtime.knowledge
         in_app(server, kb.drain())
         assert kb.stored == 0
+        assert in_app(server, kb.search("hi")) == []  # a failing service: nothing found
         report = health(server)
         assert report["dependencies"]["embeddings"] == "down"
         assert report["status"] == "degraded"

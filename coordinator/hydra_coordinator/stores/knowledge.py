@@ -16,6 +16,7 @@ waits for a search. Nothing here fails a request: errors are logged and the base
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import threading
@@ -160,6 +161,7 @@ class KnowledgeBase:
         self._ok = True
         self._collections: dict[int, str] = {}
         self._worker: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self.on_drop: Callable[[], None] = lambda: None
 
     @property
@@ -184,6 +186,23 @@ class KnowledgeBase:
             self._ok = False
             log.warning("qdrant at %s cannot be opened: %s", self.where, exc)
         self._worker = asyncio.create_task(self._store_answers(), name="knowledge-store")
+        self._watcher = asyncio.create_task(self._watch(), name="knowledge-watch")
+
+    async def _watch(self, interval_s: float = 15.0) -> None:
+        """Keep ``/health`` true without traffic: ask a Qdrant server, and an embeddings
+        service that failed, whether they work (embedded Qdrant and the built-in embedder
+        cannot go away)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.qdrant.url or self._store is None:
+                if self._store is None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self._open)
+                with contextlib.suppress(Exception):
+                    await self._call(lambda c: c.get_collections())
+            if self.embedder.status() == "down":
+                with contextlib.suppress(Exception):
+                    await self.embedder.embed(["health check"])
 
     def _open(self) -> None:
         if self.qdrant.url:
@@ -198,10 +217,11 @@ class KnowledgeBase:
             self._store, self._shared = _open_local(self._local_path())
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
+        for task in (self._worker, self._watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._worker = self._watcher = None
         store, self._store = self._store, None
         if store is not None:
             if store.lock is not None and store.where != ":memory:":
@@ -318,9 +338,19 @@ class KnowledgeBase:
         self, query: str, limit: int = 5, key_id: str | None = None
     ) -> list[dict[str, Any]]:
         """The stored questions most similar to ``query``, best first; only ``key_id``'s
-        when given (None searches all: for the operator's tools, never for a client)."""
+        when given (None searches all: for the operator's tools, never for a client).
+
+        Never raises: when Qdrant or the embeddings service fails, the answer is ``[]`` (the
+        failure is logged and shown in ``/health``)."""
         if not self.enabled or limit < 1:
             return []
+        try:
+            return await self._search(query, limit, key_id)
+        except Exception as exc:
+            log.debug("knowledge search failed: %s", exc)
+            return []
+
+    async def _search(self, query: str, limit: int, key_id: str | None) -> list[dict[str, Any]]:
         from qdrant_client import models
 
         vector = await self._embed_one(query)
