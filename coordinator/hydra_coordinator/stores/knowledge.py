@@ -312,27 +312,39 @@ class KnowledgeBase:
         rating: float | None = None,
     ) -> None:
         """Store one answered question (the request id makes it idempotent)."""
-        if not self.enabled:
+        await self._add_many([(question, answer, backend, key_id, request_id, rating)])
+
+    async def _add_many(
+        self, items: list[tuple[str, str, str, str | None, str, float | None]]
+    ) -> None:
+        """One embeddings call and one upsert for several answers."""
+        if not self.enabled or not items:
             return
         from qdrant_client import models
 
-        vector = await self._embed_one(question)
-        collection = await self._collection(len(vector), create=True)
+        vectors = await self.embedder.embed([item[0] for item in items])
+        collection = await self._collection(len(vectors[0]), create=True)
         assert collection is not None
-        point = models.PointStruct(
-            id=str(uuid.uuid5(_NAMESPACE, request_id)),
-            vector=vector,
-            payload={
-                "question": question,
-                "answer": answer,
-                "backend": backend,
-                "key_id": key_id,
-                "request_id": request_id,
-                "rating": rating,
-                "created_at": time.time(),
-            },
-        )
-        await self._call(lambda c: c.upsert(collection, points=[point]))
+        now = time.time()
+        points = [
+            models.PointStruct(
+                id=str(uuid.uuid5(_NAMESPACE, request_id)),
+                vector=vector,
+                payload={
+                    "question": question,
+                    "answer": answer,
+                    "backend": backend,
+                    "key_id": key_id,
+                    "request_id": request_id,
+                    "rating": rating,
+                    "created_at": now,
+                },
+            )
+            for (question, answer, backend, key_id, request_id, rating), vector in zip(
+                items, vectors, strict=True
+            )
+        ]
+        await self._call(lambda c: c.upsert(collection, points=points))
 
     async def search(
         self, query: str, limit: int = 5, key_id: str | None = None
@@ -424,21 +436,27 @@ class KnowledgeBase:
             if self.dropped == 1 or self.dropped % 100 == 0:
                 log.warning("knowledge base is behind; %d answer(s) not stored", self.dropped)
 
-    async def _store_answers(self) -> None:
+    async def _store_answers(self, batch: int = 64) -> None:
         while True:
-            body, response_body, backend, key_id, request_id = await self.queue.get()
+            queued = [await self.queue.get()]
+            while len(queued) < batch and not self.queue.empty():
+                queued.append(self.queue.get_nowait())
             try:
-                question = question_text(body)
-                answer = answer_text(response_body)
-                if question and answer and self.should_store(body, answer):
-                    await self.add(question, answer, backend, key_id, request_id)
-                    self.stored += 1
+                items: list[tuple[str, str, str, str | None, str, float | None]] = []
+                for body, response_body, backend, key_id, request_id in queued:
+                    question = question_text(body)
+                    answer = answer_text(response_body)
+                    if question and answer and self.should_store(body, answer):
+                        items.append((question, answer, backend, key_id, request_id, None))
+                await self._add_many(items)
+                self.stored += len(items)
             except EmbeddingError as exc:
                 log.warning("not stored in the knowledge base: %s", exc)
             except Exception:
                 log.debug("not stored in the knowledge base", exc_info=True)
             finally:
-                self.queue.task_done()
+                for _ in queued:
+                    self.queue.task_done()
 
     async def drain(self) -> None:
         """Wait until the queued answers are stored (for tests)."""
