@@ -23,13 +23,16 @@ __all__ = ["RedisServer", "redis_server"]
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, unix_socket: bool = False) -> None:
         self.directory = directory
         self.port = port or free_port()
+        self.unix_socket = unix_socket  # also listen on <directory>/redis.sock (as on NixOS)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        if self.unix_socket:
+            return f"unix://{self.directory / 'redis.sock'}?db=0"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
@@ -54,6 +57,11 @@ class RedisServer:
                 str(self.directory),
                 "--loglevel",
                 "warning",
+                *(
+                    ["--unixsocket", str(self.directory / "redis.sock"), "--unixsocketperm", "700"]
+                    if self.unix_socket
+                    else []
+                ),
             ],
             cwd=self.directory,
             stdout=subprocess.DEVNULL,

@@ -387,3 +387,17 @@ def test_usage_counted_while_redis_was_down_is_added_when_it_is_back(tmp_path):
             server.stop()
 
     asyncio.run(run())
+
+
+@pytest.mark.needs_server
+def test_redis_over_a_unix_socket(local_fake, tmp_path):
+    """What the NixOS module's redis.createLocally configures."""
+    server = RedisServer(tmp_path / "redis", unix_socket=True).start()
+    try:
+        body = {"model": "auto", "messages": QUESTION, "temperature": 0}
+        with running(settings_for(local_fake, redis={"url": server.url})) as coordinator:
+            assert health(coordinator)["dependencies"]["redis"] == "healthy"
+            assert post(coordinator, body)[1]["x-hydra-cache"] == "miss"
+            wait_for(lambda: post(coordinator, body)[1]["x-hydra-cache"] == "hit", 3, "a hit")
+    finally:
+        server.stop()

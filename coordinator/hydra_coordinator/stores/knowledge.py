@@ -140,7 +140,17 @@ def _close_local(store: _Store) -> None:
             return
         if _LOCAL.get(store.where) is store:
             del _LOCAL[store.where]
-    store.client.close()
+    _close(store)
+
+
+def _close(store: _Store) -> None:
+    """Close the client once no call is running in it (a call cancelled in the event loop
+    still runs to its end in its thread)."""
+    if store.lock is None:
+        store.client.close()
+        return
+    with store.lock:
+        store.client.close()
 
 
 class KnowledgeBase:
@@ -224,10 +234,8 @@ class KnowledgeBase:
         self._worker = self._watcher = None
         store, self._store = self._store, None
         if store is not None:
-            if store.lock is not None and store.where != ":memory:":
-                await asyncio.to_thread(_close_local, store)
-            else:
-                await asyncio.to_thread(store.client.close)
+            shared = store.lock is not None and store.where != ":memory:"
+            await asyncio.to_thread(_close_local if shared else _close, store)
         await self.embedder.stop()
 
     def status(self) -> State:
