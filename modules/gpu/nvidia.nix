@@ -6,7 +6,7 @@
 let
   cfg = config.hydra.gpu.nvidia;
   inherit (lib) mkOption types;
-  nvidiaSmi = "${config.hardware.nvidia.package.bin}/bin/nvidia-smi";
+  nvidiaSmi = "${lib.getBin config.hardware.nvidia.package}/bin/nvidia-smi";
 
   gpuType = types.submodule {
     options = {
