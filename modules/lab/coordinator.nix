@@ -66,11 +66,8 @@ let
         backend "${name}": api_key_file = "${file}" is a path; give the bare credential name
         and the file in services.hydra-coordinator.credentials, e.g.
         credentials."${name}-key" = "${file}"; api_key_file = "${name}-key";''
-    else if !(coord.credentials ? ${file}) then
-      ''
-        backend "${name}": api_key_file = "${file}" names no entry of services.hydra-coordinator.credentials
-        (has: ${lib.concatStringsSep ", " (lib.attrNames coord.credentials)}).''
     else
+      # A name missing from credentials is reported by modules/coordinator.nix.
       null;
 
   backends = coord.settings.backends or [ ];

@@ -31,12 +31,13 @@ let
       null;
 
   retention = cfg.telemetryRetention;
+  # Identifiers are quoted: `timestamp` is an SQL keyword.
   retentionSql = ''
     DO $$
     BEGIN
       IF to_regclass('public.${retention.table}') IS NOT NULL THEN
-        DELETE FROM public.${retention.table}
-          WHERE ${retention.timestampColumn} < now() - interval '${toString retention.days} days';
+        DELETE FROM public."${retention.table}"
+          WHERE "${retention.timestampColumn}" < now() - interval '${toString retention.days} days';
       END IF;
     END
     $$;
@@ -74,13 +75,13 @@ in
       };
       table = lib.mkOption {
         type = identifier;
-        default = "telemetry_events";
+        default = "telemetry";
         description = "Telemetry table (schema public). A missing table is skipped, not an error.";
       };
       timestampColumn = lib.mkOption {
         type = identifier;
-        default = "created_at";
-        description = "Timestamp column compared with the retention window.";
+        default = "timestamp";
+        description = "Timestamp column (timestamptz) compared with the retention window.";
       };
       schedule = lib.mkOption {
         type = lib.types.str;
@@ -98,6 +99,16 @@ in
         ];
         default = "text-embeddings-inference";
         description = "Which embeddings service the coordinator uses (see the header of this module).";
+      };
+      url = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        readOnly = true;
+        default = embeddingsUrl;
+        defaultText = lib.literalMD "the URL of the service chosen by `provider`, `null` for `none`";
+        description = ''
+          Base URL of the embeddings service, for its clients. The coordinator
+          is not pointed at it yet: its config has no `embeddings` key.
+        '';
       };
       model = lib.mkOption {
         type = lib.types.str;
@@ -194,13 +205,11 @@ in
       }
 
       (lib.mkIf config.hydra.lab.coordinator.enable {
-        services.hydra-coordinator.settings = {
-          redis.url = lib.mkDefault "redis://127.0.0.1:${toString lab.ports.redis}/0";
-          embeddings = lib.mkIf (embeddingsUrl != null) {
-            url = lib.mkDefault embeddingsUrl;
-            model = lib.mkDefault cfg.embeddings.model;
-          };
-        };
+        # Only keys modules/coordinator.nix itself manages (database.url,
+        # redis.url, qdrant.url): the coordinator rejects unknown keys. The
+        # embeddings service is published as hydra.roles.storage.embeddings.url
+        # until the coordinator's config has an `embeddings` key.
+        services.hydra-coordinator.settings.redis.url = lib.mkDefault "redis://127.0.0.1:${toString lab.ports.redis}/0";
       })
 
       (lib.mkIf (cfg.embeddings.provider == "text-embeddings-inference") {

@@ -49,6 +49,7 @@ in
         services.hydra-coordinator.settings.backends = lib.mkForce [
           {
             name = "x";
+            kind = "local";
             base_url = "http://192.168.50.11:9999/v1";
           }
         ];
@@ -80,6 +81,7 @@ in
         services.hydra-coordinator.settings.backends = lib.mkForce [
           {
             name = "openai";
+            kind = "cloud";
             base_url = "https://api.openai.com/v1";
             api_key_file = "/run/secrets/openai";
           }
@@ -89,18 +91,33 @@ in
     expected = true;
   };
 
+  # reported by modules/coordinator.nix (the lab module does not repeat it)
   testBackendKeyNamesAMissingCredential = {
-    expr = firesWith [ ''api_key_file = "nope" names no entry'' ] (
+    expr = firesWith [
+      "refers to credentials that are not declared"
+      ''(backend "openai").api_key_file = "nope"''
+    ] (
       evalWith "hydra-storage" {
         services.hydra-coordinator.settings.backends = lib.mkForce [
           {
             name = "openai";
+            kind = "cloud";
             base_url = "https://api.openai.com/v1";
             api_key_file = "nope";
           }
         ];
       }
     );
+    expected = true;
+  };
+
+  # modules/coordinator.nix: the lab listens on the LAN address, so clients
+  # must authenticate.
+  testCoordinatorOnLanNeedsClientKeys = {
+    expr = firesWith [
+      ''listen.address = "192.168.50.10" is not a loopback''
+      "api_key_files is empty"
+    ] (evalWith "hydra-storage" { services.hydra-coordinator.settings.auth.api_key_files = lib.mkForce [ ]; });
     expected = true;
   };
 
@@ -191,10 +208,16 @@ in
       };
     expected = {
       failed = [ ];
-      dbs = [ "letta" ];
+      # hydra-coordinator: the coordinator runs on the storage node with
+      # services.hydra-coordinator.database.createLocally.
+      dbs = [
+        "letta"
+        "hydra-coordinator"
+      ];
       users = [
         "grafana"
         "letta"
+        "hydra-coordinator"
       ];
       net = [ "--network=host" ];
       env = [ "/run/secrets/hydra/letta.env" ];

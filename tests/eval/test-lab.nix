@@ -58,7 +58,7 @@ in
   testAiPowerLimitsOneshot = {
     expr = {
       inherit (ai.systemd.services.nvidia-power-limits.serviceConfig) Type RemainAfterExit;
-      exec = map (lib.removePrefix "/nix/store/00000000000000000000000000000000-nvidia-x11-bin/bin/")
+      exec = map (lib.removePrefix "${ai.hardware.nvidia.package.bin}/bin/")
         ai.systemd.services.nvidia-power-limits.serviceConfig.ExecStart;
       wantedBy = ai.systemd.services.nvidia-power-limits.wantedBy;
     };
@@ -160,7 +160,7 @@ in
   testComputeOllama = {
     expr = {
       inherit (compute.services.ollama) host port;
-      package = compute.services.ollama.package.name;
+      package = lib.getName compute.services.ollama.package;
       env = compute.services.ollama.environmentVariables;
     };
     expected = {
@@ -259,6 +259,68 @@ in
       }
     ];
   };
+  # The coordinator's config (coordinator/hydra_coordinator/config.py)
+  # rejects unknown keys; database/redis/qdrant are the keys
+  # modules/coordinator.nix manages for the stores work.
+  testStorageCoordinatorConfigKeysAreKnown = {
+    expr =
+      let
+        json = storage.services.hydra-coordinator.settings;
+        unknown = known: attrs: lib.subtractLists known (lib.attrNames attrs);
+      in
+      {
+        top = unknown [
+          "listen"
+          "backends"
+          "routing"
+          "auth"
+          "limits"
+          "health"
+          "upstream"
+          "log"
+          "database"
+          "redis"
+          "qdrant"
+        ] json;
+        backends = lib.concatMap (unknown [
+          "name"
+          "kind"
+          "base_url"
+          "api_key_file"
+          "models"
+          "price_per_mtok"
+          "max_concurrency"
+          "max_queue"
+          "timeout_s"
+          "connect_timeout_s"
+          "context_window"
+        ]) json.backends;
+        kinds = map (b: b.kind) json.backends;
+        inherit (json) listen;
+        stores = {
+          database = json.database.url;
+          redis = json.redis.url;
+          qdrant = json.qdrant.url;
+        };
+      };
+    expected = {
+      top = [ ];
+      backends = [ ];
+      kinds = [
+        "local"
+        "local"
+      ];
+      listen = {
+        host = "192.168.50.10";
+        port = 8092;
+      };
+      stores = {
+        database = "postgresql:///hydra-coordinator?host=/run/postgresql";
+        redis = "redis://127.0.0.1:6379/0";
+        qdrant = "http://192.168.50.10:6333";
+      };
+    };
+  };
   testStorageCoordinatorSecretsAreCredentials = {
     expr = {
       creds = lib.sort lib.lessThan storage.systemd.services.hydra-coordinator.serviceConfig.LoadCredential;
@@ -291,7 +353,9 @@ in
         inherit (storage.services.text-embeddings-inference) hostname port modelId;
       };
       coordinatorDeps = {
-        inherit (storage.services.hydra-coordinator.settings) redis embeddings;
+        inherit (storage.services.hydra-coordinator.settings) redis;
+        hasEmbeddingsKey = storage.services.hydra-coordinator.settings ? embeddings;
+        embeddings = storage.hydra.roles.storage.embeddings.url;
         qdrant = storage.services.hydra-coordinator.qdrant.url;
       };
     };
@@ -315,10 +379,9 @@ in
       };
       coordinatorDeps = {
         redis.url = "redis://127.0.0.1:6379/0";
-        embeddings = {
-          url = "http://127.0.0.1:8081";
-          model = "BAAI/bge-small-en-v1.5";
-        };
+        # the coordinator rejects keys it does not know (no `embeddings` yet)
+        hasEmbeddingsKey = false;
+        embeddings = "http://127.0.0.1:8081";
         qdrant = "http://192.168.50.10:6333";
       };
     };
@@ -331,8 +394,8 @@ in
       {
         inherit (s) startAt;
         inherit (s.serviceConfig) User Type;
-        deletes = lib.hasInfix "DELETE FROM public.telemetry_events" s.script;
-        window = lib.hasInfix "interval '90 days'" s.script;
+        deletes = lib.hasInfix ''DELETE FROM public."telemetry"'' s.script;
+        window = lib.hasInfix "WHERE \"timestamp\" < now() - interval '90 days'" s.script;
       };
     expected = {
       startAt = "daily";
@@ -407,7 +470,7 @@ in
     expr = {
       inherit (storage.services.jellyfin.hardwareAcceleration) enable type device;
       env = storage.systemd.services.jellyfin.environment.LIBVA_DRIVER_NAME;
-      drivers = map (p: p.name) storage.hardware.graphics.extraPackages;
+      drivers = map lib.getName storage.hardware.graphics.extraPackages;
       nvidia = storage.hardware.nvidia.enabled;
     };
     expected = {

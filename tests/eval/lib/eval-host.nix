@@ -2,15 +2,13 @@
 # module system from nixpkgs' lib, typed option stand-ins, fake pkgs.
 #   import ./eval-host.nix { inherit lib; host = "hydra-ai"; modules = [ ... ]; }
 # Returns the evalModules result; `.config` is the host's configuration.
-# At merge: stubs-base-tmp.nix -> stubs.nix, fake-pkgs-tmp.nix -> fake-pkgs.nix,
-# coordinator-standin.nix -> ../../../modules/coordinator.nix.
 {
   lib,
   host,
   modules ? [ ],
 }:
 let
-  pkgs = import ./fake-pkgs-tmp.nix { inherit lib; };
+  pkgs = import ./fake-pkgs.nix { inherit lib; };
 in
 lib.evalModules {
   specialArgs = {
@@ -18,9 +16,9 @@ lib.evalModules {
   };
   modules = [
     { _module.args.pkgs = pkgs; }
-    ./stubs-base-tmp.nix
+    ./stubs.nix
     ./stubs-lab.nix
-    ./coordinator-standin.nix
+    ../../../modules/coordinator.nix
     (../../../hosts + "/${host}/default.nix")
   ]
   ++ modules;
