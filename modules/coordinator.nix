@@ -24,7 +24,12 @@ let
 
   localDatabaseUrl = "postgresql:///${name}?host=/run/postgresql";
   redisServer = config.services.redis.servers.${name};
-  localRedisUrl = "unix://${redisServer.unixSocket}";
+  # The instance exists only with redis.createLocally, but the assertion
+  # messages name this URL: fall back to nixpkgs' default socket path
+  # (nixos/modules/services/databases/redis.nix) so they always evaluate.
+  localRedisUrl = "unix://${
+    config.services.redis.servers.${name}.unixSocket or "/run/redis-${name}/redis.sock"
+  }";
 
   isLoopback =
     address:

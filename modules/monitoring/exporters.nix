@@ -42,7 +42,9 @@ in
         };
         hydra.lab.firewall.labTCPPorts = [ lab.ports.postgresExporter ];
       })
-      (lib.mkIf (config.services.redis.servers.hydra.enable or false) {
+      # The storage role's Redis (modules/roles/storage.nix); the role is
+      # checked first so that other nodes never look at servers.hydra.
+      (lib.mkIf (config.hydra.roles.storage.enable && config.services.redis.servers.hydra.enable) {
         services.prometheus.exporters.redis = {
           enable = true;
           port = lab.ports.redisExporter;
