@@ -47,12 +47,16 @@ PORTS = TOPOLOGY["ports"]
 TAG = f"h{secrets.token_hex(3)}"
 
 _MISSING = (
-    "needs root" if os.geteuid() != 0
-    else "needs iproute2 (ip netns)" if shutil.which("ip") is None
+    "needs root"
+    if os.geteuid() != 0
+    else "needs iproute2 (ip netns)"
+    if shutil.which("ip") is None
     else None
 )
 if _MISSING and os.environ.get("HYDRA_LAB_REQUIRED"):
-    raise RuntimeError(f"tests/lab: HYDRA_LAB_REQUIRED is set but the lab test {_MISSING}")
+    raise RuntimeError(
+        f"tests/lab: HYDRA_LAB_REQUIRED is set but the lab test {_MISSING}"
+    )
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
 
 
@@ -68,7 +72,7 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.2, what: st
             last = predicate()
             if last:
                 return last
-        except Exception as exc:  # keep polling; report the last failure
+        except Exception as exc:  # noqa: BLE001 - keep polling; report the last failure
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what or predicate}: last={last!r}")
@@ -120,7 +124,11 @@ class Lab:
         return f"{TAG}{role[0]}"  # the bridge side of the role's veth
 
     def veths(self) -> list[str]:
-        return [name for role in self.ns for name in (f"{TAG}{role[0]}n", self.hub_port(role))]
+        return [
+            name
+            for role in self.ns
+            for name in (f"{TAG}{role[0]}n", self.hub_port(role))
+        ]
 
     def up(self) -> None:
         run("ip", "netns", "add", self.hub)
@@ -130,13 +138,41 @@ class Lab:
             run("ip", "netns", "add", ns)
             run("ip", "-n", ns, "link", "set", "lo", "up")
             node_if = f"{TAG}{role[0]}n"
-            run("ip", "link", "add", node_if, "type", "veth", "peer", "name", self.hub_port(role))
+            run(
+                "ip",
+                "link",
+                "add",
+                node_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.hub_port(role),
+            )
             run("ip", "link", "set", node_if, "netns", ns)
             run("ip", "link", "set", self.hub_port(role), "netns", self.hub)
             run("ip", "-n", ns, "link", "set", node_if, "name", "eth0")
-            run("ip", "-n", ns, "addr", "add", f"{self.address(role)}/{TOPOLOGY['prefixLength']}", "dev", "eth0")
+            run(
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                f"{self.address(role)}/{TOPOLOGY['prefixLength']}",
+                "dev",
+                "eth0",
+            )
             run("ip", "-n", ns, "link", "set", "eth0", "up")
-            run("ip", "-n", self.hub, "link", "set", self.hub_port(role), "master", "br0")
+            run(
+                "ip",
+                "-n",
+                self.hub,
+                "link",
+                "set",
+                self.hub_port(role),
+                "master",
+                "br0",
+            )
             run("ip", "-n", self.hub, "link", "set", self.hub_port(role), "up")
 
     def down(self) -> None:
@@ -157,31 +193,79 @@ class Lab:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def set_link(self, role: str, up: bool) -> None:
-        run("ip", "-n", self.hub, "link", "set", self.hub_port(role), "up" if up else "down")
+        run(
+            "ip",
+            "-n",
+            self.hub,
+            "link",
+            "set",
+            self.hub_port(role),
+            "up" if up else "down",
+        )
 
-    def spawn(self, role: str, *argv: str, cwd: pathlib.Path | None = None, env: dict | None = None) -> subprocess.Popen:
-        with open(self.tmp / f"{role}-{len(self.procs)}.log", "w") as log:  # the child keeps its copy
+    def spawn(
+        self,
+        role: str,
+        *argv: str,
+        cwd: pathlib.Path | None = None,
+        env: dict | None = None,
+    ) -> subprocess.Popen:
+        with open(
+            self.tmp / f"{role}-{len(self.procs)}.log", "w"
+        ) as log:  # the child keeps its copy
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns[role], *argv],
-                stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
             )
         self.procs.append(proc)
         return proc
 
-    def http(self, role: str, method: str, url: str, body: dict | None = None, headers: dict | None = None) -> dict:
+    def http(
+        self,
+        role: str,
+        method: str,
+        url: str,
+        body: dict | None = None,
+        headers: dict | None = None,
+    ) -> dict:
         hdrs = {"content-type": "application/json", **(headers or {})}
         out = run(
-            "ip", "netns", "exec", self.ns[role], sys.executable, "-c", HTTP_CLIENT,
-            method, url, json.dumps(body) if body is not None else "", json.dumps(hdrs),
+            "ip",
+            "netns",
+            "exec",
+            self.ns[role],
+            sys.executable,
+            "-c",
+            HTTP_CLIENT,
+            method,
+            url,
+            json.dumps(body) if body is not None else "",
+            json.dumps(hdrs),
         )
         return json.loads(out.stdout)
 
     def tcp_probe(self, role: str, address: str, port: int) -> str:
-        out = run("ip", "netns", "exec", self.ns[role], sys.executable, "-c", TCP_PROBE, address, str(port))
+        out = run(
+            "ip",
+            "netns",
+            "exec",
+            self.ns[role],
+            sys.executable,
+            "-c",
+            TCP_PROBE,
+            address,
+            str(port),
+        )
         return out.stdout.strip()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.tmp.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-3000:]}"
+            for p in sorted(self.tmp.glob("*.log"))
+        )
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -206,26 +290,58 @@ def lab():
 
 def test_plumbing_addresses_and_reachability(lab: Lab):
     for role in lab.ns:
-        addrs = json.loads(run("ip", "-j", "-n", lab.ns[role], "-4", "addr", "show", "dev", "eth0").stdout)
+        addrs = json.loads(
+            run(
+                "ip", "-j", "-n", lab.ns[role], "-4", "addr", "show", "dev", "eth0"
+            ).stdout
+        )
         assert [a["local"] for a in addrs[0]["addr_info"]] == [lab.address(role)], addrs
     closed_port = 18099  # nothing listens there: a reachable peer refuses
-    for client, server in (("storage", "ai"), ("storage", "compute"), ("ai", "compute"), ("compute", "storage")):
-        assert lab.tcp_probe(client, lab.address(server), closed_port) == "refused", (client, server)
+    for client, server in (
+        ("storage", "ai"),
+        ("storage", "compute"),
+        ("ai", "compute"),
+        ("compute", "storage"),
+    ):
+        assert lab.tcp_probe(client, lab.address(server), closed_port) == "refused", (
+            client,
+            server,
+        )
     lab.set_link("compute", up=False)
     try:
-        assert lab.tcp_probe("storage", lab.address("compute"), closed_port) != "refused"
+        assert (
+            lab.tcp_probe("storage", lab.address("compute"), closed_port) != "refused"
+        )
     finally:
         lab.set_link("compute", up=True)
 
 
 def test_plumbing_http_between_all_nodes(lab: Lab):
     port = 18081
-    servers = [lab.spawn(role, sys.executable, "-m", "http.server", "--bind", lab.address(role), str(port),
-                         cwd=lab.tmp) for role in ("ai", "compute")]
+    servers = [
+        lab.spawn(
+            role,
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            lab.address(role),
+            str(port),
+            cwd=lab.tmp,
+        )
+        for role in ("ai", "compute")
+    ]
     try:
-        for client, server in (("storage", "ai"), ("storage", "compute"), ("ai", "compute")):
+        for client, server in (
+            ("storage", "ai"),
+            ("storage", "compute"),
+            ("ai", "compute"),
+        ):
             url = f"http://{lab.address(server)}:{port}/"
-            wait_until(lambda: lab.http(client, "GET", url)["status"] == 200, what=f"{client} -> {server}")
+            wait_until(
+                lambda c=client, u=url: lab.http(c, "GET", u)["status"] == 200,
+                what=f"{client} -> {server}",
+            )
     finally:
         for proc in servers:
             proc.terminate()
@@ -234,16 +350,30 @@ def test_plumbing_http_between_all_nodes(lab: Lab):
 
 def test_plumbing_http_and_link_cut(lab: Lab):
     port = 18080
-    proc = lab.spawn("compute", sys.executable, "-m", "http.server", "--bind", lab.address("compute"), str(port),
-                     cwd=lab.tmp)
+    proc = lab.spawn(
+        "compute",
+        sys.executable,
+        "-m",
+        "http.server",
+        "--bind",
+        lab.address("compute"),
+        str(port),
+        cwd=lab.tmp,
+    )
     url = f"http://{lab.address('compute')}:{port}/"
-    wait_until(lambda: lab.http("storage", "GET", url)["status"] == 200, what="http.server in compute")
+    wait_until(
+        lambda: lab.http("storage", "GET", url)["status"] == 200,
+        what="http.server in compute",
+    )
     lab.set_link("compute", up=False)
     try:
         assert lab.http("storage", "GET", url)["status"] == 0
     finally:
         lab.set_link("compute", up=True)
-    wait_until(lambda: lab.http("storage", "GET", url)["status"] == 200, what="recovery after link up")
+    wait_until(
+        lambda: lab.http("storage", "GET", url)["status"] == 200,
+        what="recovery after link up",
+    )
     proc.terminate()
     proc.wait(timeout=5)
 
@@ -256,10 +386,16 @@ def _coordinator_available() -> str | None:
         return f"{FAKE.relative_to(ROOT)} not found"
     probe = subprocess.run(
         [sys.executable, "-c", "import aiohttp, hydra_coordinator"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(COORDINATOR_SRC)},
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(COORDINATOR_SRC)},
     )
     if probe.returncode != 0:
-        return "hydra_coordinator or aiohttp not importable: " + probe.stderr.strip().splitlines()[-1]
+        return (
+            "hydra_coordinator or aiohttp not importable: "
+            + probe.stderr.strip().splitlines()[-1]
+        )
     return None
 
 
@@ -269,35 +405,77 @@ def coordinator(lab: Lab):
     if reason:
         pytest.fail(f"the coordinator lab tests cannot run: {reason}")
 
-    fakes = {"ai": ("tabbyapi", PORTS["tabbyapi"], "fake-exl3-70b"),
-             "compute": ("ollama", PORTS["ollama"], "fake-qwen3:14b")}
+    fakes = {
+        "ai": ("tabbyapi", PORTS["tabbyapi"], "fake-exl3-70b"),
+        "compute": ("ollama", PORTS["ollama"], "fake-qwen3:14b"),
+    }
     for role, (name, port, model) in fakes.items():
-        lab.spawn(role, sys.executable, str(FAKE), "--host", lab.address(role), "--port", str(port),
-                  "--name", name, "--models", model, "--log", str(lab.tmp / f"{name}-requests.jsonl"))
+        lab.spawn(
+            role,
+            sys.executable,
+            str(FAKE),
+            "--host",
+            lab.address(role),
+            "--port",
+            str(port),
+            "--name",
+            name,
+            "--models",
+            model,
+            "--log",
+            str(lab.tmp / f"{name}-requests.jsonl"),
+        )
 
     # Same backends as hosts/lab.nix derives (hydra.lab.backends); fast health
     # checks so failover is quick. Loopback listen: auth may stay empty.
     config = {
         "listen": {"host": "127.0.0.1", "port": PORTS["coordinator"]},
         "backends": [
-            {"name": name, "kind": "local", "base_url": f"http://{lab.address(role)}:{port}/v1",
-             "models": [], "price_per_mtok": {"input": 0.0, "output": 0.0}, "max_concurrency": 4}
+            {
+                "name": name,
+                "kind": "local",
+                "base_url": f"http://{lab.address(role)}:{port}/v1",
+                "models": [],
+                "price_per_mtok": {"input": 0.0, "output": 0.0},
+                "max_concurrency": 4,
+            }
             for role, (name, port, _) in fakes.items()
         ],
-        "health": {"interval_s": 0.5, "timeout_s": 0.5, "failure_threshold": 2, "cooldown_s": 1.0},
+        "health": {
+            "interval_s": 0.5,
+            "timeout_s": 0.5,
+            "failure_threshold": 2,
+            "cooldown_s": 1.0,
+        },
         "log": {"level": "info"},
     }
     config_file = lab.tmp / "coordinator.json"
     config_file.write_text(json.dumps(config))
-    env = {**os.environ, "PYTHONPATH": str(COORDINATOR_SRC), "HYDRA_COORDINATOR_CONFIG": str(config_file),
-           "STATE_DIRECTORY": str(lab.tmp / "state")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(COORDINATOR_SRC),
+        "HYDRA_COORDINATOR_CONFIG": str(config_file),
+        "STATE_DIRECTORY": str(lab.tmp / "state"),
+    }
     (lab.tmp / "state").mkdir()
-    lab.spawn("storage", sys.executable, "-m", "hydra_coordinator", "serve", "--config", str(config_file),
-              cwd=COORDINATOR_SRC, env=env)
+    lab.spawn(
+        "storage",
+        sys.executable,
+        "-m",
+        "hydra_coordinator",
+        "serve",
+        "--config",
+        str(config_file),
+        cwd=COORDINATOR_SRC,
+        env=env,
+    )
     base = f"http://127.0.0.1:{PORTS['coordinator']}"
     try:
-        wait_until(lambda: backends(lab, base) == {"tabbyapi": "healthy", "ollama": "healthy"},
-                   timeout=30, what="both backends healthy")
+        wait_until(
+            lambda: backends(lab, base) == {"tabbyapi": "healthy", "ollama": "healthy"},
+            timeout=30,
+            what="both backends healthy",
+        )
     except AssertionError:
         pytest.fail("coordinator did not come up:\n" + lab.logs())
     return base
@@ -315,8 +493,12 @@ def backend_up(lab: Lab, base: str, name: str) -> float | None:
 
 
 def chat(lab: Lab, base: str) -> dict:
-    return lab.http("storage", "POST", f"{base}/v1/chat/completions",
-                    {"model": "auto", "messages": [{"role": "user", "content": "hello lab"}]})
+    return lab.http(
+        "storage",
+        "POST",
+        f"{base}/v1/chat/completions",
+        {"model": "auto", "messages": [{"role": "user", "content": "hello lab"}]},
+    )
 
 
 def test_coordinator_routes_to_the_lab(lab: Lab, coordinator: str):
@@ -334,7 +516,10 @@ def test_coordinator_routes_to_the_lab(lab: Lab, coordinator: str):
 def test_coordinator_fails_over_and_recovers(lab: Lab, coordinator: str):
     lab.set_link("compute", up=False)
     try:
-        wait_until(lambda: backends(lab, coordinator).get("ollama") == "down", what="ollama marked down")
+        wait_until(
+            lambda: backends(lab, coordinator).get("ollama") == "down",
+            what="ollama marked down",
+        )
         health = json.loads(lab.http("storage", "GET", f"{coordinator}/health")["body"])
         assert health["backends"]["tabbyapi"] == "healthy", health
         assert backend_up(lab, coordinator, "ollama") == 0.0
@@ -344,7 +529,10 @@ def test_coordinator_fails_over_and_recovers(lab: Lab, coordinator: str):
             assert resp["headers"]["x-hydra-backend"] == "tabbyapi", resp["headers"]
     finally:
         lab.set_link("compute", up=True)
-    wait_until(lambda: backends(lab, coordinator).get("ollama") == "healthy", timeout=30,
-               what="ollama healthy again")
+    wait_until(
+        lambda: backends(lab, coordinator).get("ollama") == "healthy",
+        timeout=30,
+        what="ollama healthy again",
+    )
     assert backend_up(lab, coordinator, "ollama") == 1.0
     assert chat(lab, coordinator)["status"] == 200
