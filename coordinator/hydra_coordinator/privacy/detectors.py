@@ -31,7 +31,7 @@ import phonenumbers
 from detect_secrets.filters.heuristic import is_potential_uuid, is_sequential_string
 from detect_secrets.plugins.aws import AWSKeyDetector
 from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
-from detect_secrets.plugins.base import BasePlugin
+from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
 from detect_secrets.plugins.basic_auth import BasicAuthDetector
 from detect_secrets.plugins.discord import DiscordBotTokenDetector
 from detect_secrets.plugins.github_token import GitHubTokenDetector
@@ -92,7 +92,7 @@ _PLACEHOLDER_RE = re.compile(
     r"""
     (?:^|[^a-z0-9])(?:your|my|fake|todo|test|dummy|foo|bar)(?:[^a-z]|$)
     |example|sample|placeholder|changeme|change_me|redacted|replace_?me|insert_?your
-    |xxxx|\*\*\*|\.\.\.|<[^>]*>|\$\{|\{\{|%\(|^\$[a-z_]
+    |xxxx|\*\*\*|\.\.\.|<[^>]*>|^\[[^\]]*\]$|\$\{|\{\{|%\(|^\$[a-z_]
     |^(?:pass(?:word|wd)?|secret|token|api[_-]?key|key|none|null|nil|true|false|undefined
         |required|optional|string|str|env|value|here|1234(?:5678?)?|password123|admin)$
     """,
@@ -129,8 +129,31 @@ def _preceding(text: str, start: int, width: int = 40) -> str:
     return text[max(0, start - width) : start].lower()
 
 
+def _isolated(text: str, match: re.Match[str], extra: str, *, alnum: bool) -> bool:
+    """True when the characters around ``match`` are neither alphanumeric nor in ``extra``.
+
+    Validators check boundaries here instead of with look-behinds in the
+    pattern: a pattern that starts with a character class lets ``re`` skip
+    ahead quickly, which matters on every request.
+    """
+    for index in (match.start() - 1, match.end()):
+        if 0 <= index < len(text):
+            char = text[index]
+            if char in extra or (alnum and char.isalnum()):
+                return False
+    return True
+
+
 def _has_hint(text: str, hints: tuple[str, ...]) -> bool:
     return not hints or any(hint in text for hint in hints)
+
+
+def _has_word(text: str, words: tuple[str, ...]) -> bool:
+    """Case-insensitive substring test; much cheaper than an IGNORECASE regex."""
+    if not words:
+        return True
+    lowered = text.lower()
+    return any(word in lowered for word in words)
 
 
 Validator = Callable[[str, re.Match[str]], bool]
@@ -139,17 +162,22 @@ Validator = Callable[[str, re.Match[str]], bool]
 
 @dataclass(frozen=True)
 class RegexDetector:
-    """A detector made of a hint, a regular expression and an optional validator."""
+    """A detector made of a hint, a regular expression and an optional validator.
+
+    ``hints`` (any substring must occur) and ``words`` (any lower-case word must
+    occur, ignoring case) skip the pattern on texts that cannot contain a match.
+    """
 
     name: str
     category: Category
     pattern: re.Pattern[str]
     hints: tuple[str, ...] = ()
     validate: Validator | None = None
+    words: tuple[str, ...] = ()
 
     def scan(self, text: str) -> bool:
         """True when any match of the pattern passes the validator."""
-        if not _has_hint(text, self.hints):
+        if not _has_hint(text, self.hints) or not _has_word(text, self.words):
             return False
         for match in self.pattern.finditer(text):
             if self.validate is None or self.validate(text, match):
@@ -163,6 +191,8 @@ class PluginDetector:
 
     Candidates from the plugins and the extra patterns (first group if any, else
     the whole match) are confirmed by ``accept`` (default: not a placeholder).
+    With ``line_words`` set, plugins only see the lines containing one of those
+    words (ignoring case): detect-secrets' keyword regexes are slow on long texts.
     """
 
     name: str
@@ -171,6 +201,8 @@ class PluginDetector:
     hints: tuple[str, ...] = ()
     extra: tuple[re.Pattern[str], ...] = ()
     accept: Callable[[str], bool] | None = None
+    line_words: tuple[str, ...] = ()
+    value_group: int = 0
 
     def scan(self, text: str) -> bool:
         """True when any candidate value is accepted."""
@@ -180,11 +212,35 @@ class PluginDetector:
         return any(accept(value) for value in self._candidates(text))
 
     def _candidates(self, text: str) -> Iterable[str]:
-        for plugin in self.plugins:
-            yield from plugin.analyze_string(text)
+        for chunk in self._chunks(text):
+            for plugin in self.plugins:
+                yield from self._plugin_values(plugin, chunk)
         for pattern in self.extra:
             for match in pattern.finditer(text):
                 yield match.group(1) if pattern.groups else match.group(0)
+
+    def _plugin_values(self, plugin: BasePlugin, text: str) -> Iterable[str]:
+        """Values found by one plugin.
+
+        Regex plugins are run through their own ``denylist`` so the whole match
+        is seen (their ``analyze_string`` yields capture groups, which for some
+        plugins is only the token prefix, e.g. ``ghp``); with ``value_group``
+        set, that group (when the pattern has it) is the value instead.
+        """
+        if not isinstance(plugin, RegexBasedDetector):
+            yield from plugin.analyze_string(text)
+            return
+        for pattern in plugin.denylist:
+            group = self.value_group if pattern.groups >= self.value_group else 0
+            for match in pattern.finditer(text):
+                yield match.group(group)
+
+    def _chunks(self, text: str) -> Iterable[str]:
+        """The whole text, or only the lines that contain one of ``line_words``."""
+        if not self.line_words:
+            yield text
+        elif _has_word(text, self.line_words):
+            yield from (line for line in text.splitlines() if _has_word(line, self.line_words))
 
 
 def _not_placeholder(value: str) -> bool:
@@ -209,6 +265,7 @@ _GITHUB_FINE_GRAINED = re.compile(r"github_pat_[A-Za-z0-9_]{82}")
 _GOOGLE_API_KEY = re.compile(r"AIza[0-9A-Za-z_-]{35}(?![\w-])")
 _HUGGINGFACE = re.compile(r"(?<![\w-])hf_[A-Za-z]{34}(?![\w-])")
 
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "contrase")
 _DOTENV_LINE = re.compile(
     r"""^[ \t]*(?:export[ \t]+)?
     [A-Za-z0-9_.-]*(?:PASSWORD|PASSWD|PASS|PWD|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY
@@ -216,6 +273,7 @@ _DOTENV_LINE = re.compile(
     [ \t]*[=:][ \t]*(?P<q>['"]?)(?P<value>[^\s'"#]{6,})(?P=q)[ \t]*(?:\#[^\n]*)?$""",
     re.IGNORECASE | re.MULTILINE | re.VERBOSE,
 )
+_URL_PASSWORD_NO_USER = re.compile(r"://:([^\s@/:]{4,})@")  # redis://:secret@host
 _CONNSTRING_PASSWORD = re.compile(
     r"(?:^|[;\s\"'])(?:password|pwd)[ \t]*=[ \t]*(?P<value>[^;'\"\s]{4,})[ \t]*(?:;|$)",
     re.IGNORECASE | re.MULTILINE,
@@ -241,20 +299,27 @@ _HEX_LIMIT = 3.0
 _BASE64_LIMIT = 4.5
 
 
-def _looks_random(value: str) -> bool:
-    """True for high-entropy strings that are not hashes, UUIDs, paths or sequences."""
+def _looks_random(value: str, *, quoted: bool) -> bool:
+    """True for high-entropy strings that are not hashes, UUIDs, paths or sequences.
+
+    Quoted strings need letters and digits; bare tokens need upper case, lower
+    case and digits. The base64 limit is lowered for short tokens, whose
+    entropy is bounded by log2(length).
+    """
     if is_sequential_string(value) or is_potential_uuid(value) or is_placeholder(value):
         return False
     if value.count("/") > 2 or value.count("-") > 4 or value.count("_") > 4:
         return False  # paths, slugs, identifiers
     if all(c in "0123456789abcdefABCDEF" for c in value):
         return shannon_entropy(value) > _HEX_LIMIT and not value.isdigit()
-    has_classes = (
+    classes = (
         any(c.isdigit() for c in value)
-        and any(c.islower() for c in value)
-        and any(c.isupper() for c in value)
+        + any(c.islower() for c in value)
+        + any(c.isupper() for c in value)
     )
-    return has_classes and shannon_entropy(value) > _BASE64_LIMIT
+    needed = 2 if quoted else 3
+    limit = min(_BASE64_LIMIT, math.log2(len(value)) - 0.7)
+    return classes >= needed and any(c.isdigit() for c in value) and shannon_entropy(value) > limit
 
 
 def _confirm_high_entropy(text: str, match: re.Match[str]) -> bool:
@@ -263,7 +328,7 @@ def _confirm_high_entropy(text: str, match: re.Match[str]) -> bool:
         return False
     if all(c in "0123456789abcdefABCDEF" for c in value) and match.lastindex is None:
         return False  # bare (unquoted) hex in prose is usually a hash or an id
-    return _looks_random(value)
+    return _looks_random(value, quoted=match.lastindex is not None)
 
 
 @dataclass(frozen=True)
@@ -310,15 +375,17 @@ def _confirm_email(text: str, match: re.Match[str]) -> bool:
     return local not in _NON_PERSONAL_LOCAL and not is_placeholder(local)
 
 
-_PHONE_RE = re.compile(r"(?<![\w+/.-])(?:\+|00)?\(?\d[\d\s().-]{5,18}\d(?![\w/-]|\.\d)")
+_PHONE_RE = re.compile(r"[+(\d][\d \t().+-]{5,19}\d")
 _PHONE_CONTEXT = re.compile(
-    r"phone|tel\b|tel\.|telephone|mobile|cell|call|text me|whatsapp|fax|contact|number|"
+    r"phone|tel\b|tel\.|telephone|mobile|cell|call me|call us|text me|whatsapp|fax|contact|"
     r"telefon|handy|portable|móvil|celular"
 )
 _PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN")
 
 
 def _confirm_phone(text: str, match: re.Match[str]) -> bool:
+    if not _isolated(text, match, "+/.-_", alnum=True):
+        return False
     raw = match.group(0).strip()
     digits = re.sub(r"\D", "", raw)
     if not 7 <= len(digits) <= 15:
@@ -343,7 +410,8 @@ def _valid_phone(raw: str, region: str | None) -> bool:
     return phonenumbers.is_valid_number(number)
 
 
-_CARD_RE = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# 13 to 19 digits in the groupings cards are printed with (4-4-4-4, 4-6-5, ...).
+_CARD_RE = re.compile(r"\d{4}[ -]?\d{4,6}[ -]?\d{4,5}(?:[ -]?\d{1,4})?")
 _CARD_PREFIX = re.compile(
     r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3(?:0[0-5]|[68])|6(?:011|5|4[4-9]|2)"
     r"|35(?:2[89]|[3-8]\d)|50|5[6-8]|1"
@@ -352,8 +420,10 @@ _CARD_PREFIX = re.compile(
 
 def _confirm_card(text: str, match: re.Match[str]) -> bool:
     raw = match.group(0)
+    if not _isolated(text, match, "-.", alnum=True):
+        return False
     digits = raw.replace(" ", "").replace("-", "")
-    if not 13 <= len(digits) <= 19 or len(set(digits)) < 3:
+    if not 13 <= len(digits) <= 19 or len(set(digits)) < 2:
         return False
     separators = {c for c in raw if c in " -"}
     if len(separators) > 1:
@@ -361,60 +431,67 @@ def _confirm_card(text: str, match: re.Match[str]) -> bool:
     return bool(_CARD_PREFIX.match(digits)) and luhn.is_valid(digits)
 
 
-_IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_IBAN_RE = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?")
 
 
 def _confirm_iban(text: str, match: re.Match[str]) -> bool:
-    return bool(stdnum_iban.is_valid(match.group(0)))
+    return _isolated(text, match, "", alnum=True) and bool(stdnum_iban.is_valid(match.group(0)))
 
 
 @dataclass(frozen=True)
 class _NationalId:
-    pattern: re.Pattern[str]
+    """One national id format: its exact shape, its check, words it needs nearby."""
+
+    shape: re.Pattern[str]
     is_valid: Callable[[str], bool]
-    context: re.Pattern[str] | None = None  # required nearby words, for weak formats
+    context: re.Pattern[str] | None = None  # required before weak (bare-digit) formats
+
+
+def _shape(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 _NATIONAL_IDS: tuple[_NationalId, ...] = (
     # US social security number: formatted, or bare with "ssn" nearby.
-    _NationalId(re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])"), ssn.is_valid),
+    _NationalId(_shape(r"\d{3}-\d{2}-\d{4}"), ssn.is_valid),
+    _NationalId(_shape(r"\d{9}"), ssn.is_valid, re.compile(r"ssn|social security")),
+    # UK National Insurance number (no check digit; needs words nearby).
     _NationalId(
-        re.compile(r"(?<!\d)\d{9}(?!\d)"), ssn.is_valid, re.compile(r"ssn|social security")
-    ),
-    # UK National Insurance number (no check digit; the format is distinctive).
-    _NationalId(
-        re.compile(
-            r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
-            r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
+        _shape(
+            r"(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d\d ?\d\d ?\d\d ?[A-D]"
         ),
         lambda _: True,
         re.compile(r"national insurance|\bnino\b|\bni\b|n\.i\."),
     ),
     # Italy codice fiscale, Spain DNI/NIE, France NIR: strong check characters.
+    _NationalId(_shape(r"[A-Z]{6}\d{2}[A-EHLMPRST]\d{2}[A-Z]\d{3}[A-Z]"), codicefiscale.is_valid),
+    _NationalId(_shape(r"\d{8}-?[A-Z]"), dni.is_valid),
+    _NationalId(_shape(r"[XYZ]-?\d{7}-?[A-Z]"), nie.is_valid),
+    _NationalId(_shape(r"[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}"), nir.is_valid),
+    # Brazil CPF, India Aadhaar: formatted with their usual separators.
+    _NationalId(_shape(r"\d{3}\.\d{3}\.\d{3}-\d{2}"), cpf.is_valid),
+    _NationalId(_shape(r"[2-9]\d{3} \d{4} \d{4}"), aadhaar.is_valid),
+    # Canada SIN, Germany tax id, Netherlands BSN: weak formats, need words nearby.
     _NationalId(
-        re.compile(r"\b[A-Z]{6}\d{2}[A-EHLMPRST]\d{2}[A-Z]\d{3}[A-Z]\b"), codicefiscale.is_valid
-    ),
-    _NationalId(re.compile(r"\b\d{8}-?[A-Z]\b"), dni.is_valid),
-    _NationalId(re.compile(r"\b[XYZ]-?\d{7}-?[A-Z]\b"), nie.is_valid),
-    _NationalId(
-        re.compile(r"\b[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}\b"), nir.is_valid
-    ),
-    # Brazil CPF, India Aadhaar, Canada SIN: formatted with their usual separators.
-    _NationalId(re.compile(r"(?<![\d.])\d{3}\.\d{3}\.\d{3}-\d{2}(?!\d)"), cpf.is_valid),
-    _NationalId(re.compile(r"(?<!\d)[2-9]\d{3} \d{4} \d{4}(?![\d ])"), aadhaar.is_valid),
-    _NationalId(
-        re.compile(r"(?<![\d-])\d{3}[- ]\d{3}[- ]\d{3}(?![\d-])"),
-        sin.is_valid,
-        re.compile(r"\bsin\b|social insurance"),
-    ),
-    # Germany tax id, Netherlands BSN: bare digits, so they need words nearby.
-    _NationalId(
-        re.compile(r"(?<!\d)\d{11}(?!\d)"),
-        idnr.is_valid,
-        re.compile(r"steuer|idnr|identifikationsnummer|tax id"),
+        _shape(r"\d{3}[- ]?\d{3}[- ]?\d{3}"), sin.is_valid, re.compile(r"\bsin\b|social insurance")
     ),
     _NationalId(
-        re.compile(r"(?<!\d)\d{9}(?!\d)"), bsn.is_valid, re.compile(r"\bbsn\b|burgerservicenummer")
+        _shape(r"\d{11}"), idnr.is_valid, re.compile(r"steuer|idnr|identifikationsnummer|tax id")
+    ),
+    _NationalId(_shape(r"\d{9}"), bsn.is_valid, re.compile(r"\bbsn\b|burgerservicenummer")),
+)
+
+# Two passes find every candidate; each is then checked against the shapes above.
+# Each regex starts with one character class so ``re`` skips ahead quickly; at one
+# position the first alternative that matches wins, so longer shapes come first.
+_ID_CANDIDATES = (
+    re.compile(
+        r"\d(?:\d{2}-\d{2}-\d{4}|\d{2}\.\d{3}\.\d{3}-\d{2}|\d{2}[- ]\d{3}[- ]\d{3}"
+        r"|\d{3} \d{4} \d{4}| \d{2} \d{2} (?:\d{2}|2[AB]) \d{3} \d{3} \d{2}|\d{7}-?[A-Z]|\d{8,14})"
+    ),
+    re.compile(
+        r"[A-Z](?:-?\d{7}-?[A-Z]|[A-Z]{5}\d{2}[A-EHLMPRST]\d{2}[A-Z]\d{3}[A-Z]"
+        r"|[A-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D])"
     ),
 )
 
@@ -432,15 +509,22 @@ class NationalIdDetector:
     kinds: tuple[_NationalId, ...] = _NATIONAL_IDS
 
     def scan(self, text: str) -> bool:
-        """True when any national id format matches and validates."""
-        if not any(c.isdigit() for c in text):
-            return False
-        for kind in self.kinds:
-            for match in kind.pattern.finditer(text):
-                if kind.context and not kind.context.search(_preceding(text, match.start())):
-                    continue
-                if kind.is_valid(match.group(0)):
+        """True when any candidate has a known shape and validates."""
+        for candidates in _ID_CANDIDATES:
+            for match in candidates.finditer(text):
+                if _isolated(text, match, "-.", alnum=True) and self._valid(text, match):
                     return True
+        return False
+
+    def _valid(self, text: str, match: re.Match[str]) -> bool:
+        value = match.group(0)
+        for kind in self.kinds:
+            if not kind.shape.fullmatch(value):
+                continue
+            if kind.context and not kind.context.search(_preceding(text, match.start())):
+                continue
+            if kind.is_valid(value):
+                return True
         return False
 
 
@@ -451,10 +535,13 @@ def _secret(
     name: str,
     plugins: tuple[BasePlugin, ...],
     hints: tuple[str, ...] = (),
+    *,
     extra: tuple[re.Pattern[str], ...] = (),
     accept: Callable[[str], bool] | None = None,
+    line_words: tuple[str, ...] = (),
+    value_group: int = 0,
 ) -> PluginDetector:
-    return PluginDetector(name, "secret", plugins, hints, extra, accept)
+    return PluginDetector(name, "secret", plugins, hints, extra, accept, line_words, value_group)
 
 
 def _not_example(value: str) -> bool:
@@ -462,9 +549,12 @@ def _not_example(value: str) -> bool:
     return "EXAMPLE" not in value.upper() and not is_placeholder(value)
 
 
-def _jwt_with_signature(value: str) -> bool:
-    parts = value.split(".")
-    return len(parts) == 3 and len(parts[2]) >= 16
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
+
+
+def _confirm_jwt(text: str, match: re.Match[str]) -> bool:
+    """Header and payload must decode to JSON (detect-secrets' formal check)."""
+    return bool(JwtTokenDetector.is_formally_valid(match.group(0)))
 
 
 _AWS_HINTS = ("AKIA", "ASIA", "ABIA", "ACCA", "A3T", "aws", "AWS")
@@ -475,10 +565,18 @@ def _secret_detectors() -> list[Detector]:
     """Provider keys and tokens first (specific, cheap), generic heuristics last."""
     return [
         RegexDetector("private_key", "secret", _PRIVATE_KEY_RE, ("PRIVATE KEY", "PuTTY-User")),
-        _secret("aws_access_key", (AWSKeyDetector(),), _AWS_HINTS, accept=_not_example),
-        _secret("github_token", (GitHubTokenDetector(),), _GITHUB_HINTS, (_GITHUB_FINE_GRAINED,)),
+        _secret(
+            "aws_access_key",
+            (AWSKeyDetector(),),
+            _AWS_HINTS,
+            accept=_not_example,
+            value_group=1,
+        ),
+        _secret(
+            "github_token", (GitHubTokenDetector(),), _GITHUB_HINTS, extra=(_GITHUB_FINE_GRAINED,)
+        ),
         _secret("gitlab_token", (GitLabTokenDetector(),), ("gl", "GR1348941")),
-        _secret("openai_key", (OpenAIDetector(),), ("sk-",), _OPENAI_EXTRA),
+        _secret("openai_key", (OpenAIDetector(),), ("sk-",), extra=_OPENAI_EXTRA),
         RegexDetector("anthropic_key", "secret", _ANTHROPIC_RE, ("sk-ant-",)),
         RegexDetector("google_api_key", "secret", _GOOGLE_API_KEY, ("AIza",)),
         RegexDetector("huggingface_token", "secret", _HUGGINGFACE, ("hf_",)),
@@ -493,10 +591,17 @@ def _secret_detectors() -> list[Detector]:
         _secret("mailchimp_key", (MailchimpDetector(),), ("-us",)),
         _secret("square_token", (SquareOAuthDetector(),), ("sq0csp-",)),
         _secret("azure_storage_key", (AzureStorageKeyDetector(),), ("AccountKey=",)),
-        _secret("jwt", (JwtTokenDetector(),), ("eyJ",), accept=_jwt_with_signature),
+        RegexDetector("jwt", "secret", _JWT_RE, ("eyJ",), _confirm_jwt),
         _ConnectionStringDetector(),
-        RegexDetector("dotenv_password", "secret", _DOTENV_LINE, ("=", ":"), _confirm_dotenv),
-        _secret("password_assignment", (KeywordDetector(),), ("=", ":", "(")),
+        RegexDetector(
+            "dotenv_password", "secret", _DOTENV_LINE, ("=", ":"), _confirm_dotenv, _SECRET_WORDS
+        ),
+        _secret(
+            "password_assignment",
+            (KeywordDetector(),),
+            ("=", ":", "("),
+            line_words=_SECRET_WORDS,
+        ),
         HighEntropyDetector(),
     ]
 
@@ -519,7 +624,12 @@ class _ConnectionStringDetector:
     category: Category = "secret"
     url: PluginDetector = field(
         default_factory=lambda: PluginDetector(
-            "connection_string_password", "secret", (BasicAuthDetector(),), ("://",)
+            "connection_string_password",
+            "secret",
+            (BasicAuthDetector(),),
+            ("://",),
+            (_URL_PASSWORD_NO_USER,),
+            value_group=1,
         )
     )
     keyvalue: RegexDetector = field(
@@ -529,6 +639,7 @@ class _ConnectionStringDetector:
             _CONNSTRING_PASSWORD,
             ("=",),
             _confirm_connstring,
+            ("pass", "pwd"),
         )
     )
 

@@ -29,6 +29,7 @@ keyword itself, so they are safe to log, return to clients and store.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -203,8 +204,32 @@ def _message_texts(message: Mapping[str, Any]) -> Iterator[str]:
 
 
 def _function_arguments(function: Any) -> Iterator[str]:
-    if isinstance(function, Mapping):
-        yield from _strings(function.get("arguments"))
+    """Tool call arguments: the string values of the JSON object, else the raw string."""
+    if not isinstance(function, Mapping):
+        return
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            decoded = json.loads(arguments)
+        except ValueError:
+            yield arguments
+            return
+        yield from _json_strings(decoded)
+    else:
+        yield from _json_strings(arguments)
+
+
+def _json_strings(value: Any) -> Iterator[str]:
+    """Every string value inside decoded JSON, whatever its key."""
+    if isinstance(value, str):
+        if value:
+            yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _json_strings(item)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _json_strings(item)
 
 
 def _strings(value: Any) -> Iterator[str]:
