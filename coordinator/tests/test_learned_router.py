@@ -126,7 +126,7 @@ def test_neighbours_act_as_a_prior():
     ]
     assert sum(d.backend == "ollama" for d in picks) >= 190
     assert "similar past queries: 'gpt' +0.0/-5.7, 'ollama' +10.2/-0.0" in picks[0].reasons
-    assert router.snapshot()["factual"]["ollama"]["outcomes"] == 0  # not learned from
+    assert router.snapshot() == {}  # neighbours inform one decision; nothing is learned
 
 
 def test_state_round_trips_through_json():
@@ -185,8 +185,28 @@ def test_evidence_is_capped_so_the_router_keeps_adapting():
     for _ in range(1000):
         router.update("chat", "ollama", 1.0)
     arm = router.snapshot()["chat"]["ollama"]
-    assert arm["alpha"] + arm["beta"] == pytest.approx(50.0)
+    assert arm["alpha"] + arm["beta"] == pytest.approx(50.0 + 4.0)  # evidence + prior
     assert arm["outcomes"] == 1000
+
+
+def test_subclasses_learn_from_their_parent_class():
+    router = LearnedRouter(seed=15)
+    for _ in range(200):
+        router.update("code/hard", "ollama", 0.0)
+        router.update("code/hard", "tabby", 1.0)
+    view = router.snapshot()
+    assert view["code"]["tabby"]["outcomes"] == 200  # the parent learned too
+    # A sibling context never seen before starts from the parent's belief.
+    picks = [
+        router.decide("code/easy", [LOCAL, BIG_LOCAL], cloud_allowed=False).backend
+        for _ in range(100)
+    ]
+    assert picks.count("tabby") >= 90
+    # ...but only with the backoff's weight, so its own evidence wins quickly.
+    for _ in range(60):
+        router.update("code/easy", "ollama", 1.0)
+        router.update("code/easy", "tabby", 0.0)
+    assert router.snapshot()["code/easy"]["ollama"]["mean"] > 0.9
 
 
 def test_rewards():

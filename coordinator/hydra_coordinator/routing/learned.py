@@ -81,16 +81,15 @@ class LearnedDecision:
 
 @dataclass
 class Arm:
-    """The Beta posterior of one (task class, backend) pair."""
+    """Evidence about one (task class, backend) pair: summed rewards and their complements.
 
-    alpha: float
-    beta: float
-    pulls: float = 0.0  # evidence received (sum of update weights)
+    The posterior is Beta(prior_alpha + wins, prior_beta + losses); the prior
+    comes from the router (per kind, or the parent class, see ``backoff``).
+    """
 
-    @property
-    def mean(self) -> float:
-        """Posterior mean quality."""
-        return self.alpha / (self.alpha + self.beta)
+    wins: float = 0.0
+    losses: float = 0.0
+    pulls: float = 0.0  # outcomes received, not reduced by the evidence cap
 
 
 @dataclass(frozen=True)
@@ -114,8 +113,13 @@ class LearnedRouter:
         local_margin: keep a request local when a local sample is within this
             much of the best cloud sample.
         neighbour_weight: pseudo-votes a neighbour of similarity 1.0 adds.
-        max_evidence: cap on alpha + beta; older evidence is scaled down beyond it,
-            so the router keeps adapting when backends change.
+        max_evidence: cap on an arm's wins + losses; older evidence is scaled
+            down beyond it, so the router keeps adapting when backends change.
+        backoff: pseudo-votes a sub-class inherits from its parent. Task classes
+            may be hierarchical, ``"code/hard"``: an update also teaches
+            ``"code"``, and a new ``"code/hard"`` arm starts from ``"code"``'s
+            posterior mean with this weight instead of the flat prior, so
+            finer contexts learn without starting from scratch.
     """
 
     seed: int | None = None
@@ -125,6 +129,7 @@ class LearnedRouter:
     local_margin: float = 0.02
     neighbour_weight: float = 2.0
     max_evidence: float = 500.0
+    backoff: float = 4.0
     _arms: dict[tuple[str, str], Arm] = field(default_factory=dict, init=False, repr=False)
     _kinds: dict[str, Kind] = field(default_factory=dict, init=False, repr=False)
     _rng: random.Random = field(init=False, repr=False)
@@ -137,10 +142,11 @@ class LearnedRouter:
         for prior in (self.prior_local, self.prior_cloud):
             if len(prior) != 2 or min(prior) <= 0:
                 raise ValueError(f"a Beta prior needs two positive numbers, got {prior!r}")
-        if self.cost_weight < 0 or self.local_margin < 0 or self.neighbour_weight < 0:
+        weights = (self.cost_weight, self.local_margin, self.neighbour_weight)
+        if min(weights) < 0:
             raise ValueError("cost_weight, local_margin and neighbour_weight must be >= 0")
-        if self.max_evidence <= sum(self.prior_local) or self.max_evidence <= sum(self.prior_cloud):
-            raise ValueError("max_evidence must exceed the prior's pseudo-counts")
+        if self.max_evidence <= 0 or self.backoff <= 0:
+            raise ValueError("max_evidence and backoff must be > 0")
 
     # ------------------------------------------------------------------ decisions
 
@@ -214,8 +220,8 @@ class LearnedRouter:
         return eligible
 
     def _draw(self, task_class: str, candidate: Candidate, votes: tuple[float, float]) -> _Draw:
-        arm = self._arm(task_class, candidate.name, candidate.kind)
-        alpha, beta = arm.alpha + votes[0], arm.beta + votes[1]
+        alpha, beta = self._posterior(task_class, candidate.name, candidate.kind)
+        alpha, beta = alpha + votes[0], beta + votes[1]
         sample = self._rng.betavariate(alpha, beta)
         mean = alpha / (alpha + beta)
         penalty = self.cost_weight * candidate.cost_per_request
@@ -244,7 +250,7 @@ class LearnedRouter:
         return best, False
 
     def _describe_draw(self, task_class: str, draw: _Draw) -> str:
-        arm = self._arm(task_class, draw.candidate.name, draw.candidate.kind)
+        arm = self._arms.get((task_class, draw.candidate.name), Arm())
         return (
             f"{draw.candidate.kind} '{draw.candidate.name}': quality mean {draw.mean:.2f} "
             f"from {arm.pulls:.0f} outcomes, sample {draw.sample:.2f}, "
@@ -258,33 +264,41 @@ class LearnedRouter:
     ) -> None:
         """Record a reward in [0, 1] (clamped) for ``backend`` on ``task_class``.
 
-        ``kind`` picks the prior for a backend this router has not seen in a
-        decision yet (default: the kind last seen, else local).
+        Parent classes (``"code"`` for ``"code/hard"``) learn from it too.
+        ``kind`` sets the prior of a backend no decision has named yet (default:
+        the kind last seen, else local).
         """
-        arm = self._arm(task_class, backend, kind)
+        if kind is not None:
+            self._kinds[backend] = kind
         value = _clamp(reward)
-        arm.alpha += value
-        arm.beta += 1.0 - value
-        arm.pulls += 1.0
-        self._cap_evidence(arm)
+        for context in _lineage(task_class):
+            arm = self._arms.setdefault((context, backend), Arm())
+            arm.wins += value
+            arm.losses += 1.0 - value
+            arm.pulls += 1.0
+            self._cap_evidence(arm)
 
     def _cap_evidence(self, arm: Arm) -> None:
-        total = arm.alpha + arm.beta
+        total = arm.wins + arm.losses
         if total > self.max_evidence:
             scale = self.max_evidence / total
-            arm.alpha *= scale
-            arm.beta *= scale
+            arm.wins *= scale
+            arm.losses *= scale
 
-    def _arm(self, task_class: str, backend: str, kind: Kind | None) -> Arm:
-        key = (task_class, backend)
-        arm = self._arms.get(key)
-        if arm is None:
-            known: Kind = kind or self._kinds.get(backend, "local")
-            if kind is not None:
-                self._kinds[backend] = kind
+    def _posterior(self, task_class: str, backend: str, kind: Kind | None) -> tuple[float, float]:
+        """Beta(alpha, beta) of a pair: its prior (flat or the parent's) plus its evidence."""
+        known: Kind = kind or self._kinds.get(backend, "local")
+        parent = _parent(task_class)
+        if parent is None:
             alpha, beta = self.prior_cloud if known == "cloud" else self.prior_local
-            arm = self._arms[key] = Arm(alpha, beta)
-        return arm
+        else:
+            p_alpha, p_beta = self._posterior(parent, backend, known)
+            mean = p_alpha / (p_alpha + p_beta)
+            alpha, beta = mean * self.backoff, (1.0 - mean) * self.backoff
+        arm = self._arms.get((task_class, backend))
+        if arm is not None:
+            alpha, beta = alpha + arm.wins, beta + arm.losses
+        return alpha, beta
 
     # ------------------------------------------------------------------ state
 
@@ -292,11 +306,12 @@ class LearnedRouter:
         """Posterior means per task class and backend, for ``/route`` explanations."""
         view: dict[str, dict[str, dict[str, float]]] = {}
         for (task_class, backend), arm in sorted(self._arms.items()):
+            alpha, beta = self._posterior(task_class, backend, None)
             view.setdefault(task_class, {})[backend] = {
-                "mean": round(arm.mean, 4),
+                "mean": round(alpha / (alpha + beta), 4),
                 "outcomes": arm.pulls,
-                "alpha": round(arm.alpha, 4),
-                "beta": round(arm.beta, 4),
+                "alpha": round(alpha, 4),
+                "beta": round(beta, 4),
             }
         return view
 
@@ -311,10 +326,17 @@ class LearnedRouter:
                 "local_margin": self.local_margin,
                 "neighbour_weight": self.neighbour_weight,
                 "max_evidence": self.max_evidence,
+                "backoff": self.backoff,
             },
             "kinds": dict(sorted(self._kinds.items())),
             "arms": [
-                {"task_class": t, "backend": b, "alpha": a.alpha, "beta": a.beta, "pulls": a.pulls}
+                {
+                    "task_class": t,
+                    "backend": b,
+                    "wins": a.wins,
+                    "losses": a.losses,
+                    "pulls": a.pulls,
+                }
                 for (t, b), a in sorted(self._arms.items())
             ],
         }
@@ -334,17 +356,32 @@ class LearnedRouter:
                 local_margin=float(params["local_margin"]),
                 neighbour_weight=float(params["neighbour_weight"]),
                 max_evidence=float(params["max_evidence"]),
+                backoff=float(params["backoff"]),
             )
             for backend, kind in data.get("kinds", {}).items():
                 router._kinds[str(backend)] = _kind(kind)
             for row in data["arms"]:
-                arm = Arm(float(row["alpha"]), float(row["beta"]), float(row["pulls"]))
-                if arm.alpha <= 0 or arm.beta <= 0:
-                    raise ValueError("Beta parameters must be positive")
+                arm = Arm(float(row["wins"]), float(row["losses"]), float(row["pulls"]))
+                if min(arm.wins, arm.losses, arm.pulls) < 0:
+                    raise ValueError("evidence must not be negative")
                 router._arms[(str(row["task_class"]), str(row["backend"]))] = arm
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed learned-router state: {exc!r}") from None
         return router
+
+
+def _parent(task_class: str) -> str | None:
+    """``"code"`` for ``"code/hard"``; None for a top-level class."""
+    head, sep, _ = task_class.rpartition("/")
+    return head if sep and head else None
+
+
+def _lineage(task_class: str) -> list[str]:
+    """The class and all its ancestors, most specific first."""
+    lineage = [task_class]
+    while (parent := _parent(lineage[-1])) is not None:
+        lineage.append(parent)
+    return lineage
 
 
 def _pair(value: Any) -> tuple[float, float]:
