@@ -182,21 +182,27 @@ def _metrics(cell: dict[str, int]) -> dict[str, float]:
     return {"n": cell["n"], "tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall}
 
 
-def time_per_request(policy: PrivacyPolicy, bodies: list[Body], repeat: int) -> float:
-    """Median over ``repeat`` rounds of the mean µs per evaluate() call."""
+def time_per_request(policy: PrivacyPolicy, bodies: list[Body], repeat: int) -> tuple[float, float]:
+    """Median and best over ``repeat`` rounds of the mean µs per evaluate() call.
+
+    The best round approximates the cost on an idle core; the median includes
+    interference from other processes.
+    """
     rounds = []
     for _ in range(repeat):
         start = time.perf_counter()
         for body in bodies:
             policy.evaluate(body, key_id=None)
         rounds.append((time.perf_counter() - start) / len(bodies) * 1e6)
-    return statistics.median(rounds)
+    return statistics.median(rounds), min(rounds)
 
 
 def main() -> int:
     policy = PrivacyPolicy(PrivacyConfig())
     rows = load_corpus()
     table, mistakes = score(rows, policy)
+    held_out = [r for r in rows if r["source"].startswith("held-out")]
+    held_table, _ = score(held_out, policy)
     typical_size = len(json.dumps(TYPICAL_REQUEST))
     typical_us = time_per_request(policy, [TYPICAL_REQUEST] * 200, repeat=15)
     corpus_bodies = [PLACEMENTS[i % len(PLACEMENTS)](r["text"]) for i, r in enumerate(rows)]
@@ -209,8 +215,8 @@ def main() -> int:
         f"Corpus: `bench/privacy_corpus.jsonl`, {len(rows)} lines "
         f"({labels['secret']} secret, {labels['pii']} personal data, {labels['clean']} clean "
         "incl. look-alikes). Default rules; each line placed in a different message part.",
-        "The detectors were tuned while this corpus was assembled, so these are in-sample",
-        "figures: expect lower precision and recall on unseen traffic.",
+        "The detectors were tuned while most of this corpus was assembled, so the full",
+        "table is largely in-sample; the held-out split below was written afterwards.",
         "",
         "| category | positives | TP | FP | FN | precision | recall |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -222,11 +228,25 @@ def main() -> int:
         )
     lines += [
         "",
-        "| cost (median of 15 rounds, one core, Python "
-        f"{sys.version_info.major}.{sys.version_info.minor}) | µs/request |",
-        "|---|---:|",
-        f"| typical chat request ({typical_size} bytes, 4 messages, clean) | {typical_us:.0f} |",
-        f"| corpus lines (mean, all detectors that apply) | {corpus_us:.0f} |",
+        f"Held-out split only ({len(held_out)} lines written after tuning, never tuned on):",
+        "",
+        "| category | positives | TP | FP | FN | precision | recall |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in held_table.items():
+        lines.append(
+            f"| {name} | {m['n']:.0f} | {m['tp']:.0f} | {m['fp']:.0f} | {m['fn']:.0f} "
+            f"| {m['precision']:.3f} | {m['recall']:.3f} |"
+        )
+    lines += [
+        "",
+        f"| cost per request, one core, Python {sys.version_info.major}."
+        f"{sys.version_info.minor}, 15 rounds | median µs | best µs |",
+        "|---|---:|---:|",
+        f"| typical chat request ({typical_size} bytes, 4 messages, clean) "
+        f"| {typical_us[0]:.0f} | {typical_us[1]:.0f} |",
+        f"| corpus lines (mean; each in its own request) "
+        f"| {corpus_us[0]:.0f} | {corpus_us[1]:.0f} |",
         "",
         "Misclassified lines:",
         "",
