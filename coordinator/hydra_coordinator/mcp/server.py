@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import time
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -185,11 +186,14 @@ def _default_security(runtime: Any) -> TransportSecuritySettings:
 
 def _quiet_fastmcp(**kwargs: Any) -> _HydraMCP:
     """``FastMCP()`` calls ``logging.basicConfig()``; the coordinator configures its own logging
-    (stderr only), so undo that side effect on the root logger."""
+    (stderr only), so undo that side effect on the root logger. mcp 1.27 (nixpkgs) with a newer
+    pydantic-settings also warns about its own settings model's ``lifespan`` field: harmless."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        return _HydraMCP(**kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Field '\w+' has an incomplete definition")
+            return _HydraMCP(**kwargs)
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
