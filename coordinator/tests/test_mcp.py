@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -369,6 +370,14 @@ def leaves(error: BaseException) -> Iterator[BaseException]:
         yield error
 
 
+def test_mcp_bodies_have_the_api_size_limit(keyed):
+    limit = keyed.settings.limits.max_body_bytes
+    big = {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "x" * limit}}
+    status, body = post_mcp(keyed.url, {"authorization": f"Bearer {KEY}"}, big)
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+
+
 def test_server_info_names_the_coordinator(keyed):
     status, body = post_mcp(keyed.url, {"authorization": f"Bearer {KEY}"})
     assert status == 200
@@ -411,6 +420,21 @@ async def stdio_session(config: Path, errlog: Any) -> AsyncIterator[ClientSessio
     ):
         await session.initialize()
         yield session
+
+
+def test_stdio_refuses_a_bad_config(tmp_path):
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"routing": {"threshold": "high"}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "hydra_coordinator", "mcp", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "routing.threshold" in result.stderr
+    assert result.stdout == ""
 
 
 async def test_stdio_serves_the_same_tools(tmp_path, local_fake, cloud_fake):
