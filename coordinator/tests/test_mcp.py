@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
@@ -24,7 +25,13 @@ from hydra_coordinator import __version__
 from hydra_coordinator.auth import key_id
 from hydra_coordinator.mcp import parse_since
 
-from .servers import CoordinatorServer, FakeUpstream, coordinator_settings, running
+from .servers import (
+    CoordinatorServer,
+    FakeUpstream,
+    coordinator_settings,
+    env_without_proxies,
+    running,
+)
 
 KEY = "mcp-test-key-0123456789"
 TOOLS = {
@@ -371,11 +378,24 @@ def leaves(error: BaseException) -> Iterator[BaseException]:
 
 
 def test_mcp_bodies_have_the_api_size_limit(keyed):
-    limit = keyed.settings.limits.max_body_bytes
-    big = {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "x" * limit}}
-    status, body = post_mcp(keyed.url, {"authorization": f"Bearer {KEY}"}, big)
-    assert status == 413
-    assert json.loads(body)["error"]["code"] == "request_too_large"
+    # declare a body over limits.max_body_bytes: refused before any of it is read (sending it
+    # all would race the server closing the connection)
+    connection = http.client.HTTPConnection("127.0.0.1", keyed.settings.listen.port, timeout=10)
+    try:
+        connection.putrequest("POST", "/mcp")
+        for name, value in {
+            "authorization": f"Bearer {KEY}",
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            "content-length": str(keyed.settings.limits.max_body_bytes + 1),
+        }.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 413
+        assert json.loads(response.read())["error"]["code"] == "request_too_large"
+    finally:
+        connection.close()
 
 
 def test_server_info_names_the_coordinator(keyed):
@@ -413,6 +433,8 @@ async def stdio_session(config: Path, errlog: Any) -> AsyncIterator[ClientSessio
         command=sys.executable,
         args=["-m", "hydra_coordinator", "mcp", "--config", str(config)],
         cwd=str(Path(__file__).parent.parent),
+        # the SDK passes only a minimal environment by default (no PYTHONPATH: the Nix build)
+        env=env_without_proxies(),
     )
     async with (
         stdio_client(params, errlog=errlog) as (read, write),
