@@ -24,6 +24,8 @@ from pydantic import AnyUrl
 from hydra_coordinator import __version__
 from hydra_coordinator.auth import key_id
 from hydra_coordinator.mcp import parse_since
+from hydra_coordinator.routing.recent import RecentDecisions
+from hydra_coordinator.routing.router import Decision
 
 from .servers import (
     CoordinatorServer,
@@ -352,6 +354,18 @@ async def test_resources_config_and_recent_decisions(keyed):
     assert decisions[1]["backend"] == "ollama"
     assert set(decisions[1]) >= {"time", "route", "backend", "confidence", "reasons", "model"}
     assert "secret prompt" not in text
+
+
+def test_recent_decisions_are_bounded_and_newest_first():
+    recent = RecentDecisions(maxlen=3)
+    for i in range(5):
+        decision = Decision("local", "ollama", 1.0 - i / 10, (f"reason {i}",), ("ollama",))
+        recent.add(decision, kind="chat", model="auto", request_id=f"r{i}")
+    assert len(recent) == 3
+    assert [d["request_id"] for d in recent.latest()] == ["r4", "r3", "r2"]
+    assert [d["request_id"] for d in recent.latest(2)] == ["r4", "r3"]
+    assert recent.latest()[0]["reasons"] == ["reason 4"]
+    assert "candidates" not in recent.latest()[0]
 
 
 # --- auth and transport security --------------------------------------------------------------
