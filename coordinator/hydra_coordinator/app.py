@@ -19,11 +19,13 @@ from .backends.client import create_client
 from .backends.pool import BackendPool
 from .config import Settings, read_secret
 from .errors import install_error_handlers
+from .mcp import mount_mcp
 from .metrics import Metrics
 from .proxy import Proxy
+from .routing.recent import RecentDecisions
 from .telemetry import Recorder
 
-__all__ = ["Runtime", "create_app", "get_runtime"]
+__all__ = ["Runtime", "build_runtime", "create_app", "get_runtime", "runtime_context"]
 
 log = logging.getLogger("hydra_coordinator")
 
@@ -42,6 +44,8 @@ class Runtime:
     keys: ApiKeys
     # name -> a cheap, non-blocking check; later issues register PostgreSQL, Redis, ...
     dependencies: dict[str, Callable[[], DependencyState]] = field(default_factory=dict)
+    # the latest routing decisions (no prompt text), for the MCP resource hydra://decisions/recent
+    recent: RecentDecisions = field(default_factory=RecentDecisions)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -61,21 +65,33 @@ def build_runtime(settings: Settings) -> Runtime:
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    runtime: Runtime = app.state.runtime
+async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """Start what the runtime needs to serve (upstream client, health probes) and stop it after:
+    the app's lifespan and ``hydra-coordinator mcp`` (stdio) both run inside this."""
     runtime.pool.client = create_client(runtime.settings.upstream.client)
     first_probe = asyncio.create_task(runtime.pool.probe_all())
     runtime.pool.start()
-    log.info(
-        "hydra-coordinator %s serving %d backend(s)", __version__, len(runtime.settings.backends)
-    )
     try:
-        yield
+        yield runtime
     finally:
         first_probe.cancel()
         await runtime.pool.stop()
         await runtime.pool.client.aclose()
         runtime.pool.client = None
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    runtime: Runtime = app.state.runtime
+    try:
+        async with runtime_context(runtime), app.state.mcp.session_manager.run():
+            log.info(
+                "hydra-coordinator %s serving %d backend(s)",
+                __version__,
+                len(runtime.settings.backends),
+            )
+            yield
+    finally:
         log.info("hydra-coordinator stopped")
 
 
@@ -92,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for router in (chat.router, models.router, route.router, health.router, metrics_api.router):
         app.include_router(router)
+    app.state.mcp = mount_mcp(app, lambda: app.state.runtime)
     public = {"/health"} | ({"/metrics"} if settings.auth.public_metrics else set())
     app.add_middleware(AuthMiddleware, keys=runtime.keys, public_paths=public)
     return app

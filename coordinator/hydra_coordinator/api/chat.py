@@ -52,8 +52,10 @@ async def handle_chat(
             code="model_not_found",
         ) from None
     runtime.metrics.decisions.labels(decision.route).inc()
+    request_id = os.urandom(12).hex()
+    runtime.recent.add(decision, kind="chat", model=model, request_id=request_id)
     call = Call(
-        request_id=os.urandom(12).hex(),
+        request_id=request_id,
         key_id=key_id,
         body=body,
         raw=raw,

@@ -39,13 +39,15 @@ def decide_query(runtime: Any, query: str, context: dict[str, Any]) -> Decision:
     body = {"messages": messages, "tools": context.get("tools")}
     model = context.get("model", "auto")
     try:
-        return decide(
+        decision = decide(
             extract_features(body), str(model), runtime.pool.views(), runtime.settings.routing
         )
     except UnknownModel:
         raise NotFound(
             f"the model {model!r} does not exist on any backend", code="model_not_found"
         ) from None
+    runtime.recent.add(decision, kind="route", model=str(model))
+    return decision
 
 
 @router.post("/route", response_model=RouteResponse)
