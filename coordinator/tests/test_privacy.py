@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic import ValidationError
@@ -280,7 +280,7 @@ def test_detectors_run_lazily_and_once():
 
     class Counting:
         name = "aws_access_key"
-        category = "secret"
+        category: Literal["secret"] = "secret"
 
         def scan(self, text: str) -> bool:
             calls.append(text)
