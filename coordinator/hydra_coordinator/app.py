@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 
@@ -22,7 +22,10 @@ from .errors import install_error_handlers
 from .mcp import mount_mcp
 from .metrics import Metrics
 from .proxy import Proxy
+from .routing.learned import LearnedRouter
 from .routing.recent import RecentDecisions
+from .routing.router import Decision
+from .routing.service import Router
 from .telemetry import Recorder
 
 __all__ = ["Runtime", "build_runtime", "create_app", "get_runtime", "runtime_context"]
@@ -46,6 +49,12 @@ class Runtime:
     dependencies: dict[str, Callable[[], DependencyState]] = field(default_factory=dict)
     # the latest routing decisions (no prompt text), for the MCP resource hydra://decisions/recent
     recent: RecentDecisions = field(default_factory=RecentDecisions)
+    router: Router | None = None
+
+    def decide(self, body: dict[str, Any], model: str, key_id: str | None) -> Decision:
+        """Privacy rules, then the route; see :class:`routing.service.Router`."""
+        assert self.router is not None
+        return self.router.decide(body, model, self.pool.views(), key_id)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -61,7 +70,9 @@ def build_runtime(settings: Settings) -> Runtime:
         read_secret(path, f"auth.api_key_files.{i}")
         for i, path in enumerate(settings.auth.api_key_files)
     )
-    return Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
+    runtime = Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
+    runtime.router = Router(settings, LearnedRouter(**settings.routing.learned.model_dump()))
+    return runtime
 
 
 @asynccontextmanager

@@ -365,7 +365,7 @@ def test_recent_decisions_are_bounded_and_newest_first():
     assert [d["request_id"] for d in recent.latest()] == ["r4", "r3", "r2"]
     assert [d["request_id"] for d in recent.latest(2)] == ["r4", "r3"]
     assert recent.latest()[0]["reasons"] == ["reason 4"]
-    assert "candidates" not in recent.latest()[0]
+    assert recent.latest()[0]["candidates"] == ["ollama"]
 
 
 # --- auth and transport security --------------------------------------------------------------

@@ -11,8 +11,7 @@ from starlette.responses import Response
 
 from ..errors import BadRequest, NotFound
 from ..proxy import Call
-from ..routing.features import extract_features
-from ..routing.router import Decision, UnknownModel, decide
+from ..routing.router import Decision, UnknownModel
 from .body import read_json_object
 
 router = APIRouter()
@@ -43,9 +42,7 @@ async def handle_chat(
     (the HTTP endpoint and the MCP ``ask`` tool)."""
     model, stream = _check_chat_body(body)
     try:
-        decision: Decision = decide(
-            extract_features(body), model, runtime.pool.views(), runtime.settings.routing
-        )
+        decision: Decision = runtime.decide(body, model, key_id)
     except UnknownModel:
         raise NotFound(
             f"the model {model!r} does not exist on any backend; see GET /v1/models",

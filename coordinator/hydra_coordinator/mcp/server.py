@@ -248,6 +248,7 @@ def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         ),
     )
     def route_query(
+        ctx: Context[Any, Any, Any],
         query: Annotated[str, Field(min_length=1, description="the user's question")],
         model: Annotated[
             str, Field(min_length=1, description="auto (route), local, cloud or a model")
@@ -261,7 +262,7 @@ def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         if messages:
             context["messages"] = messages
         try:
-            decision = decide_query(runtime_provider(), query, context)
+            decision = decide_query(runtime_provider(), query, context, _key_id(ctx))
         except HydraError as exc:
             raise ToolError(exc.message) from None
         return RouteResult.model_validate(decision.as_dict())
