@@ -34,7 +34,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -51,6 +50,10 @@ STREAM_BODY = {**BODY, "stream": True}
 SLOW_STREAM_BODY = {**BODY, "model": "fake-slow", "stream": True}
 CHUNK_DELAY_S = 0.02  # between the slow stream's events (11 events, ~200 ms in all)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Both proxies check a bearer key, as deployed (LiteLLM refuses to start without a master key);
+# the fake upstream ignores it, so the direct runs send it too.
+KEY = "sk-bench-" + os.urandom(12).hex()
+HEADERS = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
 
 # What issue 2 asks for, and what LiteLLM 1.106 did on the reference 2-core machine.
 TARGET_ADDED_P50_MS = 1.0
@@ -231,7 +234,11 @@ def run_wrk(url: str, connections: int, duration: float, pin: Pinning) -> WrkRes
         ],
         pin.load,
     )  # fmt: skip
-    env = {**os.environ, "BENCH_BODY": json.dumps(BODY, separators=(",", ":"))}
+    env = {
+        **os.environ,
+        "BENCH_BODY": json.dumps(BODY, separators=(",", ":")),
+        "BENCH_AUTH": HEADERS["authorization"],
+    }
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return parse_wrk(done.stdout, connections)
 
@@ -241,7 +248,7 @@ def run_wrk(url: str, connections: int, duration: float, pin: Pinning) -> WrkRes
 
 async def _first_chunk(session: Any, url: str, body: bytes) -> tuple[float, bytes]:
     started = time.perf_counter()
-    async with session.post(url, data=body, headers={"content-type": "application/json"}) as r:
+    async with session.post(url, data=body, headers=HEADERS) as r:
         first = await r.content.readany()
         took = time.perf_counter() - started
         rest = await r.read()
@@ -282,9 +289,7 @@ async def stream_check(url: str, direct: str) -> dict[str, Any]:
         data = b""
         async with aiohttp.ClientSession() as session:
             started = time.perf_counter()
-            async with session.post(
-                target, data=body, headers={"content-type": "application/json"}
-            ) as response:
+            async with session.post(target, data=body, headers=HEADERS) as response:
                 async for chunk in response.content.iter_any():
                     arrivals.append(time.perf_counter() - started)
                     data += chunk
@@ -404,6 +409,8 @@ def bench_server(server: Server, direct_url: str, opts: Options, pin: Pinning) -
 
 def hydra_server(client: str, upstream: str, opts: Options) -> Server:
     port = free_port()
+    key_file = opts.workdir / "client-key"
+    key_file.write_text(KEY + "\n")
     config = {
         "listen": {"host": "127.0.0.1", "port": port},
         "backends": [
@@ -416,6 +423,7 @@ def hydra_server(client: str, upstream: str, opts: Options) -> Server:
                 "max_queue": 1024,
             }
         ],
+        "auth": {"api_key_files": [str(key_file)]},
         "upstream": {"client": client},
         "log": {"level": "info", "access": True},  # the defaults: one JSON line per request
     }
@@ -467,7 +475,11 @@ def litellm_server(venv: Path, upstream: str, opts: Options) -> Server:
         }
         for name in ("fake", "fake-slow")
     ]
-    config = {"model_list": models, "litellm_settings": {"telemetry": False}}
+    config = {
+        "model_list": models,
+        "litellm_settings": {"telemetry": False},
+        "general_settings": {"master_key": KEY},
+    }
     path = opts.workdir / "litellm.yaml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     env = {
@@ -655,45 +667,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     venv = litellm_venv(args.litellm_venv) if args.litellm else None
     pin = Pinning(not args.no_pin)
     chat = "/v1/chat/completions"
-    with tempfile.TemporaryDirectory(prefix="hydra-bench-") as tmp:
-        opts = Options(
-            duration=duration,
-            connections=[1, 16, 64],
-            starts=3 if args.quick else 7,
-            ttft_requests=50 if args.quick else 300,
-            python=python,
-            workdir=Path(tmp),
-        )
-        port = free_port()
-        upstream_url = f"http://127.0.0.1:{port}"
-        upstream = spawn(
-            pin.wrap(
-                [python, str(BENCH / "fast_upstream.py"), "--port", str(port),
-                 "--chunk-delay", str(CHUNK_DELAY_S)],
-                pin.load,
-            ),
-            opts.workdir / "upstream.log",
-        )  # fmt: skip
-        try:
-            wait_ready(f"{upstream_url}/health", upstream, lambda s, _: s == 200, 15)
-            results = [bench_direct(upstream_url, opts, pin)]
-            for client in args.clients.split(","):
-                server = hydra_server(client.strip(), upstream_url, opts)
-                results.append(bench_server(server, f"{upstream_url}{chat}", opts, pin))
-            if venv is not None:
-                lite = litellm_server(venv, upstream_url, opts)
-                lite_opts = Options(**{**asdict(opts), "starts": 1 if args.quick else 3})
-                results.append(bench_server(lite, f"{upstream_url}{chat}", lite_opts, pin))
-        finally:
-            stop(upstream)
-        meta = machine(pin)
+    workdir = RESULTS / "run"  # configs and server logs of the last run (gitignored)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    opts = Options(
+        duration=duration,
+        connections=[1, 16, 64],
+        starts=3 if args.quick else 7,
+        ttft_requests=50 if args.quick else 300,
+        python=python,
+        workdir=workdir,
+    )
+    port = free_port()
+    upstream_url = f"http://127.0.0.1:{port}"
+    upstream = spawn(
+        pin.wrap(
+            [python, str(BENCH / "fast_upstream.py"), "--port", str(port),
+             "--chunk-delay", str(CHUNK_DELAY_S)],
+            pin.load,
+        ),
+        opts.workdir / "upstream.log",
+    )  # fmt: skip
+    try:
+        wait_ready(f"{upstream_url}/health", upstream, lambda s, _: s == 200, 15)
+        results = [bench_direct(upstream_url, opts, pin)]
+        for client in filter(None, (c.strip() for c in args.clients.split(","))):
+            server = hydra_server(client, upstream_url, opts)
+            results.append(bench_server(server, f"{upstream_url}{chat}", opts, pin))
         if venv is not None:
-            meta["litellm"] = subprocess.run(
-                [str(venv / "bin" / "python"), "-c",
-                 "import importlib.metadata as m; print(m.version('litellm'))"],
-                capture_output=True, text=True, check=False,
-            ).stdout.strip()  # fmt: skip
-        table = report(results, opts, meta)
+            lite = litellm_server(venv, upstream_url, opts)
+            lite_opts = Options(**{**asdict(opts), "starts": 1 if args.quick else 3})
+            results.append(bench_server(lite, f"{upstream_url}{chat}", lite_opts, pin))
+    finally:
+        stop(upstream)
+    meta = machine(pin)
+    if venv is not None:
+        meta["litellm"] = subprocess.run(
+            [str(venv / "bin" / "python"), "-c",
+             "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
+    table = report(results, opts, meta)
     print()
     print(table)
     (RESULTS / "latest.md").write_text(table)
