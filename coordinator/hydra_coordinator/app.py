@@ -120,6 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (chat.router, models.router, route.router, health.router, metrics_api.router):
         app.include_router(router)
     app.state.mcp = mount_mcp(app, lambda: app.state.runtime)
+    app.add_middleware(chat.ChatFastPath, runtime=runtime)  # auth, added next, wraps it
     public = {"/health"} | ({"/metrics"} if settings.auth.public_metrics else set())
     app.add_middleware(AuthMiddleware, keys=runtime.keys, public_paths=public)
     return app
