@@ -485,7 +485,7 @@ async def test_stdio_serves_the_same_tools(tmp_path, local_fake, cloud_fake):
             decision = ok(await session.call_tool("route_query", {"query": HARD}))
             answer = ok(await session.call_tool("ask", {"query": "Hello over stdio"}))
             bad = await session.call_tool("ask", {"query": 42})
-            missing = await session.call_tool("search_knowledge", {"query": "sky"})
+            knowledge = ok(await session.call_tool("search_knowledge", {"query": "sky"}))
             health = ok(await session.call_tool("backend_health", {}))
             resources = {str(r.uri) for r in (await session.list_resources()).resources}
             recent = await session.read_resource(AnyUrl("hydra://decisions/recent"))
@@ -498,8 +498,8 @@ async def test_stdio_serves_the_same_tools(tmp_path, local_fake, cloud_fake):
     assert local_fake.requests()[-1]["body"]["messages"][-1]["content"] == "Hello over stdio"
     assert bad.isError
     assert "invalid arguments for ask: query: Input should be a valid string" in text_of(bad)
-    assert missing.isError
-    assert "the knowledge base is not available" in text_of(missing)
+    # the knowledge base (issue 3) runs under stdio too; the answer may not be stored yet
+    assert isinstance(knowledge["results"], list)
     assert set(health["backends"]) == {"ollama", "openai"}
     assert resources == {"hydra://config", "hydra://decisions/recent"}
     assert isinstance(recent.contents[0], TextResourceContents)
