@@ -22,6 +22,8 @@ from .errors import install_error_handlers
 from .metrics import Metrics
 from .proxy import Proxy
 from .telemetry import Recorder
+from .telemetry import lifecycle as telemetry_lifecycle
+from .telemetry.store import TelemetryStore
 
 __all__ = ["Runtime", "create_app", "get_runtime"]
 
@@ -42,6 +44,8 @@ class Runtime:
     keys: ApiKeys
     # name -> a cheap, non-blocking check; later issues register PostgreSQL, Redis, ...
     dependencies: dict[str, Callable[[], DependencyState]] = field(default_factory=dict)
+    # issue 3: telemetry (set by telemetry.lifecycle.setup)
+    telemetry: TelemetryStore | None = None
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -57,7 +61,9 @@ def build_runtime(settings: Settings) -> Runtime:
         read_secret(path, f"auth.api_key_files.{i}")
         for i, path in enumerate(settings.auth.api_key_files)
     )
-    return Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
+    runtime = Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
+    telemetry_lifecycle.setup(runtime)
+    return runtime
 
 
 @asynccontextmanager
@@ -66,6 +72,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime.pool.client = create_client(runtime.settings.upstream.client)
     first_probe = asyncio.create_task(runtime.pool.probe_all())
     runtime.pool.start()
+    await telemetry_lifecycle.start(runtime)
     log.info(
         "hydra-coordinator %s serving %d backend(s)", __version__, len(runtime.settings.backends)
     )
@@ -76,6 +83,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.pool.stop()
         await runtime.pool.client.aclose()
         runtime.pool.client = None
+        await telemetry_lifecycle.stop(runtime)
         log.info("hydra-coordinator stopped")
 
 

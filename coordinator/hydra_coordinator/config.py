@@ -20,6 +20,7 @@ __all__ = [
     "AuthConfig",
     "BackendConfig",
     "ConfigError",
+    "DatabaseConfig",
     "HealthConfig",
     "LimitsConfig",
     "ListenConfig",
@@ -27,6 +28,7 @@ __all__ = [
     "Price",
     "RoutingConfig",
     "Settings",
+    "TelemetryConfig",
     "UpstreamConfig",
     "default_settings",
     "is_loopback",
@@ -123,6 +125,37 @@ class LogConfig(_Model):
     access: bool = True
 
 
+# --- telemetry and its database (issue 3) ---------------------------------------------------
+
+
+class DatabaseConfig(_Model):
+    url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://...; postgresql:///db?host=/run/postgresql for "
+        "peer auth); unset: an SQLite file in the state directory.",
+    )
+    pool_min: int = Field(default=1, ge=0)
+    pool_max: int = Field(default=4, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (or postgres://)")
+        return value
+
+
+class TelemetryConfig(_Model):
+    enabled: bool = True
+    store_prompts: bool = Field(
+        default=False, description="Also store each request's messages (prompt text)."
+    )
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval_s: float = Field(default=0.2, gt=0)
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    fsync_interval_s: float = Field(default=0.1, gt=0)
+
+
 def _default_backends() -> list[BackendConfig]:
     return [BackendConfig(name="ollama", kind="local", base_url=DEFAULT_OLLAMA_URL)]
 
@@ -136,6 +169,10 @@ class Settings(_Model):
     health: HealthConfig = HealthConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     log: LogConfig = LogConfig()
+    # issue 3: telemetry
+    state_dir: str | None = None
+    database: DatabaseConfig = DatabaseConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -27,6 +27,7 @@ from .telemetry import Recorder, RequestRecord
 __all__ = ["Call", "Proxy"]
 
 _SSE_TAIL = 8192  # bytes of a stream kept to find the final usage chunk
+_DONE = b"data: [DONE]"
 
 
 @dataclass(slots=True)
@@ -72,10 +73,16 @@ def _usage_from_stream_tail(tail: bytes) -> tuple[int | None, int | None]:
     return None, None
 
 
+def _prompt(body: dict[str, Any]) -> str | None:
+    messages = body.get("messages")
+    return None if messages is None else orjson.dumps(messages).decode()
+
+
 @dataclass(slots=True)
 class _StreamState:
     tail: bytes  # the last bytes of the stream, where the usage chunk is
     error: str | None = None
+    recorded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,7 @@ class Proxy:
     def __init__(self, pool: BackendPool, recorder: Recorder) -> None:
         self.pool = pool
         self.recorder = recorder
+        self.store_prompts = False  # telemetry.store_prompts: put the messages in the record
 
     def _headers(self, call: Call, backend: Backend) -> dict[str, str]:
         return {
@@ -141,6 +149,7 @@ class Proxy:
                 completion_tokens=completion,
                 cost_usd=cost,
                 error=error,
+                prompt=_prompt(call.body) if self.store_prompts else None,
             )
         )
 
@@ -273,25 +282,46 @@ class Proxy:
         ttft = time.perf_counter() - call.started
         state = _StreamState(first[-_SSE_TAIL:])
 
+        def record() -> None:
+            if state.recorded:
+                return
+            state.recorded = True
+            error = f"stream_{state.error}" if state.error else None
+            tokens = _usage_from_stream_tail(state.tail)
+            self._finish(call, backend, model, 200, ttft=ttft, tokens=tokens, error=error)
+
         async def relay() -> AsyncIterator[bytes]:
-            yield first
+            # The end of the stream (`data: [DONE]`, an error event, the end of the body) is
+            # held back until the request is recorded: a client that saw its stream end is in
+            # the telemetry spool. Every other chunk passes through at once.
+            held: list[bytes] = []
+            if _DONE in first:
+                held.append(first)
+            else:
+                yield first
             try:
                 async for chunk in chunks:
                     state.tail = (state.tail + chunk)[-_SSE_TAIL:]
-                    yield chunk
+                    if held or _DONE in chunk:
+                        held.append(chunk)
+                    else:
+                        yield chunk
             except (UpstreamTimeout, UpstreamConnectError) as exc:
                 kind = "timeout" if isinstance(exc, UpstreamTimeout) else "stream"
                 self._failed(backend, "stream")
                 state.error = kind
-                yield _error_event(
-                    f"backend {backend.name!r} failed mid-stream ({kind})", f"upstream_{kind}"
+                held.append(
+                    _error_event(
+                        f"backend {backend.name!r} failed mid-stream ({kind})", f"upstream_{kind}"
+                    )
                 )
+            record()
+            for chunk in held:
+                yield chunk
 
         def done() -> None:
             backend.release()
-            error = f"stream_{state.error}" if state.error else None
-            tokens = _usage_from_stream_tail(state.tail)
-            self._finish(call, backend, model, 200, ttft=ttft, tokens=tokens, error=error)
+            record()  # when the client went away before the end
 
         return _RelayResponse(
             relay(),

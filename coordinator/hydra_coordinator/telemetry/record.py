@@ -38,6 +38,7 @@ class RequestRecord:
     error: str | None = None  # error class, never a message with user text
     cache_hit: bool = False
     timestamp: float = field(default_factory=time.time)
+    prompt: str | None = None  # the messages as JSON, only with telemetry.store_prompts
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
