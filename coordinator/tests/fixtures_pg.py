@@ -6,6 +6,7 @@ PostgreSQL refuses to run as root; as root the server runs as ``nobody`` (via ``
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -116,7 +117,7 @@ class PostgresServer:
 
     def socket_url(self, database: str = "postgres") -> str:
         """The peer-auth style the NixOS module uses: no host, a socket directory."""
-        return f"postgresql:///{database}?host={self.socket_dir}&user=postgres"
+        return f"postgresql:///{database}?host={self.socket_dir}&port={self.port}&user=postgres"
 
     def create_database(self) -> str:
         """A fresh, empty database; its URL."""
@@ -131,14 +132,12 @@ class PostgresServer:
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
-            return list(conn.execute(sql).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(sql).fetchall())
 
     def destroy(self) -> None:
         if self.running:
-            try:
+            with contextlib.suppress(RuntimeError):
                 self.stop("immediate")
-            except RuntimeError:
-                pass
         shutil.rmtree(self.base, ignore_errors=True)
 
 

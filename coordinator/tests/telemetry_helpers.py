@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,17 @@ def telemetry_settings(fake: FakeUpstream, **extra: Any) -> Any:
     )
 
 
+_local = threading.local()
+
+
+def _client() -> httpx.Client:
+    """One client per thread: making an httpx client (its TLS context) costs milliseconds."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = _local.client = httpx.Client(trust_env=False)
+    return client
+
+
 def chat(url: str, text: str = "hello", *, stream: bool = False, timeout: float = 10) -> str:
     """One chat request; the request id of a complete 200 answer (raises otherwise)."""
     body: dict[str, Any] = {
@@ -32,7 +44,7 @@ def chat(url: str, text: str = "hello", *, stream: bool = False, timeout: float 
     }
     if stream:
         body["stream_options"] = {"include_usage": True}
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=timeout) as r:
+    with _client().stream("POST", f"{url}/v1/chat/completions", json=body, timeout=timeout) as r:
         data = r.read()
         assert r.status_code == 200, data
         if stream:
