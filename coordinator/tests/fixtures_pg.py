@@ -97,11 +97,11 @@ class PostgresServer:
         )
         return self
 
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+    def start(self, *, durable: bool = False) -> None:
+        """Start (again); ``durable`` keeps fsync on (benchmarks), tests run without it."""
+        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             self.bindir / "pg_ctl", "-D", str(self.data), "-l", str(self.logfile),
             "-o", options, "-w", "-t", "60", "start",

@@ -262,3 +262,47 @@ def test_the_database_comes_up_after_the_coordinator(postgres, fake, tmp_path):
     finally:
         if not postgres.running:
             postgres.start()
+
+
+def test_copy_keeps_awkward_text_intact(postgres):
+    url = postgres.create_database()
+    awkward = 'tab\there\nnew "line"\\back\\slash\r\u00e9\u2028 \\N'
+    event = {
+        "request_id": "awkward",
+        "key_id": None,
+        "route": "cloud",
+        "backend": "b\tx",
+        "model": "m",
+        "status": 502,
+        "stream": True,
+        "latency_s": 1.5,
+        "ttft_s": None,
+        "confidence": None,
+        "reasons": [awkward],
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "cost_usd": None,
+        "error": "upstream_status",
+        "cache_hit": True,
+        "timestamp": 1_700_000_000.25,
+        "prompt": awkward,
+    }
+
+    async def insert_twice() -> None:
+        db = PostgresDatabase(url)
+        try:
+            await db.migrate()
+            await db.insert([event])
+            await db.insert([event])  # a replay: ignored
+        finally:
+            await db.close()
+
+    asyncio.run(insert_twice())
+    ((prompt, reasons, backend, key_id, cache_hit, stamp, count_),) = postgres.query(
+        url,
+        "SELECT prompt, reasons, backend, key_id, cache_hit, extract(epoch FROM timestamp), "
+        "(SELECT count(*) FROM telemetry) FROM telemetry",
+    )
+    assert prompt == awkward and reasons == [awkward] and backend == "b\tx"
+    assert key_id is None and cache_hit is True and float(stamp) == 1_700_000_000.25
+    assert count_ == 1

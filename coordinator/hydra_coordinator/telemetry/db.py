@@ -126,11 +126,39 @@ def open_database(settings: Settings) -> Database:
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
-_PG_INSERT = (
-    f"INSERT INTO telemetry ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('%s::jsonb' if c == 'reasons' else '%s' for c in COLUMNS)}) "
+_COLUMN_LIST = ", ".join(COLUMNS)
+# Batches are COPY'd into a session-local staging table, then moved over; ON CONFLICT makes a
+# replayed batch a no-op. (COPY is ~10x cheaper per row than pipelined INSERTs here.)
+_PG_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming ON COMMIT DELETE ROWS AS "
+    f"SELECT {_COLUMN_LIST} FROM telemetry WITH NO DATA"
+)
+_PG_COPY = f"COPY telemetry_incoming ({_COLUMN_LIST}) FROM STDIN"
+_PG_MOVE = (
+    f"INSERT INTO telemetry ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM telemetry_incoming "
     "ON CONFLICT (request_id) DO NOTHING"
 )
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    return str(value)
+
+
+def copy_text(events: Sequence[dict[str, Any]]) -> bytes:
+    """The events as PostgreSQL COPY text, in ``COLUMNS`` order."""
+    lines = ["\t".join(map(_copy_value, event_row(event, sqlite=False))) + "\n" for event in events]
+    return "".join(lines).encode()
 
 
 class PostgresDatabase:
@@ -165,11 +193,14 @@ class PostgresDatabase:
             await conn.close()
 
     async def insert(self, events: Sequence[dict[str, Any]]) -> None:
-        rows = [event_row(e, sqlite=False) for e in events]
+        data = copy_text(events)
         conn = await self._writer_connection()
         try:
             async with conn.transaction(), conn.cursor() as cursor:
-                await cursor.executemany(_PG_INSERT, rows)
+                await cursor.execute(_PG_STAGING)
+                async with cursor.copy(_PG_COPY) as copy:
+                    await copy.write(data)
+                await cursor.execute(_PG_MOVE)
         except BaseException:
             await self._drop_writer()
             raise
