@@ -106,7 +106,13 @@ def pinned(command: list[str], cpu: int) -> list[str]:
     return command
 
 
-def wrk(url: str, duration: float, connections: int, lua: Path) -> float:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, duration: float, connections: int, lua: Path) -> tuple[float, int]:
+    """Requests/s and the number of requests."""
     result = subprocess.run(
         pinned(
             [
@@ -125,10 +131,11 @@ def wrk(url: str, duration: float, connections: int, lua: Path) -> float:
         check=True,
     )
     match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    count = re.search(r"(\d+) requests in", result.stdout)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if not match or errors:
+    if not match or not count or errors:
         raise RuntimeError(f"wrk failed:\n{result.stdout}\n{result.stderr}")
-    return float(match.group(1))
+    return float(match.group(1)), int(count.group(1))
 
 
 def serve(config: dict[str, Any], state: Path) -> subprocess.Popen[bytes]:
@@ -182,6 +189,7 @@ def throughput(
     lua = tmp / "post.lua"
     lua.write_text(LUA)
     results: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_us: dict[str, list[float]] = {"off": [], "on": []}
     try:
         wait_http(f"http://127.0.0.1:{fake_port}/v1/models")
         for index in range(rounds * 2):
@@ -208,7 +216,11 @@ def throughput(
             try:
                 base = f"http://127.0.0.1:{port}"
                 wrk(base, 2, connections, lua)  # warm-up
-                results[mode].append(wrk(base, duration, connections, lua))
+                before = cpu_seconds(process.pid)
+                rate, count = wrk(base, duration, connections, lua)
+                time.sleep(0.5)  # the writer's last batch
+                cpu_us[mode].append((cpu_seconds(process.pid) - before) / count * 1e6)
+                results[mode].append(rate)
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
@@ -216,7 +228,17 @@ def throughput(
         fake.kill()
         fake.wait()
     off, on = statistics.median(results["off"]), statistics.median(results["on"])
-    return {"off": off, "on": on, "cost_pct": (off - on) / off * 100, "rounds": results}
+    cpu_off, cpu_on = statistics.median(cpu_us["off"]), statistics.median(cpu_us["on"])
+    return {
+        "off": off,
+        "on": on,
+        "cost_pct": (off - on) / off * 100,
+        "cpu_off_us": cpu_off,
+        "cpu_on_us": cpu_on,
+        "cpu_cost_pct": (cpu_on - cpu_off) / cpu_off * 100,
+        "rounds": results,
+        "cpu_rounds": cpu_us,
+    }
 
 
 def main() -> None:
@@ -262,8 +284,13 @@ def main() -> None:
         f"| {requests['off']:,.0f} |"
     )
     print(f"| chat requests/s, telemetry on (PostgreSQL) | {requests['on']:,.0f} |")
-    print(f"| cost of telemetry | {requests['cost_pct']:.1f} % |")
-    print(f"\nrounds: {requests['rounds']}")
+    print(f"| throughput cost of telemetry | {requests['cost_pct']:.1f} % |")
+    print(
+        f"| coordinator CPU per request, off / on | {requests['cpu_off_us']:.0f} µs / "
+        f"{requests['cpu_on_us']:.0f} µs ({requests['cpu_cost_pct']:+.1f} %) |"
+    )
+    print(f"\nrequests/s by round: {requests['rounds']}")
+    print(f"CPU µs per request by round: {requests['cpu_rounds']}")
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ class PostgresDatabase:
             await conn.close()
 
     async def insert(self, events: Sequence[dict[str, Any]]) -> None:
-        data = copy_text(events)
+        data = await asyncio.to_thread(copy_text, events)
         conn = await self._writer_connection()
         try:
             async with conn.transaction(), conn.cursor() as cursor:

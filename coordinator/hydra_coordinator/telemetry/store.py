@@ -21,7 +21,7 @@ from ..paths import state_directory
 from . import stats as stats_queries
 from .db import Database, open_database
 from .record import RequestRecord
-from .spool import Spool
+from .spool import Batch, Spool
 
 __all__ = ["TelemetryStore"]
 
@@ -208,9 +208,8 @@ class TelemetryStore:
                     log.warning("telemetry: %s is back; replaying the spool", self.dependency)
                 self._ready, self._failures = True, 0
             self._unsent = 0
-            batch = await asyncio.to_thread(self.spool.read, self.config.batch_size)
-            if batch.skipped:
-                self._events["dropped"].inc(batch.skipped)
+            # reading and decoding in a worker thread keeps the event loop free for requests
+            batch, events = await asyncio.to_thread(self._read)
             if not batch.lines:
                 if batch.end != self.spool.committed:
                     await asyncio.to_thread(self.spool.commit, batch.end)
@@ -220,7 +219,6 @@ class TelemetryStore:
                     return
                 await self._pause(self._wake, self.config.flush_interval_s)
                 continue
-            events = self._decode(batch.lines)
             try:
                 events = await self._insert(events)
             except Exception as exc:
@@ -237,6 +235,12 @@ class TelemetryStore:
                 self._replaying = False
                 if not self._stopping:
                     await self._pause(self._wake, self.config.flush_interval_s)
+
+    def _read(self) -> tuple[Batch, list[dict[str, Any]]]:
+        batch = self.spool.read(self.config.batch_size)
+        if batch.skipped:
+            self._events["dropped"].inc(batch.skipped)
+        return batch, self._decode(batch.lines)
 
     def _decode(self, lines: list[bytes]) -> list[dict[str, Any]]:
         events = []
