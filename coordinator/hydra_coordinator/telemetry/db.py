@@ -172,6 +172,7 @@ class PostgresDatabase:
         self.where = re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", url)
         self.pool_min, self.pool_max = min(pool_min, pool_max), pool_max
         self._writer: Any = None  # psycopg.AsyncConnection
+        self._staging = False  # the writer connection has its temp table
         self._pool: Any = None  # psycopg_pool.AsyncConnectionPool
         self._pool_lock = asyncio.Lock()
 
@@ -183,6 +184,7 @@ class PostgresDatabase:
     async def _writer_connection(self) -> Any:
         if self._writer is None or self._writer.closed:
             self._writer = await self._connect()
+            self._staging = False
         return self._writer
 
     async def migrate(self) -> list[Migration]:
@@ -197,7 +199,9 @@ class PostgresDatabase:
         conn = await self._writer_connection()
         try:
             async with conn.transaction(), conn.cursor() as cursor:
-                await cursor.execute(_PG_STAGING)
+                if not self._staging:
+                    await cursor.execute(_PG_STAGING)  # once per connection
+                    self._staging = True
                 async with cursor.copy(_PG_COPY) as copy:
                     await copy.write(data)
                 await cursor.execute(_PG_MOVE)

@@ -6,7 +6,7 @@ returns, the line is in the kernel's page cache: it survives ``kill -9`` of the 
 background ``sync()`` every ``fsync_interval_s`` makes it survive a power loss too.
 
 The writer reads lines from the *committed* position onward, stores them in the database and then
-``commit()``s the position past them (a small sidecar file, replaced atomically and fsync'd).
+``commit()``s the position past them (a small sidecar file, replaced atomically).
 Segments (``<16 digits>.spool``) rotate at ``segment_bytes``; a segment wholly before the
 committed position is deleted. A crash between the database commit and the sidecar update
 replays a batch, which the database ignores (``ON CONFLICT (request_id) DO NOTHING``).
@@ -209,16 +209,17 @@ class Spool:
             return Batch(lines, Position(segment, end), skipped)
 
     def commit(self, position: Position) -> None:
-        """Everything before ``position`` is in the database: persist that, drop old segments."""
+        """Everything before ``position`` is in the database: record that, drop old segments.
+
+        The sidecar is replaced atomically but not fsync'd: after a power loss an older
+        position only means replaying rows the database already has (and ignores)."""
         tmp = self.directory / f"{_COMMITTED}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, f"{position.segment} {position.offset}\n".encode())
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, self.directory / _COMMITTED)
-        _fsync_dir(self.directory)
         with self._lock:
             self.committed = position
             for segment in [s for s in self._sizes if s < position.segment and s != self._active]:
