@@ -226,3 +226,17 @@ def test_migrate_on_a_fresh_state_directory(tmp_path):
     assert "applied 0001_telemetry" in first.stdout
     second = cli("migrate", "--config", str(config))
     assert "up to date" in second.stdout and "applied 0001" not in second.stdout
+
+
+def test_the_database_password_is_redacted_and_bad_urls_are_refused(tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"database": {"url": "postgresql://hydra:s3cret@db/hydra"}}))
+    result = cli("check-config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["database"]["url"] == "postgresql://hydra:***@db/hydra"
+    assert "s3cret" not in result.stdout
+    config.write_text(json.dumps({"database": {"url": "mysql://db/x"}, "telemetry": {"x": 1}}))
+    result = cli("check-config", str(config))
+    assert result.returncode == 1
+    assert "database.url: must start with postgresql://" in result.stderr
+    assert "telemetry.x: unknown key" in result.stderr
