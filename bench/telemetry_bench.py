@@ -32,9 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(
-    0, str(ROOT / "coordinator")
-)  # hydra_coordinator and its tests' helpers
+sys.path.insert(0, str(ROOT / "coordinator"))  # hydra_coordinator and its tests' helpers
 
 FAKE = ROOT / "coordinator" / "tests" / "fakes" / "fake_openai.py"
 LUA = """wrk.method = "POST"
@@ -247,9 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="PostgreSQL to use (default: start one)")
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds per wrk round"
-    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
@@ -276,9 +272,7 @@ def main() -> None:
         f"| telemetry events into PostgreSQL (sustained, {events['events']} events) "
         f"| {events['events_per_s']:,.0f} events/s |"
     )
-    print(
-        f"| `emit()` on the request path (spool append) | {events['emit_us']:.1f} µs/event |"
-    )
+    print(f"| `emit()` on the request path (spool append) | {events['emit_us']:.1f} µs/event |")
     print(
         f"| chat requests/s, telemetry off (wrk -c{args.connections}, median of {args.rounds}) "
         f"| {requests['off']:,.0f} |"

@@ -5,7 +5,7 @@
 # The package is not in nixpkgs. `package` defaults to `pkgs.hydra-coordinator`
 # when the flake's `overlays.default` (or an overlay of your own) provides it,
 # and otherwise to ../pkgs/hydra-coordinator/package.nix built with the
-# `pkgs` of the system that imports this module. See docs/nixos.md.
+# `pkgs` of the system that imports this module. See README.md, "NixOS".
 {
   config,
   lib,
@@ -24,7 +24,12 @@ let
 
   localDatabaseUrl = "postgresql:///${name}?host=/run/postgresql";
   redisServer = config.services.redis.servers.${name};
-  localRedisUrl = "unix://${redisServer.unixSocket}";
+  # The instance exists only with redis.createLocally, but the assertion
+  # messages name this URL: fall back to nixpkgs' default socket path
+  # (nixos/modules/services/databases/redis.nix) so they always evaluate.
+  localRedisUrl = "unix://${
+    config.services.redis.servers.${name}.unixSocket or "/run/redis-${name}/redis.sock"
+  }";
 
   isLoopback =
     address:

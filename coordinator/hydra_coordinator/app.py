@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 
@@ -19,13 +19,18 @@ from .backends.client import create_client
 from .backends.pool import BackendPool
 from .config import Settings, read_secret
 from .errors import install_error_handlers
+from .mcp import mount_mcp
 from .metrics import Metrics
 from .proxy import Proxy
+from .routing.learned import LearnedRouter
+from .routing.recent import RecentDecisions
+from .routing.router import Decision
+from .routing.service import Router
 from .telemetry import Recorder
 from .telemetry import lifecycle as telemetry_lifecycle
 from .telemetry.store import TelemetryStore
 
-__all__ = ["Runtime", "create_app", "get_runtime"]
+__all__ = ["Runtime", "build_runtime", "create_app", "get_runtime", "runtime_context"]
 
 log = logging.getLogger("hydra_coordinator")
 
@@ -44,8 +49,16 @@ class Runtime:
     keys: ApiKeys
     # name -> a cheap, non-blocking check; later issues register PostgreSQL, Redis, ...
     dependencies: dict[str, Callable[[], DependencyState]] = field(default_factory=dict)
+    # the latest routing decisions (no prompt text), for the MCP resource hydra://decisions/recent
+    recent: RecentDecisions = field(default_factory=RecentDecisions)
+    router: Router | None = None
     # issue 3: telemetry (set by telemetry.lifecycle.setup)
     telemetry: TelemetryStore | None = None
+
+    def decide(self, body: dict[str, Any], model: str, key_id: str | None) -> Decision:
+        """Privacy rules, then the route; see :class:`routing.service.Router`."""
+        assert self.router is not None
+        return self.router.decide(body, model, self.pool.views(), key_id)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -62,28 +75,41 @@ def build_runtime(settings: Settings) -> Runtime:
         for i, path in enumerate(settings.auth.api_key_files)
     )
     runtime = Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
+    runtime.router = Router(settings, LearnedRouter(**settings.routing.learned.model_dump()))
     telemetry_lifecycle.setup(runtime)
     return runtime
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    runtime: Runtime = app.state.runtime
+async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """Start what the runtime needs to serve (upstream client, health probes) and stop it after:
+    the app's lifespan and ``hydra-coordinator mcp`` (stdio) both run inside this."""
     runtime.pool.client = create_client(runtime.settings.upstream.client)
     first_probe = asyncio.create_task(runtime.pool.probe_all())
     runtime.pool.start()
     await telemetry_lifecycle.start(runtime)
-    log.info(
-        "hydra-coordinator %s serving %d backend(s)", __version__, len(runtime.settings.backends)
-    )
     try:
-        yield
+        yield runtime
     finally:
         first_probe.cancel()
         await runtime.pool.stop()
         await runtime.pool.client.aclose()
         runtime.pool.client = None
         await telemetry_lifecycle.stop(runtime)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    runtime: Runtime = app.state.runtime
+    try:
+        async with runtime_context(runtime), app.state.mcp.session_manager.run():
+            log.info(
+                "hydra-coordinator %s serving %d backend(s)",
+                __version__,
+                len(runtime.settings.backends),
+            )
+            yield
+    finally:
         log.info("hydra-coordinator stopped")
 
 
@@ -100,6 +126,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for router in (chat.router, models.router, route.router, health.router, metrics_api.router):
         app.include_router(router)
+    app.state.mcp = mount_mcp(app, lambda: app.state.runtime)
+    app.add_middleware(chat.ChatFastPath, runtime=runtime)  # auth, added next, wraps it
     public = {"/health"} | ({"/metrics"} if settings.auth.public_metrics else set())
     app.add_middleware(AuthMiddleware, keys=runtime.keys, public_paths=public)
     return app

@@ -110,6 +110,31 @@ def route(query: str, config_path: str | None, model: str, as_json: bool) -> Non
         click.echo(f"  - {reason}")
 
 
+@main.command("mcp")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar=CONFIG_ENV, help=CONFIG_HELP
+)
+def mcp_stdio(config_path: str | None) -> None:
+    """Serve the MCP tools over stdio, for MCP clients that start a command.
+
+    The same server as http://HOST:PORT/mcp, as the local user (no API key). stdout carries the
+    protocol; logs go to stderr.
+    """
+    settings = _load(config_path)
+    import anyio
+
+    from .app import build_runtime
+    from .logs import setup_logging
+    from .mcp import run_stdio
+
+    setup_logging(settings.log.level, access=False)
+    try:
+        runtime = build_runtime(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    anyio.run(run_stdio, runtime)
+
+
 # --- telemetry (issue 3) -------------------------------------------------------------------
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .privacy.rules import PrivacyConfig
+
 __all__ = [
     "AuthConfig",
     "BackendConfig",
@@ -85,7 +87,19 @@ class BackendConfig(_Model):
         return value.rstrip("/")
 
 
+class LearnedRoutingConfig(_Model):
+    cost_weight: float = Field(default=10.0, ge=0, description="Quality given up per US dollar.")
+    local_margin: float = Field(
+        default=0.02, ge=0, le=1, description="Stay local when its quality is this close."
+    )
+
+
 class RoutingConfig(_Model):
+    strategy: Literal["learned", "threshold"] = Field(
+        default="threshold",
+        description="learned: Thompson sampling over ratings and outcomes; threshold: v1 only.",
+    )
+    learned: LearnedRoutingConfig = LearnedRoutingConfig()
     threshold: float = Field(
         default=0.7,
         ge=0,
@@ -168,6 +182,7 @@ class Settings(_Model):
     limits: LimitsConfig = LimitsConfig()
     health: HealthConfig = HealthConfig()
     upstream: UpstreamConfig = UpstreamConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     log: LogConfig = LogConfig()
     # issue 3: telemetry
     state_dir: str | None = None

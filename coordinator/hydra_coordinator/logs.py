@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
 __all__ = ["access_log", "setup_logging"]
 
 _access = logging.getLogger("hydra_coordinator.access")
+# The handler setup_logging installs for access lines. While it is the logger's only handler,
+# access_log writes the line to its stream itself: the same bytes, without building a LogRecord
+# (the logging machinery was ~5% of the CPU per proxied request, see bench/).
+_lines: logging.StreamHandler[TextIO] | None = None
 
 
 def setup_logging(level: str, access: bool = True) -> None:
+    global _lines  # noqa: PLW0603
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("hydra_coordinator")
@@ -23,10 +28,23 @@ def setup_logging(level: str, access: bool = True) -> None:
     lines = logging.StreamHandler(sys.stderr)
     lines.setFormatter(logging.Formatter("%(message)s"))
     _access.handlers[:] = [lines]
+    _lines = lines
     _access.propagate = False
     _access.setLevel(logging.INFO if access else logging.WARNING)
 
 
 def access_log(**fields: Any) -> None:
-    if _access.isEnabledFor(logging.INFO):
-        _access.info(orjson.dumps({"event": "request", **fields}).decode())
+    if not _access.isEnabledFor(logging.INFO):
+        return
+    line = orjson.dumps({"event": "request", **fields}).decode()
+    handlers = _access.handlers
+    if _lines is not None and len(handlers) == 1 and handlers[0] is _lines and not _access.filters:
+        try:
+            _lines.stream.write(line + _lines.terminator)
+            _lines.flush()
+        except Exception:
+            _lines.handleError(
+                _access.makeRecord(_access.name, logging.INFO, "", 0, line, (), None)
+            )
+        return
+    _access.info(line)

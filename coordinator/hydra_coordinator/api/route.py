@@ -8,8 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import BadRequest, NotFound
-from ..routing.features import extract_features
-from ..routing.router import Decision, UnknownModel, decide
+from ..routing.router import Decision, UnknownModel
 from .body import read_json_object
 
 router = APIRouter()
@@ -30,22 +29,27 @@ class RouteResponse(BaseModel):
     backend: str | None
     confidence: float
     reasons: list[str]
+    candidates: list[str] = []
+    task_class: str | None = None
+    privacy_rule: str | None = None
 
 
-def decide_query(runtime: Any, query: str, context: dict[str, Any]) -> Decision:
+def decide_query(
+    runtime: Any, query: str, context: dict[str, Any], key_id: str | None = None
+) -> Decision:
     """The decision the chat endpoint would make for ``query`` in ``context``."""
     earlier = context.get("messages")
     messages = [*(earlier if isinstance(earlier, list) else []), {"role": "user", "content": query}]
     body = {"messages": messages, "tools": context.get("tools")}
     model = context.get("model", "auto")
     try:
-        return decide(
-            extract_features(body), str(model), runtime.pool.views(), runtime.settings.routing
-        )
+        decision: Decision = runtime.decide(body, str(model), key_id)
     except UnknownModel:
         raise NotFound(
             f"the model {model!r} does not exist on any backend", code="model_not_found"
         ) from None
+    runtime.recent.add(decision, kind="route", model=str(model))
+    return decision
 
 
 @router.post("/route", response_model=RouteResponse)
@@ -58,4 +62,5 @@ async def route_query(request: Request) -> dict[str, object]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise BadRequest(f"{where}: {first['msg']}") from None
-    return decide_query(runtime, payload.query, payload.context).as_dict()
+    key_id = request.scope.get("state", {}).get("key_id")
+    return decide_query(runtime, payload.query, payload.context, key_id).as_dict()

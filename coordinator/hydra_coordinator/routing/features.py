@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Features", "extract_features", "message_text"]
+__all__ = ["Features", "extract_features", "last_user_text", "message_text"]
 
 # A scan of the last user message is enough to see what is asked; cap it so a huge paste
 # costs the same as a long one.
@@ -56,7 +56,7 @@ def message_text(messages: Iterable[Any]) -> str:
     return "\n".join(_content_text(m.get("content")) for m in messages if isinstance(m, dict))
 
 
-def _last_user_text(messages: list[Any]) -> str:
+def last_user_text(messages: list[Any]) -> str:
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             return _content_text(message.get("content"))
@@ -68,7 +68,7 @@ def extract_features(body: dict[str, Any]) -> Features:
     if not isinstance(messages, list):
         messages = []
     chars = sum(len(_content_text(m.get("content"))) for m in messages if isinstance(m, dict))
-    ask = _last_user_text(messages)[-_SCAN_LIMIT:]
+    ask = last_user_text(messages)[-_SCAN_LIMIT:]
     response_format = body.get("response_format")
     wants_schema = (
         isinstance(response_format, dict) and response_format.get("type") == "json_schema"

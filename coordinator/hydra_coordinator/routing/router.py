@@ -20,6 +20,7 @@ __all__ = [
     "UnknownModel",
     "decide",
     "local_confidence",
+    "order_from",
 ]
 
 Route = Literal["local", "cloud"]
@@ -51,14 +52,24 @@ class Decision:
     confidence: float
     reasons: tuple[str, ...]
     candidates: tuple[str, ...] = field(default=())  # in the order they will be tried
+    task_class: str | None = None
+    privacy_rule: str | None = None  # the privacy rule that decided, if any
+    cloud_allowed: bool = True
+    explored: bool = False  # the learned router tried a backend it is unsure of
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        result: dict[str, object] = {
             "route": self.route,
             "backend": self.backend,
             "confidence": round(self.confidence, 3),
             "reasons": list(self.reasons),
+            "candidates": list(self.candidates),
         }
+        if self.task_class is not None:
+            result["task_class"] = self.task_class
+        if self.privacy_rule is not None:
+            result["privacy_rule"] = self.privacy_rule
+        return result
 
 
 def local_confidence(features: Features, config: RoutingConfig) -> tuple[float, list[str]]:
@@ -97,6 +108,16 @@ def local_confidence(features: Features, config: RoutingConfig) -> tuple[float, 
 def _order(backends: Sequence[BackendView], kind: Route) -> list[BackendView]:
     usable = [b for b in backends if b.kind == kind and b.status != "down"]
     return sorted(usable, key=lambda b: (_STATUS_ORDER[b.status], b.load))
+
+
+def order_from(
+    first: str, backends: Sequence[BackendView], *, allow_other_kind: bool
+) -> list[BackendView]:
+    """``first``, then the other backends of its kind, then (if allowed) the other kind."""
+    chosen = next(b for b in backends if b.name == first)
+    same = [b for b in _order(backends, chosen.kind) if b.name != first]
+    other: Route = "cloud" if chosen.kind == "local" else "local"
+    return [chosen, *same, *(_order(backends, other) if allow_other_kind else [])]
 
 
 def _decide_class(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..logs import access_log
 from ..metrics import Metrics
@@ -52,13 +52,29 @@ class Recorder:
     def __init__(self, metrics: Metrics, sinks: list[EventSink] | None = None) -> None:
         self.metrics = metrics
         self.sinks: list[EventSink] = list(sinks or [])
+        # labels() builds and hashes its key on every call; a dict hit is cheaper. Children are
+        # created on first use, exactly as labels() would (a series appears when first touched).
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._ttft: dict[tuple[str, str], Any] = {}
 
     def record(self, r: RequestRecord) -> None:
         m = self.metrics
-        m.requests.labels(r.route, r.backend, str(r.status)).inc()
-        m.latency.labels(r.route, r.backend).observe(r.latency_s)
+        key = (r.route, r.backend)
+        requests = self._requests.get((r.route, r.backend, r.status))
+        if requests is None:
+            requests = m.requests.labels(r.route, r.backend, str(r.status))
+            self._requests[(r.route, r.backend, r.status)] = requests
+        requests.inc()
+        latency = self._latency.get(key)
+        if latency is None:
+            latency = self._latency[key] = m.latency.labels(r.route, r.backend)
+        latency.observe(r.latency_s)
         if r.ttft_s is not None:
-            m.ttft.labels(r.route, r.backend).observe(r.ttft_s)
+            ttft = self._ttft.get(key)
+            if ttft is None:
+                ttft = self._ttft[key] = m.ttft.labels(r.route, r.backend)
+            ttft.observe(r.ttft_s)
         if r.prompt_tokens:
             m.tokens.labels(r.backend, "prompt").inc(r.prompt_tokens)
         if r.completion_tokens:

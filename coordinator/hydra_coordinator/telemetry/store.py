@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 
 from ..config import Settings
+from ..errors import ServiceUnavailable
 from ..metrics import Metrics
 from ..paths import state_directory
 from . import stats as stats_queries
@@ -301,11 +302,26 @@ class TelemetryStore:
             await self.db.migrate()
 
     async def stats(self, since_s: float) -> dict[str, Any]:
-        """Requests, route mix, per-backend counts, latency p50/p95/p99, tokens and cost."""
-        await self._ensure_schema()
-        return await stats_queries.stats(self.db, since_s)
+        """Requests, route mix, per-backend counts, latency p50/p95/p99, tokens and cost.
+
+        Raises ``ServiceUnavailable`` (a ``HydraError``) when the database is unreachable."""
+        try:
+            await self._ensure_schema()
+            return await stats_queries.stats(self.db, since_s)
+        except Exception as exc:
+            raise self._unavailable(exc) from None
 
     async def recent_decisions(self, limit: int) -> list[dict[str, Any]]:
         """The last ``limit`` routing decisions, newest first."""
-        await self._ensure_schema()
-        return await stats_queries.recent_decisions(self.db, limit)
+        try:
+            await self._ensure_schema()
+            return await stats_queries.recent_decisions(self.db, limit)
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: Exception) -> Exception:
+        if not self.db.is_connection_error(exc):
+            return exc
+        return ServiceUnavailable(
+            f"the telemetry database ({self.dependency}) is unavailable: {type(exc).__name__}"
+        )

@@ -58,6 +58,21 @@ let
     valueType;
 
   writeText = name: text: mkFake name { inherit text; };
+
+  # The lab's GPU modules read the driver's version and its `bin` output.
+  nvidiaPackage =
+    version:
+    mkFake "nvidia-x11-${version}" {
+      inherit version;
+      pname = "nvidia-x11";
+      bin = mkFake "nvidia-x11-${version}-bin" { inherit version; };
+    };
+  linuxPackages.nvidiaPackages = rec {
+    stable = nvidiaPackage "595.71.05";
+    production = stable;
+    latest = stable;
+    legacy_535 = nvidiaPackage "535.274.02";
+  };
 in
 {
   inherit lib;
@@ -75,12 +90,29 @@ in
           inherit value;
         };
     };
+  # pkgs/pkgs-lib/formats.nix: yaml (YAML 1.2 is a superset of JSON, so the
+  # JSON rendering stands in for the real output).
+  formats.yaml =
+    { }:
+    {
+      type = jsonValue;
+      generate =
+        name: value:
+        mkFake name {
+          text = builtins.toJSON value;
+          inherit value;
+        };
+    };
 
   inherit writeText;
   writeShellScript = writeText;
   writeShellScriptBin = name: text: mkFake name {
     inherit text;
     meta.mainProgram = name;
+  };
+  writeShellApplication = args: mkFake args.name {
+    inherit (args) text;
+    meta.mainProgram = args.name;
   };
   runCommand = name: env: buildCommand: mkFake name (env // { inherit buildCommand; });
   callPackage = path: _args: mkFake "callPackage-${baseNameOf (dirOf path)}" { };
@@ -91,4 +123,21 @@ in
   qdrant = mkPackage "qdrant" "1.15.4" "qdrant";
   curl = mkPackage "curl" "8.15.0" "curl";
   jq = mkPackage "jq" "1.8.1" "jq";
+  coreutils = mkPackage "coreutils" "9.7" "coreutils";
+
+  # Used by the lab modules (modules/gpu, modules/roles, modules/lab).
+  inherit linuxPackages;
+  linuxPackages_latest = linuxPackages;
+  python3 = mkPackage "python3" "3.13.7" "python3" // {
+    withPackages = _: mkPackage "python3-env" "3.13.7" "python3";
+    pkgs = { };
+  };
+  ollama = mkPackage "ollama" "0.12.3" "ollama";
+  ollama-cuda = mkPackage "ollama-cuda" "0.12.3" "ollama";
+  ollama-cpu = mkPackage "ollama-cpu" "0.12.3" "ollama";
+  tabbyapi = mkPackage "tabbyapi" "0.0.1" "tabbyapi";
+  open-webui = mkPackage "open-webui" "0.6.30" "open-webui";
+  intel-media-driver = mkPackage "intel-media-driver" "25.3.3" "intel-media-driver";
+  vpl-gpu-rt = mkPackage "vpl-gpu-rt" "25.3.2" "vpl-gpu-rt";
+  intel-compute-runtime = mkPackage "intel-compute-runtime" "25.31.34666.3" "intel-compute-runtime";
 }

@@ -1,0 +1,433 @@
+"""The coordinator's MCP server: tools and resources for agents, thin over the runtime.
+
+One :class:`FastMCP` (mcp 1.x) serves both transports: streamable HTTP mounted at ``/mcp`` in the
+API's app (same process, same bearer-key auth) and stdio (``hydra-coordinator mcp``). Every tool
+reads the runtime through ``runtime_provider`` at call time, so services attached to the runtime
+later (knowledge base, telemetry store, feedback) are picked up without rebuilding the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import warnings
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import orjson
+from mcp.server.fastmcp import Context, FastMCP
+from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import ContentBlock, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+
+from .. import __version__
+from ..api.chat import handle_chat
+from ..api.health import health_report
+from ..api.route import decide_query
+from ..config import redacted
+from ..errors import HydraError
+
+__all__ = ["build_mcp", "parse_since"]
+
+log = logging.getLogger("hydra_coordinator.mcp")
+
+RuntimeProvider = Callable[[], Any]
+
+INSTRUCTIONS = """\
+Hydra's hybrid coordinator routes each LLM request between local GPU models and cloud APIs.
+Use route_query to see where a query would go and why (no model call), ask to get a routed
+answer, search_knowledge for similar past questions and answers, record_feedback to rate an
+earlier answer by its request_id, coordinator_stats for the route mix, latency and spend, and
+backend_health for the state of each backend and dependency."""
+
+_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_SINCE_S = 366 * 86400
+
+
+def parse_since(text: str) -> float:
+    """``"30m"``, ``"24h"``, ``"7d"`` (also ``s`` and ``w``) to seconds; ValueError when invalid."""
+    match = _SINCE.match(text)
+    if match is None:
+        raise ValueError(
+            f"since must be a number and a unit (s, m, h, d or w), like '30m', '24h' or '7d';"
+            f" got {text!r}"
+        )
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    if not 0 < seconds <= MAX_SINCE_S:
+        raise ValueError(f"since must be more than 0 and at most 366d; got {text!r}")
+    return seconds
+
+
+# --- results (structured output: each tool publishes its output schema) ---------------------
+
+
+class RouteResult(BaseModel):
+    route: str = Field(description="'local' or 'cloud'")
+    backend: str | None = Field(description="first-choice backend; null when none can answer")
+    confidence: float = Field(description="confidence that a local model suffices, 0..1")
+    reasons: list[str] = Field(description="what lowered the confidence, with the amounts")
+
+
+class AskResult(BaseModel):
+    answer: str = Field(description="the model's answer")
+    route: str | None = Field(description="'local' or 'cloud'")
+    backend: str | None = Field(description="the backend that answered")
+    model: str | None = Field(description="the model that answered")
+    request_id: str | None = Field(description="rate this answer with record_feedback")
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = Field(None, description="token counts, as the upstream sent")
+
+
+class KnowledgeResult(BaseModel):
+    results: list[dict[str, Any]] = Field(
+        description="most similar first; each: question, answer, backend, rating, score"
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+class _HydraMCP(FastMCP[Any]):
+    """FastMCP whose argument-validation errors read as a short message, not pydantic's dump."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any]
+    ) -> list[ContentBlock] | dict[str, Any] | Any:
+        try:
+            return await super().call_tool(name, arguments)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError) and cause.title.endswith("Arguments"):
+                raise ToolError(f"invalid arguments for {name}: {_describe(cause)}") from None
+            raise
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "arguments"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def _key_id(ctx: Context[Any, Any, Any]) -> str | None:
+    """The API key id the HTTP request was authenticated with (None over stdio: local user)."""
+    try:
+        request = ctx.request_context.request
+    except ValueError:  # outside a request
+        return None
+    scope = getattr(request, "scope", None)
+    if not isinstance(scope, dict):
+        return None
+    state = scope.get("state") or {}
+    key = state.get("key_id") if isinstance(state, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def _service(runtime: Any, name: str, what: str) -> Any:
+    service = getattr(runtime, name, None)
+    if service is None:
+        raise ToolError(f"{what} is not available on this coordinator")
+    return service
+
+
+def _upstream_error(body: bytes, status: int) -> str:
+    try:
+        payload = orjson.loads(body)
+        message = payload["error"]["message"]
+        if isinstance(message, str) and message:
+            return f"upstream error (HTTP {status}): {message}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        pass
+    return f"upstream error (HTTP {status})"
+
+
+def _answer(body: bytes) -> tuple[str, str | None, str | None, dict[str, Any] | None]:
+    try:
+        payload = orjson.loads(body)
+        choice = payload["choices"][0]
+        content = choice["message"].get("content") or ""
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+        raise ToolError("the backend's answer was not a chat completion") from None
+    usage = payload.get("usage")
+    return (
+        content if isinstance(content, str) else json.dumps(content),
+        payload.get("model"),
+        choice.get("finish_reason"),
+        usage if isinstance(usage, dict) else None,
+    )
+
+
+def _default_security(runtime: Any) -> TransportSecuritySettings:
+    """DNS-rebinding protection only where it protects something.
+
+    Without API keys (allowed only on loopback) a web page could reach the API through a
+    rebound name, so only loopback ``Host`` and ``Origin`` values are accepted. With keys, every
+    /mcp request needs the bearer key, which a rebinding page does not have; checking Host would
+    only break the coordinator's real names (hydra-ai:8092, a reverse proxy, ...).
+    """
+    if runtime.keys.enabled:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    hosts = ["127.0.0.1", "localhost", "[::1]"]
+    listen = runtime.settings.listen.host
+    listen = f"[{listen}]" if ":" in listen else listen
+    if listen not in hosts and listen not in ("0.0.0.0", "[::]"):
+        hosts.append(listen)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*hosts, *(f"{h}:*" for h in hosts)],
+        allowed_origins=[*(f"http://{h}" for h in hosts), *(f"http://{h}:*" for h in hosts)],
+    )
+
+
+def _quiet_fastmcp(**kwargs: Any) -> _HydraMCP:
+    """``FastMCP()`` calls ``logging.basicConfig()``; the coordinator configures its own logging
+    (stderr only), so undo that side effect on the root logger. mcp 1.27 (nixpkgs) with a newer
+    pydantic-settings also warns about its own settings model's ``lifespan`` field: harmless."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Field '\w+' has an incomplete definition")
+            return _HydraMCP(**kwargs)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+# --- the server -------------------------------------------------------------------------------
+
+
+def build_mcp(
+    runtime_provider: RuntimeProvider,
+    *,
+    transport_security: TransportSecuritySettings | None = None,
+) -> FastMCP[Any]:
+    """The coordinator's MCP server; ``runtime_provider()`` returns the live :class:`Runtime`."""
+    if transport_security is None:
+        transport_security = _default_security(runtime_provider())
+    mcp = _quiet_fastmcp(
+        name="hydra-coordinator",
+        instructions=INSTRUCTIONS,
+        log_level="WARNING",
+        # one endpoint, /mcp, in the API's own router (see mount_mcp)
+        streamable_http_path="/mcp",
+        # every tool is one request and one answer: no server-initiated messages, so no session
+        # state to keep (nothing to leak, survives restarts) and plain JSON answers
+        stateless_http=True,
+        json_response=True,
+        transport_security=transport_security,
+    )
+    # serverInfo.version: the coordinator's, not the SDK's (FastMCP 1.x has no parameter for it)
+    mcp._mcp_server.version = __version__
+    _add_routing_tools(mcp, runtime_provider)
+    _add_service_tools(mcp, runtime_provider)
+    _add_resources(mcp, runtime_provider)
+    return mcp
+
+
+READ_ONLY = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+
+
+def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None:
+    """Tools over the routing core: route_query, ask, backend_health."""
+
+    @mcp.tool(
+        title="Routing decision",
+        annotations=READ_ONLY,
+        description=(
+            "Show where the coordinator would send a query and why, without calling any model: "
+            "the route (local GPU or cloud), the first-choice backend, the confidence that a local "
+            "model suffices (0..1; local when >= the configured threshold) and the reasons that "
+            "lowered it. Pass earlier turns in `messages` to judge a whole conversation, and "
+            "`model` to force a class ('local', 'cloud') or a concrete model."
+        ),
+    )
+    def route_query(
+        ctx: Context[Any, Any, Any],
+        query: Annotated[str, Field(min_length=1, description="the user's question")],
+        model: Annotated[
+            str, Field(min_length=1, description="auto (route), local, cloud or a model")
+        ] = "auto",
+        messages: Annotated[
+            list[dict[str, Any]] | None,
+            Field(description="earlier turns, OpenAI chat format ({role, content})"),
+        ] = None,
+    ) -> RouteResult:
+        context: dict[str, Any] = {"model": model}
+        if messages:
+            context["messages"] = messages
+        try:
+            decision = decide_query(runtime_provider(), query, context, _key_id(ctx))
+        except HydraError as exc:
+            raise ToolError(exc.message) from None
+        return RouteResult.model_validate(decision.as_dict())
+
+    @mcp.tool(
+        title="Ask (routed completion)",
+        annotations=ToolAnnotations(readOnlyHint=False, openWorldHint=True),
+        description=(
+            "Answer a question with the model the coordinator routes it to (a local GPU model "
+            "when it suffices, else a cloud API), exactly as POST /v1/chat/completions would: "
+            "same routing, limits, failover, privacy rules and budgets. Returns the answer with "
+            "the route, backend, model and a request_id (use it with record_feedback)."
+        ),
+    )
+    async def ask(
+        query: Annotated[str, Field(min_length=1, description="the question or instruction")],
+        ctx: Context[Any, Any, Any],
+        *,
+        model: Annotated[
+            str, Field(min_length=1, description="auto (route), local, cloud or a model")
+        ] = "auto",
+        system: Annotated[str | None, Field(description="optional system prompt")] = None,
+        max_tokens: Annotated[
+            int | None, Field(ge=1, description="upper bound on the answer's tokens")
+        ] = None,
+        temperature: Annotated[float | None, Field(ge=0, le=2)] = None,
+    ) -> AskResult:
+        messages: list[dict[str, str]] = []
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": query})
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": False}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        runtime = runtime_provider()
+        started = time.perf_counter()
+        try:
+            response = await handle_chat(runtime, body, orjson.dumps(body), _key_id(ctx), started)
+        except HydraError as exc:
+            raise ToolError(exc.message) from None
+        raw = bytes(response.body)
+        if response.status_code >= 400:
+            raise ToolError(_upstream_error(raw, response.status_code))
+        answer, served_by, finish_reason, usage = _answer(raw)
+        headers = response.headers
+        return AskResult(
+            answer=answer,
+            route=headers.get("x-hydra-route"),
+            backend=headers.get("x-hydra-backend"),
+            model=served_by,
+            request_id=headers.get("x-hydra-request-id"),
+            finish_reason=finish_reason,
+            usage=usage,
+        )
+
+    @mcp.tool(
+        title="Backend health",
+        annotations=READ_ONLY,
+        description=(
+            "The coordinator's overall status (healthy, degraded or unhealthy), its version, and "
+            "the state of each backend and dependency (healthy, degraded or down), as GET /health."
+        ),
+    )
+    def backend_health() -> dict[str, Any]:
+        return health_report(runtime_provider())
+
+
+def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None:
+    """Tools over the runtime's services (knowledge base, feedback, telemetry store); each
+    answers a clear tool error while its service is not attached to the runtime."""
+
+    @mcp.tool(
+        title="Search the knowledge base",
+        annotations=READ_ONLY,
+        description=(
+            "Find past questions similar to `query` in the coordinator's knowledge base, with "
+            "their answers, the backend that answered, the user rating and a similarity score "
+            "(most similar first). Useful before asking: a good earlier answer may already exist."
+        ),
+    )
+    async def search_knowledge(
+        query: Annotated[str, Field(min_length=1, description="what to look for")],
+        ctx: Context[Any, Any, Any],
+        limit: Annotated[int, Field(ge=1, le=50, description="how many results")] = 5,
+    ) -> KnowledgeResult:
+        knowledge = _service(runtime_provider(), "knowledge", "the knowledge base")
+        try:
+            results = await knowledge.search(query, limit, _key_id(ctx))
+        except HydraError as exc:
+            raise ToolError(exc.message) from None
+        return KnowledgeResult(results=list(results))
+
+    @mcp.tool(
+        title="Rate an answer",
+        annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True, openWorldHint=False),
+        description=(
+            "Rate an earlier answer by its request_id (from ask, or the x-hydra-request-id "
+            "header of the HTTP API): rating from -1 (bad) to 1 (good), 0 neutral, with an "
+            "optional comment. Ratings teach the router which backend answers what well."
+        ),
+    )
+    async def record_feedback(
+        request_id: Annotated[
+            str,
+            Field(min_length=1, max_length=128, description="the request id of the answer"),
+        ],
+        rating: Annotated[float, Field(ge=-1, le=1, description="-1 bad .. 1 good")],
+        ctx: Context[Any, Any, Any],
+        comment: Annotated[str | None, Field(max_length=4000)] = None,
+    ) -> dict[str, Any]:
+        feedback = _service(runtime_provider(), "feedback", "feedback")
+        try:
+            result = await feedback.record(request_id, rating, comment, _key_id(ctx))
+        except HydraError as exc:
+            raise ToolError(exc.message) from None
+        return dict(result)
+
+    @mcp.tool(
+        title="Coordinator statistics",
+        annotations=READ_ONLY,
+        description=(
+            "Traffic over a recent window: number of requests, the route mix (local/cloud), "
+            "per-backend counts, latency percentiles (p50/p95/p99), tokens and spend in US$. "
+            "`since` is a duration like '30m', '24h' or '7d'."
+        ),
+    )
+    async def coordinator_stats(
+        since: Annotated[
+            str, Field(description="window length: a number and s, m, h, d or w")
+        ] = "24h",
+    ) -> dict[str, Any]:
+        try:
+            since_s = parse_since(since)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        telemetry = _service(runtime_provider(), "telemetry", "the telemetry store")
+        try:
+            stats = await telemetry.stats(since_s)
+        except HydraError as exc:
+            raise ToolError(exc.message) from None
+        return dict(stats)
+
+
+def _add_resources(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None:
+    @mcp.resource(
+        "hydra://config",
+        name="config",
+        title="Effective configuration",
+        description="The coordinator's effective configuration, secrets redacted.",
+        mime_type="application/json",
+    )
+    def config_resource() -> str:
+        return json.dumps(redacted(runtime_provider().settings), indent=2)
+
+    @mcp.resource(
+        "hydra://decisions/recent",
+        name="recent-decisions",
+        title="Recent routing decisions",
+        description=(
+            "The most recent routing decisions, newest first: time, kind (chat or a route "
+            "preview), request_id, model, route, backend, confidence and reasons. No prompt text."
+        ),
+        mime_type="application/json",
+    )
+    def recent_decisions_resource() -> str:
+        return json.dumps({"decisions": runtime_provider().recent.latest()}, indent=2)

@@ -1,0 +1,427 @@
+"""A router that learns from ratings and outcomes: Thompson sampling per task class.
+
+Model. For every (task class, backend) pair the router keeps a Beta(alpha, beta)
+posterior over the backend's *quality* on that class: the probability that an
+answer is good. Rewards in [0, 1] update it fractionally (alpha += r, beta += 1 - r):
+a thumbs-up rating is 1, a thumbs-down 0, errors and timeouts 0, truncated
+answers a low value (see :func:`rating_reward`, :func:`outcome_reward`).
+
+Decision. For one request the router draws a quality sample theta from each
+eligible backend's posterior, optionally sharpened by the knowledge base's
+nearest past queries (``neighbours``: backend, rating, similarity), and picks
+the highest utility theta - cost_weight * cost. A *local margin* keeps requests
+local when a local backend's sample is within ``local_margin`` of the best
+cloud one: equal quality should not cost money. Sampling is the exploration:
+uncertain backends sometimes win their draw and are tried, certain ones
+settle. Exploration never reaches the cloud when ``cloud_allowed`` is False
+(privacy ``local_only`` or an exhausted budget) nor a cloud backend that costs
+more than ``budget_remaining``.
+
+State is plain numbers, serialised with :meth:`LearnedRouter.to_json` and
+restored with :meth:`LearnedRouter.from_json`. A router instance is not
+thread-safe; the coordinator uses it from one event loop.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["local", "cloud"]
+Outcome = Literal["ok", "error", "timeout", "truncated"]
+
+STATE_VERSION = 1
+_OUTCOME_REWARDS: Mapping[str, float] = {"error": 0.0, "timeout": 0.0, "truncated": 0.25}
+
+
+def rating_reward(rating: float) -> float:
+    """Map a user rating in [-1, 1] (thumbs down .. up) to a reward in [0, 1]."""
+    return _clamp((rating + 1.0) / 2.0)
+
+
+def outcome_reward(outcome: Outcome) -> float | None:
+    """Reward for an automatic outcome; None for ``ok`` (success alone says nothing of quality)."""
+    return _OUTCOME_REWARDS.get(outcome)
+
+
+def _clamp(value: float, low: float = 0.0, high: float = 1.0) -> float:
+    return min(high, max(low, value))
+
+
+class NoEligibleBackend(ValueError):
+    """No candidate may take the request (e.g. only cloud backends and cloud not allowed)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A backend the request could go to, with its expected cost in USD."""
+
+    name: str
+    kind: Kind
+    cost_per_request: float = 0.0
+
+
+@dataclass(frozen=True)
+class LearnedDecision:
+    """The chosen backend and why.
+
+    ``score`` is the chosen backend's sampled utility; ``explored`` is True
+    when the draw chose a backend other than the best by posterior mean.
+    """
+
+    backend: str
+    kind: str
+    task_class: str
+    score: float
+    reasons: list[str]
+    explored: bool
+
+
+@dataclass
+class Arm:
+    """Evidence about one (task class, backend) pair: summed rewards and their complements.
+
+    The posterior is Beta(prior_alpha + wins, prior_beta + losses); the prior
+    comes from the router (per kind, or the parent class, see ``backoff``).
+    """
+
+    wins: float = 0.0
+    losses: float = 0.0
+    pulls: float = 0.0  # outcomes received, not reduced by the evidence cap
+
+
+@dataclass(frozen=True)
+class _Draw:
+    candidate: Candidate
+    mean: float
+    sample: float
+    utility: float
+    mean_utility: float
+
+
+@dataclass(kw_only=True)
+class LearnedRouter:
+    """Thompson-sampling router over task classes and backends (see module docs).
+
+    Parameters:
+        seed: seed of the router's own random generator (None: OS entropy).
+        prior_local / prior_cloud: Beta(alpha, beta) a new arm starts from; by default
+            cloud is believed better (mean 0.75 vs 0.5), both weakly (4 pseudo-votes).
+        cost_weight: utility lost per USD; 10 means $0.01 costs 0.1 quality.
+        local_margin: keep a request local when a local sample is within this
+            much of the best cloud sample.
+        neighbour_weight: pseudo-votes a neighbour of similarity 1.0 adds.
+        max_evidence: cap on an arm's wins + losses; older evidence is scaled
+            down beyond it, so the router keeps adapting when backends change.
+        backoff: pseudo-votes a sub-class inherits from its parent. Task classes
+            may be hierarchical, ``"code/hard"``: an update also teaches
+            ``"code"``, and a new ``"code/hard"`` arm starts from ``"code"``'s
+            posterior mean with this weight instead of the flat prior, so
+            finer contexts learn without starting from scratch.
+    """
+
+    seed: int | None = None
+    prior_local: tuple[float, float] = (2.0, 2.0)
+    prior_cloud: tuple[float, float] = (3.0, 1.0)
+    cost_weight: float = 10.0
+    local_margin: float = 0.02
+    neighbour_weight: float = 2.0
+    max_evidence: float = 500.0
+    backoff: float = 4.0
+    _arms: dict[tuple[str, str], Arm] = field(default_factory=dict, init=False, repr=False)
+    _kinds: dict[str, Kind] = field(default_factory=dict, init=False, repr=False)
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._validate()
+        self._rng = random.Random(self.seed)
+
+    def _validate(self) -> None:
+        for prior in (self.prior_local, self.prior_cloud):
+            if len(prior) != 2 or min(prior) <= 0:
+                raise ValueError(f"a Beta prior needs two positive numbers, got {prior!r}")
+        weights = (self.cost_weight, self.local_margin, self.neighbour_weight)
+        if min(weights) < 0:
+            raise ValueError("cost_weight, local_margin and neighbour_weight must be >= 0")
+        if self.max_evidence <= 0 or self.backoff <= 0:
+            raise ValueError("max_evidence and backoff must be > 0")
+
+    # ------------------------------------------------------------------ decisions
+
+    def decide(
+        self,
+        task_class: str,
+        candidates: list[Candidate],
+        *,
+        cloud_allowed: bool,
+        neighbours: Sequence[tuple[str, float, float]] = (),
+        budget_remaining: float | None = None,
+    ) -> LearnedDecision:
+        """Choose a backend for one request of ``task_class``.
+
+        ``neighbours`` are similar past queries as (backend, rating in [-1, 1],
+        similarity in [0, 1]); they count as pseudo-votes for this decision only.
+        Raises :class:`NoEligibleBackend` when no candidate may be used.
+        """
+        reasons = [f"task class '{task_class}'"]
+        eligible = self._eligible(candidates, cloud_allowed, budget_remaining, reasons)
+        for candidate in eligible:
+            self._kinds[candidate.name] = candidate.kind
+        votes = _neighbour_votes(neighbours, {c.name for c in eligible}, self.neighbour_weight)
+        if votes:
+            reasons.append(_describe_votes(votes))
+        draws = [self._draw(task_class, c, votes.get(c.name, (0.0, 0.0))) for c in eligible]
+        chosen, kept_local = self._select(draws, sampled=True)
+        best_by_mean, _ = self._select(draws, sampled=False)
+        explored = chosen.candidate.name != best_by_mean.candidate.name
+        reasons += [self._describe_draw(task_class, d) for d in draws]
+        if kept_local:
+            reasons.append(
+                f"kept local '{chosen.candidate.name}': its quality sample "
+                f"{chosen.sample:.2f} is within {self.local_margin:.2f} of the best cloud sample"
+            )
+        reasons.append(_describe_choice(chosen, best_by_mean, explored))
+        return LearnedDecision(
+            backend=chosen.candidate.name,
+            kind=chosen.candidate.kind,
+            task_class=task_class,
+            score=round(chosen.utility, 6),
+            reasons=reasons,
+            explored=explored,
+        )
+
+    def _eligible(
+        self,
+        candidates: Iterable[Candidate],
+        cloud_allowed: bool,
+        budget_remaining: float | None,
+        reasons: list[str],
+    ) -> list[Candidate]:
+        eligible: list[Candidate] = []
+        for candidate in candidates:
+            if candidate.kind == "cloud" and not cloud_allowed:
+                reasons.append(f"skipped cloud '{candidate.name}': cloud not allowed")
+            elif (
+                candidate.kind == "cloud"
+                and budget_remaining is not None
+                and candidate.cost_per_request > budget_remaining
+            ):
+                reasons.append(
+                    f"skipped cloud '{candidate.name}': expected cost "
+                    f"${candidate.cost_per_request:.4f} exceeds remaining budget "
+                    f"${budget_remaining:.4f}"
+                )
+            else:
+                eligible.append(candidate)
+        if not eligible:
+            raise NoEligibleBackend("; ".join(reasons[1:]) or "no candidate backends")
+        return eligible
+
+    def _draw(self, task_class: str, candidate: Candidate, votes: tuple[float, float]) -> _Draw:
+        alpha, beta = self._posterior(task_class, candidate.name, candidate.kind)
+        alpha, beta = alpha + votes[0], beta + votes[1]
+        sample = self._rng.betavariate(alpha, beta)
+        mean = alpha / (alpha + beta)
+        penalty = self.cost_weight * candidate.cost_per_request
+        return _Draw(candidate, mean, sample, sample - penalty, mean - penalty)
+
+    def _select(self, draws: list[_Draw], *, sampled: bool) -> tuple[_Draw, bool]:
+        """Best draw by utility (sampled, or posterior mean); True if the local margin decided.
+
+        A local backend whose quality is within ``local_margin`` of the best
+        cloud one wins over it: same quality should not cost money.
+        """
+
+        def utility(draw: _Draw) -> float:
+            return draw.utility if sampled else draw.mean_utility
+
+        def quality(draw: _Draw) -> float:
+            return draw.sample if sampled else draw.mean
+
+        best = max(draws, key=utility)
+        local = [d for d in draws if d.candidate.kind == "local"]
+        if best.candidate.kind == "local" or not local:
+            return best, False
+        best_local = max(local, key=quality)
+        if quality(best_local) + self.local_margin >= quality(best):
+            return best_local, True
+        return best, False
+
+    def _describe_draw(self, task_class: str, draw: _Draw) -> str:
+        arm = self._arms.get((task_class, draw.candidate.name), Arm())
+        return (
+            f"{draw.candidate.kind} '{draw.candidate.name}': quality mean {draw.mean:.2f} "
+            f"from {arm.pulls:.0f} outcomes, sample {draw.sample:.2f}, "
+            f"cost ${draw.candidate.cost_per_request:.4f}, utility {draw.utility:.2f}"
+        )
+
+    # ------------------------------------------------------------------ learning
+
+    def update(
+        self, task_class: str, backend: str, reward: float, *, kind: Kind | None = None
+    ) -> None:
+        """Record a reward in [0, 1] (clamped) for ``backend`` on ``task_class``.
+
+        Parent classes (``"code"`` for ``"code/hard"``) learn from it too.
+        ``kind`` sets the prior of a backend no decision has named yet (default:
+        the kind last seen, else local).
+        """
+        if kind is not None:
+            self._kinds[backend] = kind
+        value = _clamp(reward)
+        for context in _lineage(task_class):
+            arm = self._arms.setdefault((context, backend), Arm())
+            arm.wins += value
+            arm.losses += 1.0 - value
+            arm.pulls += 1.0
+            self._cap_evidence(arm)
+
+    def _cap_evidence(self, arm: Arm) -> None:
+        total = arm.wins + arm.losses
+        if total > self.max_evidence:
+            scale = self.max_evidence / total
+            arm.wins *= scale
+            arm.losses *= scale
+
+    def _posterior(self, task_class: str, backend: str, kind: Kind | None) -> tuple[float, float]:
+        """Beta(alpha, beta) of a pair: its prior (flat or the parent's) plus its evidence."""
+        known: Kind = kind or self._kinds.get(backend, "local")
+        parent = _parent(task_class)
+        if parent is None:
+            alpha, beta = self.prior_cloud if known == "cloud" else self.prior_local
+        else:
+            p_alpha, p_beta = self._posterior(parent, backend, known)
+            mean = p_alpha / (p_alpha + p_beta)
+            alpha, beta = mean * self.backoff, (1.0 - mean) * self.backoff
+        arm = self._arms.get((task_class, backend))
+        if arm is not None:
+            alpha, beta = alpha + arm.wins, beta + arm.losses
+        return alpha, beta
+
+    # ------------------------------------------------------------------ state
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Posterior means per task class and backend, for ``/route`` explanations."""
+        view: dict[str, dict[str, dict[str, float]]] = {}
+        for (task_class, backend), arm in sorted(self._arms.items()):
+            alpha, beta = self._posterior(task_class, backend, None)
+            view.setdefault(task_class, {})[backend] = {
+                "mean": round(alpha / (alpha + beta), 4),
+                "outcomes": arm.pulls,
+                "alpha": round(alpha, 4),
+                "beta": round(beta, 4),
+            }
+        return view
+
+    def to_json(self) -> dict[str, Any]:
+        """All learned state and parameters as a JSON-compatible dict."""
+        return {
+            "version": STATE_VERSION,
+            "params": {
+                "prior_local": list(self.prior_local),
+                "prior_cloud": list(self.prior_cloud),
+                "cost_weight": self.cost_weight,
+                "local_margin": self.local_margin,
+                "neighbour_weight": self.neighbour_weight,
+                "max_evidence": self.max_evidence,
+                "backoff": self.backoff,
+            },
+            "kinds": dict(sorted(self._kinds.items())),
+            "arms": [
+                {
+                    "task_class": t,
+                    "backend": b,
+                    "wins": a.wins,
+                    "losses": a.losses,
+                    "pulls": a.pulls,
+                }
+                for (t, b), a in sorted(self._arms.items())
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, seed: int | None = None) -> LearnedRouter:
+        """Rebuild a router from :meth:`to_json` output (raises ValueError when malformed)."""
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported learned-router state version {data.get('version')!r}")
+        try:
+            params = data["params"]
+            router = cls(
+                seed=seed,
+                prior_local=_pair(params["prior_local"]),
+                prior_cloud=_pair(params["prior_cloud"]),
+                cost_weight=float(params["cost_weight"]),
+                local_margin=float(params["local_margin"]),
+                neighbour_weight=float(params["neighbour_weight"]),
+                max_evidence=float(params["max_evidence"]),
+                backoff=float(params["backoff"]),
+            )
+            for backend, kind in data.get("kinds", {}).items():
+                router._kinds[str(backend)] = _kind(kind)
+            for row in data["arms"]:
+                arm = Arm(float(row["wins"]), float(row["losses"]), float(row["pulls"]))
+                if min(arm.wins, arm.losses, arm.pulls) < 0:
+                    raise ValueError("evidence must not be negative")
+                router._arms[(str(row["task_class"]), str(row["backend"]))] = arm
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed learned-router state: {exc!r}") from None
+        return router
+
+
+def _parent(task_class: str) -> str | None:
+    """``"code"`` for ``"code/hard"``; None for a top-level class."""
+    head, sep, _ = task_class.rpartition("/")
+    return head if sep and head else None
+
+
+def _lineage(task_class: str) -> list[str]:
+    """The class and all its ancestors, most specific first."""
+    lineage = [task_class]
+    while (parent := _parent(lineage[-1])) is not None:
+        lineage.append(parent)
+    return lineage
+
+
+def _pair(value: Any) -> tuple[float, float]:
+    first, second = value
+    return float(first), float(second)
+
+
+def _kind(value: Any) -> Kind:
+    if value == "cloud":
+        return "cloud"
+    if value == "local":
+        return "local"
+    raise ValueError(f"unknown backend kind {value!r}")
+
+
+def _neighbour_votes(
+    neighbours: Sequence[tuple[str, float, float]], names: set[str], weight: float
+) -> dict[str, tuple[float, float]]:
+    """Pseudo-votes (good, bad) per backend from similar past queries."""
+    votes: dict[str, tuple[float, float]] = {}
+    for backend, rating, similarity in neighbours:
+        if backend not in names:
+            continue
+        strength = weight * _clamp(similarity)
+        reward = rating_reward(rating)
+        good, bad = votes.get(backend, (0.0, 0.0))
+        votes[backend] = (good + strength * reward, bad + strength * (1.0 - reward))
+    return votes
+
+
+def _describe_votes(votes: Mapping[str, tuple[float, float]]) -> str:
+    parts = [f"'{name}' +{good:.1f}/-{bad:.1f}" for name, (good, bad) in sorted(votes.items())]
+    return "similar past queries: " + ", ".join(parts)
+
+
+def _describe_choice(chosen: _Draw, best_by_mean: _Draw, explored: bool) -> str:
+    name = chosen.candidate.name
+    if explored:
+        return (
+            f"chose {chosen.candidate.kind} '{name}' (exploring: best by mean is "
+            f"'{best_by_mean.candidate.name}')"
+        )
+    return f"chose {chosen.candidate.kind} '{name}': best expected quality for its cost"

@@ -1,0 +1,256 @@
+"""Learned router and task classifier: behaviour on synthetic streams with fixed seeds."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from hydra_coordinator.routing.learned import (
+    Candidate,
+    LearnedRouter,
+    NoEligibleBackend,
+    outcome_reward,
+    rating_reward,
+)
+from hydra_coordinator.routing.taskclass import TASK_CLASSES, TaskClassifier
+
+LOCAL = Candidate("ollama", "local", 0.0)
+BIG_LOCAL = Candidate("tabby", "local", 0.0)
+CLOUD = Candidate("gpt", "cloud", 0.01)
+
+
+def run_stream(
+    router: LearnedRouter,
+    quality: dict[str, float],
+    steps: int,
+    *,
+    candidates: list[Candidate],
+    task_class: str = "code",
+    seed: int = 7,
+) -> list[str]:
+    """Route ``steps`` requests; each backend answers well with its hidden probability."""
+    world = random.Random(seed)
+    chosen = []
+    for _ in range(steps):
+        decision = router.decide(task_class, candidates, cloud_allowed=True)
+        good = world.random() < quality[decision.backend]
+        router.update(task_class, decision.backend, 1.0 if good else 0.0)
+        chosen.append(decision.backend)
+    return chosen
+
+
+def test_converges_to_the_better_local_backend():
+    router = LearnedRouter(seed=1)
+    chosen = run_stream(
+        router, {"ollama": 0.3, "tabby": 0.8, "gpt": 0.85}, 600, candidates=[LOCAL, BIG_LOCAL]
+    )
+    assert chosen[-200:].count("tabby") >= 190
+    means = router.snapshot()["code"]
+    assert means["tabby"]["mean"] > 0.7 > means["ollama"]["mean"]
+
+
+def test_pays_for_cloud_only_when_the_quality_gap_is_worth_it():
+    cheap_gap = LearnedRouter(seed=2, cost_weight=10.0)  # $0.01 costs 0.1 quality
+    chosen = run_stream(cheap_gap, {"ollama": 0.4, "gpt": 0.95}, 800, candidates=[LOCAL, CLOUD])
+    assert chosen[-300:].count("gpt") >= 270
+
+    small_gap = LearnedRouter(seed=2, cost_weight=10.0)
+    chosen = run_stream(small_gap, {"ollama": 0.88, "gpt": 0.93}, 800, candidates=[LOCAL, CLOUD])
+    assert chosen[-300:].count("ollama") >= 240
+
+
+def test_never_picks_cloud_when_cloud_not_allowed():
+    router = LearnedRouter(seed=3)
+    for _ in range(50):
+        router.update("code", "gpt", 1.0, kind="cloud")
+        router.update("code", "ollama", 0.0)
+    for _ in range(200):
+        decision = router.decide("code", [LOCAL, CLOUD], cloud_allowed=False)
+        assert (decision.backend, decision.kind) == ("ollama", "local")
+    assert "skipped cloud 'gpt': cloud not allowed" in decision.reasons
+
+
+def test_cloud_over_the_remaining_budget_is_skipped():
+    router = LearnedRouter(seed=4)
+    decision = router.decide("chat", [LOCAL, CLOUD], cloud_allowed=True, budget_remaining=0.005)
+    assert decision.backend == "ollama"
+    assert any("exceeds remaining budget" in reason for reason in decision.reasons)
+
+
+def test_no_eligible_backend_raises():
+    router = LearnedRouter(seed=5)
+    with pytest.raises(NoEligibleBackend, match="cloud not allowed"):
+        router.decide("chat", [CLOUD], cloud_allowed=False)
+    with pytest.raises(NoEligibleBackend):
+        router.decide("chat", [], cloud_allowed=True)
+
+
+def test_feedback_changes_later_decisions():
+    def share_local(router: LearnedRouter) -> float:
+        picks = [
+            router.decide("writing", [LOCAL, CLOUD], cloud_allowed=True).backend for _ in range(300)
+        ]
+        return picks.count("ollama") / len(picks)
+
+    router = LearnedRouter(seed=6)
+    before = share_local(router)
+    for _ in range(40):
+        router.update("writing", "ollama", rating_reward(-1.0))  # thumbs down
+        router.update("writing", "gpt", rating_reward(1.0), kind="cloud")
+    after = share_local(router)
+    assert before > 0.3
+    assert after < 0.05
+
+
+def test_errors_and_timeouts_count_against_a_backend():
+    router = LearnedRouter(seed=7)
+    for _ in range(30):
+        reward = outcome_reward("timeout")
+        assert reward == 0.0
+        router.update("code", "tabby", reward)
+        router.update("code", "ollama", 0.9)
+    picks = [
+        router.decide("code", [LOCAL, BIG_LOCAL], cloud_allowed=False).backend for _ in range(100)
+    ]
+    assert picks.count("ollama") >= 95
+
+
+def test_neighbours_act_as_a_prior():
+    router = LearnedRouter(seed=8, prior_local=(1.0, 1.0), prior_cloud=(1.0, 1.0))
+    neighbours = [("gpt", -1.0, 0.95), ("ollama", 1.0, 0.9), ("ollama", 1.0, 0.8)] * 3
+    picks = [
+        router.decide("factual", [LOCAL, CLOUD], cloud_allowed=True, neighbours=neighbours)
+        for _ in range(200)
+    ]
+    assert sum(d.backend == "ollama" for d in picks) >= 190
+    assert "similar past queries: 'gpt' +0.0/-5.7, 'ollama' +10.2/-0.0" in picks[0].reasons
+    assert router.snapshot() == {}  # neighbours inform one decision; nothing is learned
+
+
+def test_state_round_trips_through_json():
+    router = LearnedRouter(seed=9, cost_weight=5.0)
+    run_stream(router, {"ollama": 0.6, "gpt": 0.9}, 200, candidates=[LOCAL, CLOUD])
+    state = json.loads(json.dumps(router.to_json()))
+    restored = LearnedRouter.from_json(state, seed=9)
+    assert restored.to_json() == router.to_json()
+    assert restored.snapshot() == router.snapshot()
+    assert restored.cost_weight == 5.0
+
+
+def test_same_seed_same_decisions_after_reload():
+    router = LearnedRouter(seed=10)
+    run_stream(router, {"ollama": 0.5, "gpt": 0.9}, 100, candidates=[LOCAL, CLOUD])
+    a = LearnedRouter.from_json(router.to_json(), seed=11)
+    b = LearnedRouter.from_json(router.to_json(), seed=11)
+    picks_a = [a.decide("code", [LOCAL, CLOUD], cloud_allowed=True).backend for _ in range(50)]
+    picks_b = [b.decide("code", [LOCAL, CLOUD], cloud_allowed=True).backend for _ in range(50)]
+    assert picks_a == picks_b
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"version": 99},
+        {"version": 1},
+        {"version": 1, "params": {}, "arms": []},
+    ],
+)
+def test_malformed_state_is_rejected(state):
+    with pytest.raises(ValueError):
+        LearnedRouter.from_json(state)
+
+
+def test_decisions_explain_themselves():
+    router = LearnedRouter(seed=12)
+    decision = router.decide("code", [LOCAL, CLOUD], cloud_allowed=True)
+    assert decision.task_class == "code"
+    assert decision.reasons[0] == "task class 'code'"
+    assert any(r.startswith("local 'ollama': quality mean 0.50") for r in decision.reasons)
+    assert any(r.startswith("cloud 'gpt': quality mean 0.75") for r in decision.reasons)
+    assert decision.reasons[-1].startswith("chose ")
+
+
+def test_local_margin_keeps_equal_quality_local():
+    router = LearnedRouter(seed=13, cost_weight=0.0, local_margin=1.0)
+    picks = [router.decide("chat", [LOCAL, CLOUD], cloud_allowed=True) for _ in range(50)]
+    assert all(d.backend == "ollama" for d in picks)
+    assert not any(d.explored for d in picks)
+    assert any(r.startswith("kept local 'ollama'") for r in picks[0].reasons)
+
+
+def test_evidence_is_capped_so_the_router_keeps_adapting():
+    router = LearnedRouter(seed=14, max_evidence=50.0)
+    for _ in range(1000):
+        router.update("chat", "ollama", 1.0)
+    arm = router.snapshot()["chat"]["ollama"]
+    assert arm["alpha"] + arm["beta"] == pytest.approx(50.0 + 4.0)  # evidence + prior
+    assert arm["outcomes"] == 1000
+
+
+def test_subclasses_learn_from_their_parent_class():
+    router = LearnedRouter(seed=15)
+    for _ in range(200):
+        router.update("code/hard", "ollama", 0.0)
+        router.update("code/hard", "tabby", 1.0)
+    view = router.snapshot()
+    assert view["code"]["tabby"]["outcomes"] == 200  # the parent learned too
+    # A sibling context never seen before starts from the parent's belief.
+    picks = [
+        router.decide("code/easy", [LOCAL, BIG_LOCAL], cloud_allowed=False).backend
+        for _ in range(100)
+    ]
+    assert picks.count("tabby") >= 90
+    # ...but only with the backoff's weight, so its own evidence wins quickly.
+    for _ in range(60):
+        router.update("code/easy", "ollama", 1.0)
+        router.update("code/easy", "tabby", 0.0)
+    assert router.snapshot()["code/easy"]["ollama"]["mean"] > 0.9
+
+
+def test_rewards():
+    assert rating_reward(1.0) == 1.0
+    assert rating_reward(-1.0) == 0.0
+    assert rating_reward(0.0) == 0.5
+    assert rating_reward(7.0) == 1.0
+    assert outcome_reward("error") == 0.0
+    assert outcome_reward("truncated") == 0.25
+    assert outcome_reward("ok") is None
+
+
+def test_invalid_parameters():
+    with pytest.raises(ValueError):
+        LearnedRouter(prior_local=(0.0, 1.0))
+    with pytest.raises(ValueError):
+        LearnedRouter(cost_weight=-1.0)
+
+
+# --------------------------------------------------------------------------- task classes
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hi there, how are you?", "chat"),
+        ("thanks!", "chat"),
+        ("Why does this raise KeyError?\n```python\nd = {}\nd[1]\n```", "code"),
+        ("Traceback (most recent call last):\n  File 'x.py'\nValueError: bad", "code"),
+        ("Write a Rust function that parses a JSON config file", "code"),
+        ("Prove that the square root of 2 is irrational.", "reasoning"),
+        ("Solve step by step: 3x + 7 = 22", "reasoning"),
+        ("Write a haiku about GPUs running hot in summer", "writing"),
+        ("Rewrite this e-mail in a friendlier tone: ...", "writing"),
+        ("What is the capital of Australia?", "factual"),
+        ("Who invented the telephone and in which year?", "factual"),
+    ],
+)
+def test_task_classifier(text, expected):
+    assert TaskClassifier().classify(text) == expected
+
+
+def test_classifier_only_returns_known_classes():
+    classifier = TaskClassifier()
+    assert classifier.classes == TASK_CLASSES
+    for text in ["", "?", "x" * 20_000, "```" * 1000]:
+        assert classifier.classify(text) in TASK_CLASSES

@@ -1,0 +1,50 @@
+# Pure helpers for the lab modules (no module arguments, so the eval
+# tests can call them directly): firewall rule generation and URL parsing.
+{ lib }:
+let
+  isIPv6 = lib.hasInfix ":";
+  sortedPorts = ports: lib.sort lib.lessThan (lib.unique ports);
+in
+{
+  # nftables statements for networking.firewall.extraInputRules that accept
+  # new TCP connections to `tcpPorts` only when they come from `sources`
+  # (CIDRs or addresses). Everything else still falls through to the
+  # firewall's default reject. Returns "" when there is nothing to allow.
+  mkInputRules =
+    { sources, tcpPorts }:
+    let
+      v4 = lib.filter (s: !isIPv6 s) sources;
+      v6 = lib.filter isIPv6 sources;
+      ports = "{ ${lib.concatMapStringsSep ", " toString (sortedPorts tcpPorts)} }";
+      rule = family: srcs: "${family} saddr { ${lib.concatStringsSep ", " srcs} } tcp dport ${ports} accept";
+    in
+    lib.optionalString (tcpPorts != [ ]) (
+      lib.concatStringsSep "\n" (
+        lib.optional (v4 != [ ]) (rule "ip" v4) ++ lib.optional (v6 != [ ]) (rule "ip6" v6)
+      )
+    );
+
+  # "http://10.0.0.2:5000/v1" -> { scheme = "http"; host = "10.0.0.2"; port = 5000; }
+  # (port defaults from the scheme); null when the URL does not parse.
+  parseUrl =
+    url:
+    let
+      m = builtins.match "([a-z]+)://(\\[[^]]*]|[^/:]+)(:([0-9]+))?(/.*)?" url;
+      scheme = lib.elemAt m 0;
+      port = lib.elemAt m 3;
+    in
+    if m == null then
+      null
+    else
+      {
+        inherit scheme;
+        host = lib.removeSuffix "]" (lib.removePrefix "[" (lib.elemAt m 1));
+        port =
+          if port != null then
+            lib.toInt port
+          else if scheme == "https" then
+            443
+          else
+            80;
+      };
+}

@@ -1,0 +1,330 @@
+# Role "storage": the lab's data services (PostgreSQL with a telemetry
+# retention job, Redis, Qdrant on the lab network, an embeddings service),
+# Jellyfin with Arc transcoding, and optional MindsDB / Letta containers.
+# Monitoring (Prometheus, Grafana) lives in modules/monitoring and follows
+# this role; the coordinator follows hydra.lab.coordinatorNode.
+#
+# Embeddings: nixpkgs has a text-embeddings-inference module (CPU candle
+# build, no CUDA) and Ollama serves embeddings on the compute node's GPUs.
+# Default: TEI here, with a small model, so embeddings keep working while
+# the compute node is busy or down; set embeddings.provider = "ollama" to
+# use the compute node instead.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  lab = config.hydra.lab;
+  cfg = config.hydra.roles.storage;
+  pg = config.services.postgresql;
+  identifier = lib.types.strMatching "[a-z_][a-z0-9_]*";
+  computeNodes = lib.attrValues (lib.filterAttrs (_: n: lib.elem "compute" n.roles) lab.nodes);
+
+  embeddingsUrl =
+    if cfg.embeddings.provider == "text-embeddings-inference" then
+      "http://127.0.0.1:${toString lab.ports.embeddings}"
+    else if cfg.embeddings.provider == "ollama" && computeNodes != [ ] then
+      "http://${(lib.head computeNodes).address}:${toString lab.ports.ollama}"
+    else
+      null;
+
+  retention = cfg.telemetryRetention;
+  # Identifiers are quoted: `timestamp` is an SQL keyword.
+  retentionSql = ''
+    DO $$
+    BEGIN
+      IF to_regclass('public.${retention.table}') IS NOT NULL THEN
+        DELETE FROM public."${retention.table}"
+          WHERE "${retention.timestampColumn}" < now() - interval '${toString retention.days} days';
+      END IF;
+    END
+    $$;
+  '';
+
+  containerDb = name: {
+    inherit name;
+    ensureDBOwnership = true;
+  };
+in
+{
+  options.hydra.roles.storage = {
+    enable = lib.mkOption {
+      type = lib.types.bool;
+      default = lab.node != null && lib.elem "storage" lab.node.roles;
+      defaultText = lib.literalExpression ''elem "storage" config.hydra.lab.node.roles'';
+      description = "Whether this host runs the lab's data services.";
+    };
+
+    telemetryRetention = {
+      enable = lib.mkOption {
+        type = lib.types.bool;
+        default = true;
+        description = "Delete old coordinator telemetry rows on a timer.";
+      };
+      days = lib.mkOption {
+        type = lib.types.ints.positive;
+        default = 90;
+        description = "Telemetry rows older than this many days are deleted.";
+      };
+      database = lib.mkOption {
+        type = lib.types.str;
+        default = "hydra-coordinator";
+        description = "Database of the coordinator (as created by services.hydra-coordinator.database.createLocally).";
+      };
+      table = lib.mkOption {
+        type = identifier;
+        default = "telemetry";
+        description = "Telemetry table (schema public). A missing table is skipped, not an error.";
+      };
+      timestampColumn = lib.mkOption {
+        type = identifier;
+        default = "timestamp";
+        description = "Timestamp column (timestamptz) compared with the retention window.";
+      };
+      schedule = lib.mkOption {
+        type = lib.types.str;
+        default = "daily";
+        description = "systemd calendar expression of the job.";
+      };
+    };
+
+    embeddings = {
+      provider = lib.mkOption {
+        type = lib.types.enum [
+          "text-embeddings-inference"
+          "ollama"
+          "none"
+        ];
+        default = "text-embeddings-inference";
+        description = "Which embeddings service the coordinator uses (see the header of this module).";
+      };
+      url = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        readOnly = true;
+        default = embeddingsUrl;
+        defaultText = lib.literalMD "the URL of the service chosen by `provider`, `null` for `none`";
+        description = ''
+          Base URL of the embeddings service, for its clients. The coordinator
+          is not pointed at it yet: its config has no `embeddings` key.
+        '';
+      };
+      model = lib.mkOption {
+        type = lib.types.str;
+        default = "BAAI/bge-small-en-v1.5";
+        description = ''
+          Embedding model: a Hugging Face id for text-embeddings-inference
+          (downloaded on first start), an Ollama model name (pull it with
+          hydra.roles.compute.models) for "ollama".
+        '';
+      };
+    };
+
+    media.enable = lib.mkOption {
+      type = lib.types.bool;
+      default = config.hydra.gpu.intelArc.enable;
+      defaultText = lib.literalExpression "config.hydra.gpu.intelArc.enable";
+      description = "Run Jellyfin (with Arc QSV transcoding when hydra.gpu.intelArc is on).";
+    };
+
+    mindsdb = {
+      enable = lib.mkEnableOption "MindsDB (container) with its state in PostgreSQL";
+      image = lib.mkOption {
+        type = lib.types.str;
+        default = "docker.io/mindsdb/mindsdb:latest";
+        description = "MindsDB image (pin a tag or digest for reproducible deploys).";
+      };
+      environmentFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.path;
+        default = null;
+        description = ''
+          Must define `MINDSDB_DB_CON=postgresql://mindsdb:PASSWORD@127.0.0.1:5432/mindsdb`
+          (set the password with `ALTER ROLE mindsdb PASSWORD ...`).
+        '';
+      };
+    };
+
+    letta = {
+      enable = lib.mkEnableOption "Letta (container) with its state in PostgreSQL (pgvector)";
+      image = lib.mkOption {
+        type = lib.types.str;
+        default = "docker.io/letta/letta:latest";
+        description = "Letta image (pin a tag or digest for reproducible deploys).";
+      };
+      environmentFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.path;
+        default = null;
+        description = ''
+          Must define `LETTA_PG_URI=postgresql://letta:PASSWORD@127.0.0.1:5432/letta`
+          (set the password with `ALTER ROLE letta PASSWORD ...`).
+        '';
+      };
+    };
+  };
+
+  config = lib.mkIf cfg.enable (
+    lib.mkMerge [
+      {
+        services.postgresql = {
+          enable = true;
+          # Lab clients (containers in host networking, other nodes' tools)
+          # come over TCP with passwords; the firewall keeps the rest out.
+          enableTCPIP = lib.mkDefault true;
+          authentication = lib.concatMapStrings (cidr: ''
+            host all all ${cidr} scram-sha-256
+          '') lab.lanCidrs;
+          # Grafana reads the coordinator database over the Unix socket (peer).
+          ensureUsers = [ { name = "grafana"; } ];
+        };
+
+        services.redis.servers.hydra = {
+          enable = true;
+          port = lab.ports.redis;
+          bind = "127.0.0.1";
+        };
+
+        services.qdrant = {
+          enable = true;
+          settings.service = {
+            host = lib.mkDefault lab.node.address;
+            http_port = lib.mkDefault lab.ports.qdrantHttp;
+            grpc_port = lib.mkDefault lab.ports.qdrantGrpc;
+          };
+        };
+        systemd.services.qdrant = {
+          after = [ "network-online.target" ];
+          wants = [ "network-online.target" ];
+        };
+
+        hydra.lab.firewall.labTCPPorts = [
+          pg.settings.port
+          lab.ports.qdrantHttp
+          lab.ports.qdrantGrpc
+        ];
+      }
+
+      (lib.mkIf config.hydra.lab.coordinator.enable {
+        # Only keys modules/coordinator.nix itself manages (database.url,
+        # redis.url, qdrant.url): the coordinator rejects unknown keys. The
+        # embeddings service is published as hydra.roles.storage.embeddings.url
+        # until the coordinator's config has an `embeddings` key.
+        services.hydra-coordinator.settings.redis.url = lib.mkDefault "redis://127.0.0.1:${toString lab.ports.redis}/0";
+      })
+
+      (lib.mkIf (cfg.embeddings.provider == "text-embeddings-inference") {
+        services.text-embeddings-inference = {
+          enable = true;
+          modelId = lib.mkDefault cfg.embeddings.model;
+          # The module's default is 0.0.0.0; only the coordinator needs it.
+          hostname = lib.mkDefault "127.0.0.1";
+          port = lib.mkDefault lab.ports.embeddings;
+        };
+      })
+
+      (lib.mkIf retention.enable {
+        systemd.services.hydra-telemetry-retention = {
+          description = "Delete coordinator telemetry older than ${toString retention.days} days";
+          after = [ "postgresql.service" ];
+          requires = [ "postgresql.service" ];
+          startAt = retention.schedule;
+          path = [ pg.package ];
+          script = ''
+            psql -v ON_ERROR_STOP=1 --dbname=${lib.escapeShellArg retention.database} <<'SQL'
+            ${retentionSql}
+            SQL
+          '';
+          serviceConfig = {
+            Type = "oneshot";
+            User = "postgres";
+            Group = "postgres";
+          };
+        };
+      })
+
+      (lib.mkIf cfg.media.enable {
+        services.jellyfin = {
+          enable = true;
+          hardwareAcceleration = lib.mkIf config.hydra.gpu.intelArc.enable {
+            enable = true;
+            type = lib.mkDefault "qsv";
+            device = lib.mkDefault config.hydra.gpu.intelArc.renderDevice;
+          };
+          transcoding = lib.mkIf config.hydra.gpu.intelArc.enable {
+            enableHardwareEncoding = lib.mkDefault true;
+            # What the A380 (DG2) decodes and encodes in hardware.
+            hardwareDecodingCodecs = {
+              h264 = lib.mkDefault true;
+              hevc = lib.mkDefault true;
+              hevc10bit = lib.mkDefault true;
+              vp9 = lib.mkDefault true;
+              av1 = lib.mkDefault true;
+            };
+            hardwareEncodingCodecs = {
+              hevc = lib.mkDefault true;
+              av1 = lib.mkDefault true;
+            };
+          };
+        };
+        systemd.services.jellyfin.environment = lib.mkIf config.hydra.gpu.intelArc.enable {
+          LIBVA_DRIVER_NAME = "iHD";
+        };
+        hydra.lab.firewall.labTCPPorts = [ lab.ports.jellyfin ];
+      })
+
+      (lib.mkIf (cfg.mindsdb.enable || cfg.letta.enable) {
+        virtualisation.podman.enable = lib.mkDefault true;
+        virtualisation.oci-containers.backend = lib.mkDefault "podman";
+        services.postgresql.ensureDatabases =
+          lib.optional cfg.mindsdb.enable "mindsdb" ++ lib.optional cfg.letta.enable "letta";
+        services.postgresql.ensureUsers =
+          lib.optional cfg.mindsdb.enable (containerDb "mindsdb")
+          ++ lib.optional cfg.letta.enable (containerDb "letta");
+      })
+
+      (lib.mkIf cfg.mindsdb.enable {
+        virtualisation.oci-containers.containers.mindsdb = {
+          image = cfg.mindsdb.image;
+          # Host networking: PostgreSQL is reached on 127.0.0.1 and the
+          # ports are covered by the lab firewall like any host service.
+          extraOptions = [ "--network=host" ];
+          environmentFiles = lib.optional (cfg.mindsdb.environmentFile != null) cfg.mindsdb.environmentFile;
+          volumes = [ "/var/lib/mindsdb:/root/mdb_storage" ];
+        };
+        systemd.tmpfiles.rules = [ "d /var/lib/mindsdb 0700 root root -" ];
+        hydra.lab.firewall.labTCPPorts = [
+          47334
+          47335
+        ];
+      })
+
+      (lib.mkIf cfg.letta.enable {
+        services.postgresql.extensions = ps: [ ps.pgvector ];
+        virtualisation.oci-containers.containers.letta = {
+          image = cfg.letta.image;
+          extraOptions = [ "--network=host" ];
+          environmentFiles = lib.optional (cfg.letta.environmentFile != null) cfg.letta.environmentFile;
+          environment.OPENAI_API_BASE = lib.mkIf (lab.coordinatorUrl != null) lab.coordinatorUrl;
+        };
+        hydra.lab.firewall.labTCPPorts = [ 8283 ];
+      })
+
+      {
+        assertions = [
+          {
+            assertion = !cfg.mindsdb.enable || cfg.mindsdb.environmentFile != null;
+            message = "hydra.roles.storage.mindsdb needs environmentFile with MINDSDB_DB_CON (the database password stays out of the store).";
+          }
+          {
+            assertion = !cfg.letta.enable || cfg.letta.environmentFile != null;
+            message = "hydra.roles.storage.letta needs environmentFile with LETTA_PG_URI (the database password stays out of the store).";
+          }
+          {
+            assertion = cfg.embeddings.provider != "ollama" || computeNodes != [ ];
+            message = ''hydra.roles.storage.embeddings.provider = "ollama" but no node in hydra.lab.nodes has the "compute" role.'';
+          }
+        ];
+      }
+    ]
+  );
+}

@@ -1,0 +1,259 @@
+# The lab's assertions fire, with messages that say what to change.
+{ lib }:
+let
+  evalWith =
+    host: modules:
+    (import ./lib/eval-host.nix {
+      inherit lib host;
+      modules = lib.toList modules;
+    }).config;
+  failed = c: map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
+  # true when exactly one failed assertion mentions every given fragment
+  firesWith =
+    fragments: c:
+    lib.length (lib.filter (m: lib.all (f: lib.hasInfix f m) fragments) (failed c)) == 1;
+in
+{
+  testTabbyApiWithoutNvidiaDriver = {
+    expr = firesWith [
+      "services.tabbyapi needs the NVIDIA driver"
+      "hydra.gpu.nvidia.enable"
+    ] (evalWith "hydra-ai" { hydra.gpu.nvidia.enable = lib.mkForce false; });
+    expected = true;
+  };
+
+  testBackendOnNodeWithoutThatService = {
+    expr =
+      firesWith
+        [
+          ''backend "tabby2" points at http://192.168.50.12:5000/v1''
+          "TabbyAPI on lab node hydra-compute"
+          "which does not run TabbyAPI (its roles: compute)"
+          "hydra.lab.nodes.hydra-compute.roles"
+        ]
+        (evalWith "hydra-storage" {
+          services.hydra-coordinator.settings.backends = lib.mkForce [
+            {
+              name = "tabby2";
+              kind = "local";
+              base_url = "http://192.168.50.12:5000/v1";
+            }
+          ];
+        });
+    expected = true;
+  };
+
+  testBackendOnUnknownPortOfLabNode = {
+    expr = firesWith [ "port 9999" "neither TabbyAPI" ] (
+      evalWith "hydra-storage" {
+        services.hydra-coordinator.settings.backends = lib.mkForce [
+          {
+            name = "x";
+            kind = "local";
+            base_url = "http://192.168.50.11:9999/v1";
+          }
+        ];
+      }
+    );
+    expected = true;
+  };
+
+  testCloudBackendIsNotALabProblem = {
+    expr = failed (
+      evalWith "hydra-storage" {
+        services.hydra-coordinator.credentials.openai-key = "/run/secrets/openai";
+        services.hydra-coordinator.settings.backends = lib.mkForce [
+          {
+            name = "openai";
+            kind = "cloud";
+            base_url = "https://api.openai.com/v1";
+            api_key_file = "openai-key";
+          }
+        ];
+      }
+    );
+    expected = [ ];
+  };
+
+  testBackendKeyMustBeACredential = {
+    expr = firesWith [ ''api_key_file = "/run/secrets/openai" is a path'' "credentials." ] (
+      evalWith "hydra-storage" {
+        services.hydra-coordinator.settings.backends = lib.mkForce [
+          {
+            name = "openai";
+            kind = "cloud";
+            base_url = "https://api.openai.com/v1";
+            api_key_file = "/run/secrets/openai";
+          }
+        ];
+      }
+    );
+    expected = true;
+  };
+
+  # reported by modules/coordinator.nix (the lab module does not repeat it)
+  testBackendKeyNamesAMissingCredential = {
+    expr = firesWith [
+      "refers to credentials that are not declared"
+      ''(backend "openai").api_key_file = "nope"''
+    ] (
+      evalWith "hydra-storage" {
+        services.hydra-coordinator.settings.backends = lib.mkForce [
+          {
+            name = "openai";
+            kind = "cloud";
+            base_url = "https://api.openai.com/v1";
+            api_key_file = "nope";
+          }
+        ];
+      }
+    );
+    expected = true;
+  };
+
+  # modules/coordinator.nix: the lab listens on the LAN address, so clients
+  # must authenticate.
+  testCoordinatorOnLanNeedsClientKeys = {
+    expr = firesWith [
+      ''listen.address = "192.168.50.10" is not a loopback''
+      "api_key_files is empty"
+    ] (evalWith "hydra-storage" { services.hydra-coordinator.settings.auth.api_key_files = lib.mkForce [ ]; });
+    expected = true;
+  };
+
+  testLabPortOpenedToTheWorld = {
+    expr = firesWith [ "TCP ports 5432 are lab-only" "networking.firewall.allowedTCPPorts" ] (
+      evalWith "hydra-storage" { networking.firewall.allowedTCPPorts = [ 5432 ]; }
+    );
+    expected = true;
+  };
+
+  testNftablesRequired = {
+    expr = firesWith [ "networking.nftables.enable = true" ] (
+      evalWith "hydra-ai" { networking.nftables.enable = lib.mkForce false; }
+    );
+    expected = true;
+  };
+
+  testEmptyLanCidrs = {
+    expr = firesWith [ "hydra.lab.lanCidrs is empty" ] (
+      evalWith "hydra-ai" { hydra.lab.lanCidrs = lib.mkForce [ ]; }
+    );
+    expected = true;
+  };
+
+  testHostMissingFromTopology = {
+    expr = firesWith [ ''this host is "hydra-new"'' "hydra.lab.nodes only has" ] (
+      evalWith "hydra-ai" { networking.hostName = lib.mkForce "hydra-new"; }
+    );
+    expected = true;
+  };
+
+  testOldDriverRejected = {
+    expr = firesWith [ "driver 535.274.02 is older than 570" ] (
+      evalWith "hydra-ai" (
+        { config, ... }:
+        {
+          hardware.nvidia.package = lib.mkForce config.boot.kernelPackages.nvidiaPackages.legacy_535;
+        }
+      )
+    );
+    expected = true;
+  };
+
+  testBlackwellNeedsOpenModule = {
+    expr = firesWith [ "RTX 5090 (Blackwell) only work with the open kernel module" ] (
+      evalWith "hydra-ai" { hardware.nvidia.open = lib.mkForce false; }
+    );
+    expected = true;
+  };
+
+  testTabbyApiAuthOffOnLan = {
+    expr = firesWith [ "disable_auth = true while listening on" ] (
+      evalWith "hydra-ai" { services.tabbyapi.settings.network.disable_auth = true; }
+    );
+    expected = true;
+  };
+
+  testTabbyApiManualSplitNeedsSizes = {
+    expr = firesWith [ "gpu_split_auto = false needs model.gpu_split" ] (
+      evalWith "hydra-ai" { services.tabbyapi.settings.model.gpu_split = lib.mkForce [ ]; }
+    );
+    expected = true;
+  };
+
+  testMindsdbNeedsEnvironmentFile = {
+    expr = firesWith [ "mindsdb needs environmentFile" ] (
+      evalWith "hydra-storage" { hydra.roles.storage.mindsdb.enable = true; }
+    );
+    expected = true;
+  };
+
+  testLettaWiredToPostgres = {
+    expr =
+      let
+        c = evalWith "hydra-storage" {
+          hydra.roles.storage.letta = {
+            enable = true;
+            environmentFile = "/run/secrets/hydra/letta.env";
+          };
+        };
+      in
+      {
+        failed = failed c;
+        dbs = c.services.postgresql.ensureDatabases;
+        users = map (u: u.name) c.services.postgresql.ensureUsers;
+        net = c.virtualisation.oci-containers.containers.letta.extraOptions;
+        env = c.virtualisation.oci-containers.containers.letta.environmentFiles;
+      };
+    expected = {
+      failed = [ ];
+      # hydra-coordinator: the coordinator runs on the storage node with
+      # services.hydra-coordinator.database.createLocally.
+      dbs = [
+        "letta"
+        "hydra-coordinator"
+      ];
+      users = [
+        "grafana"
+        "letta"
+        "hydra-coordinator"
+      ];
+      net = [ "--network=host" ];
+      env = [ "/run/secrets/hydra/letta.env" ];
+    };
+  };
+
+  testFakeGpuServersReplaceTheRealOnes = {
+    expr =
+      let
+        # The script lives in coordinator/ (another branch until merged):
+        # a string path keeps it out of the store here.
+        fake = {
+          hydra.lab.fakeGpuServers = true;
+          hydra.lab.fakeServer.script = "/src/coordinator/tests/fakes/fake_openai.py";
+        };
+        c = evalWith "hydra-ai" fake;
+        cc = evalWith "hydra-compute" fake;
+      in
+      {
+        failed = failed c ++ failed cc;
+        tabby = c.services.tabbyapi.enable or false;
+        nvidia = c.hydra.gpu.nvidia.enable;
+        ai = lib.attrNames c.systemd.services;
+        compute = lib.attrNames cc.systemd.services;
+        exec = lib.hasInfix "--host 192.168.50.11 --port 5000 --name tabbyapi" c.systemd.services.fake-tabbyapi.serviceConfig.ExecStart;
+      };
+    expected = {
+      failed = [ ];
+      tabby = false;
+      nvidia = false;
+      ai = [ "fake-tabbyapi" ];
+      compute = [
+        "fake-ollama"
+        "open-webui"
+      ];
+      exec = true;
+    };
+  };
+}

@@ -1,0 +1,518 @@
+# Offline evaluation of the three lab hosts: units, GPU settings,
+# environment, lab-only ports, secrets as credentials.
+# Run: lib.runTests (import ./test-lab.nix { inherit lib; }) == [ ]
+{ lib }:
+let
+  eval = host: (import ./lib/eval-host.nix { inherit lib host; }).config;
+  ai = eval "hydra-ai";
+  compute = eval "hydra-compute";
+  storage = eval "hydra-storage";
+  failed = c: map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
+  lanRule = ports: "ip saddr { 192.168.50.0/24 } tcp dport { ${lib.concatMapStringsSep ", " toString ports} } accept";
+  gpuDevices = [
+    "char-nvidiactl"
+    "char-nvidia-caps"
+    "char-nvidia-frontend"
+    "char-nvidia-uvm"
+  ];
+  hasAll = needles: haystack: lib.all (n: lib.elem n haystack) needles;
+  tabby = ai.systemd.services.tabbyapi;
+in
+{
+  testHostsHaveNoFailedAssertions = {
+    expr = map failed [
+      ai
+      compute
+      storage
+    ];
+    expected = [
+      [ ]
+      [ ]
+      [ ]
+    ];
+  };
+
+  # --- hydra-ai -----------------------------------------------------------
+  testAiNvidiaHeadless = {
+    expr = {
+      inherit (ai.hardware.nvidia)
+        enabled
+        open
+        nvidiaPersistenced
+        nvidiaSettings
+        ;
+      drivers = ai.services.xserver.videoDrivers;
+      version = ai.hardware.nvidia.package.version;
+      ctk = ai.hardware.nvidia-container-toolkit.enable;
+    };
+    expected = {
+      enabled = true;
+      open = true;
+      nvidiaPersistenced = true;
+      nvidiaSettings = false;
+      drivers = [ "nvidia" ];
+      version = "595.71.05";
+      ctk = true;
+    };
+  };
+  testAiPowerLimitsOneshot = {
+    expr = {
+      inherit (ai.systemd.services.nvidia-power-limits.serviceConfig) Type RemainAfterExit;
+      exec = map (lib.removePrefix "${ai.hardware.nvidia.package.bin}/bin/")
+        ai.systemd.services.nvidia-power-limits.serviceConfig.ExecStart;
+      wantedBy = ai.systemd.services.nvidia-power-limits.wantedBy;
+    };
+    expected = {
+      Type = "oneshot";
+      RemainAfterExit = true;
+      exec = [
+        "nvidia-smi -i 0 -pl 450"
+        "nvidia-smi -i 1 -pl 350"
+      ];
+      wantedBy = [ "multi-user.target" ];
+    };
+  };
+  testAiTabbyUnitGpuAccess = {
+    expr = {
+      inherit (tabby.serviceConfig) PrivateDevices DevicePolicy DynamicUser;
+      devices = hasAll gpuDevices tabby.serviceConfig.DeviceAllow;
+      order = tabby.environment.CUDA_DEVICE_ORDER;
+      afterLimits = lib.elem "nvidia-power-limits.service" tabby.after;
+    };
+    expected = {
+      PrivateDevices = false;
+      DevicePolicy = "closed";
+      DynamicUser = true;
+      devices = true;
+      order = "PCI_BUS_ID";
+      afterLimits = true;
+    };
+  };
+  testAiTabbySettings = {
+    expr = {
+      inherit (ai.services.tabbyapi.settings) network;
+      inherit (ai.services.tabbyapi.settings.model)
+        model_dir
+        model_name
+        gpu_split_auto
+        gpu_split
+        cache_mode
+        max_seq_len
+        ;
+    };
+    expected = {
+      network = {
+        host = "192.168.50.11";
+        port = 5000;
+        disable_auth = false;
+      };
+      model_dir = "/var/lib/tabbyapi/models";
+      model_name = "Qwen3-32B-exl3-6.0bpw";
+      gpu_split_auto = false;
+      gpu_split = [
+        30
+        22
+      ];
+      cache_mode = "Q8";
+      max_seq_len = 32768;
+    };
+  };
+  testAiTabbyKeyIsACredential = {
+    expr = {
+      cred = tabby.serviceConfig.LoadCredential;
+      # the key file path never appears in the generated config or script
+      inConfig = lib.hasInfix "tabbyapi-api-key" (builtins.toJSON ai.services.tabbyapi.settings);
+      scriptReadsCredential = lib.hasInfix "$CREDENTIALS_DIRECTORY" (lib.head tabby.serviceConfig.ExecStartPre).text;
+    };
+    expected = {
+      cred = [ "api-key:/run/secrets/hydra/tabbyapi-api-key" ];
+      inConfig = false;
+      scriptReadsCredential = true;
+    };
+  };
+  testAiPortsLabOnly = {
+    expr = {
+      world = ai.networking.firewall.allowedTCPPorts;
+      rules = ai.networking.firewall.extraInputRules;
+      nft = ai.networking.nftables.enable;
+    };
+    expected = {
+      world = [ ];
+      rules = lanRule [
+        5000
+        9100
+        9835
+      ];
+      nft = true;
+    };
+  };
+  testAiStaticAddress = {
+    expr = ai.networking.interfaces.enp5s0.ipv4.addresses;
+    expected = [
+      {
+        address = "192.168.50.11";
+        prefixLength = 24;
+      }
+    ];
+  };
+
+  # --- hydra-compute ------------------------------------------------------
+  testComputeOllama = {
+    expr = {
+      inherit (compute.services.ollama) host port;
+      package = lib.getName compute.services.ollama.package;
+      env = compute.services.ollama.environmentVariables;
+    };
+    expected = {
+      host = "192.168.50.12";
+      port = 11434;
+      package = "ollama-cuda";
+      env = {
+        OLLAMA_SCHED_SPREAD = "1";
+        OLLAMA_NUM_PARALLEL = "4";
+        OLLAMA_KEEP_ALIVE = "30m";
+        OLLAMA_FLASH_ATTENTION = "1";
+        CUDA_VISIBLE_DEVICES = "0,1";
+      };
+    };
+  };
+  testComputeOllamaUnitGpu = {
+    expr = {
+      inherit (compute.systemd.services.ollama.serviceConfig) PrivateDevices;
+      devices = hasAll gpuDevices compute.systemd.services.ollama.serviceConfig.DeviceAllow;
+      order = compute.systemd.services.ollama.environment.CUDA_DEVICE_ORDER;
+    };
+    expected = {
+      PrivateDevices = false;
+      devices = true;
+      order = "PCI_BUS_ID";
+    };
+  };
+  testComputeOpenWebuiUsesCoordinator = {
+    expr = compute.services.open-webui.environment;
+    expected = {
+      ANONYMIZED_TELEMETRY = "False";
+      DO_NOT_TRACK = "True";
+      SCARF_NO_ANALYTICS = "True";
+      OPENAI_API_BASE_URL = "http://192.168.50.10:8092/v1";
+      ENABLE_OLLAMA_API = "False";
+    };
+  };
+  testComputePortsLabOnly = {
+    expr = [
+      compute.networking.firewall.allowedTCPPorts
+      compute.networking.firewall.extraInputRules
+    ];
+    expected = [
+      [ ]
+      (lanRule [
+        8080
+        9100
+        9835
+        11434
+      ])
+    ];
+  };
+  testComputeGpuContainersUseCdi = {
+    expr =
+      let
+        c =
+          (import ./lib/eval-host.nix {
+            inherit lib;
+            host = "hydra-compute";
+            modules = [
+              {
+                hydra.roles.compute.gpuContainers.speaches = {
+                  image = "ghcr.io/speaches-ai/speaches:latest-cuda";
+                  ports = [ 8000 ];
+                };
+              }
+            ];
+          }).config;
+      in
+      {
+        inherit (c.virtualisation.oci-containers.containers.speaches) devices ports;
+        lab = lib.hasInfix "8000" c.networking.firewall.extraInputRules;
+        world = c.networking.firewall.allowedTCPPorts;
+      };
+    expected = {
+      devices = [ "nvidia.com/gpu=all" ];
+      ports = [ "192.168.50.12:8000:8000" ];
+      lab = true;
+      world = [ ];
+    };
+  };
+
+  # --- hydra-storage ------------------------------------------------------
+  testStorageCoordinatorBackendsFromTopology = {
+    expr = map (b: { inherit (b) name base_url api_key_file; }) storage.services.hydra-coordinator.settings.backends;
+    expected = [
+      {
+        name = "tabbyapi";
+        base_url = "http://192.168.50.11:5000/v1";
+        api_key_file = "tabbyapi-api-key";
+      }
+      {
+        name = "ollama";
+        base_url = "http://192.168.50.12:11434/v1";
+        api_key_file = null;
+      }
+    ];
+  };
+  # The coordinator's config (coordinator/hydra_coordinator/config.py)
+  # rejects unknown keys; database/redis/qdrant are the keys
+  # modules/coordinator.nix manages for the stores work.
+  testStorageCoordinatorConfigKeysAreKnown = {
+    expr =
+      let
+        json = storage.services.hydra-coordinator.settings;
+        unknown = known: attrs: lib.subtractLists known (lib.attrNames attrs);
+      in
+      {
+        top = unknown [
+          "listen"
+          "backends"
+          "routing"
+          "auth"
+          "limits"
+          "health"
+          "upstream"
+          "log"
+          "database"
+          "redis"
+          "qdrant"
+        ] json;
+        backends = lib.concatMap (unknown [
+          "name"
+          "kind"
+          "base_url"
+          "api_key_file"
+          "models"
+          "price_per_mtok"
+          "max_concurrency"
+          "max_queue"
+          "timeout_s"
+          "connect_timeout_s"
+          "context_window"
+        ]) json.backends;
+        kinds = map (b: b.kind) json.backends;
+        inherit (json) listen;
+        stores = {
+          database = json.database.url;
+          redis = json.redis.url;
+          qdrant = json.qdrant.url;
+        };
+      };
+    expected = {
+      top = [ ];
+      backends = [ ];
+      kinds = [
+        "local"
+        "local"
+      ];
+      listen = {
+        host = "192.168.50.10";
+        port = 8092;
+      };
+      stores = {
+        database = "postgresql:///hydra-coordinator?host=/run/postgresql";
+        redis = "redis://127.0.0.1:6379/0";
+        qdrant = "http://192.168.50.10:6333";
+      };
+    };
+  };
+  testStorageCoordinatorSecretsAreCredentials = {
+    expr = {
+      creds = lib.sort lib.lessThan storage.systemd.services.hydra-coordinator.serviceConfig.LoadCredential;
+      auth = storage.services.hydra-coordinator.settings.auth.api_key_files;
+      listen = storage.services.hydra-coordinator.listen;
+      noSecretPathsInSettings = !(lib.hasInfix "/run/secrets" (builtins.toJSON storage.services.hydra-coordinator.settings));
+    };
+    expected = {
+      creds = [
+        "client-api-keys:/run/secrets/hydra/coordinator-api-keys"
+        "tabbyapi-api-key:/run/secrets/hydra/tabbyapi-api-key"
+      ];
+      auth = [ "client-api-keys" ];
+      listen = {
+        address = "192.168.50.10";
+        port = 8092;
+      };
+      noSecretPathsInSettings = true;
+    };
+  };
+  testStorageDataServices = {
+    expr = {
+      pg = storage.services.postgresql.enable;
+      pgAuth = storage.services.postgresql.authentication;
+      redis = {
+        inherit (storage.services.redis.servers.hydra) enable port bind;
+      };
+      qdrant = storage.services.qdrant.settings.service;
+      tei = {
+        inherit (storage.services.text-embeddings-inference) hostname port modelId;
+      };
+      coordinatorDeps = {
+        inherit (storage.services.hydra-coordinator.settings) redis;
+        hasEmbeddingsKey = storage.services.hydra-coordinator.settings ? embeddings;
+        embeddings = storage.hydra.roles.storage.embeddings.url;
+        qdrant = storage.services.hydra-coordinator.qdrant.url;
+      };
+    };
+    expected = {
+      pg = true;
+      pgAuth = "host all all 192.168.50.0/24 scram-sha-256\n";
+      redis = {
+        enable = true;
+        port = 6379;
+        bind = "127.0.0.1";
+      };
+      qdrant = {
+        host = "192.168.50.10";
+        http_port = 6333;
+        grpc_port = 6334;
+      };
+      tei = {
+        hostname = "127.0.0.1";
+        port = 8081;
+        modelId = "BAAI/bge-small-en-v1.5";
+      };
+      coordinatorDeps = {
+        redis.url = "redis://127.0.0.1:6379/0";
+        # the coordinator rejects keys it does not know (no `embeddings` yet)
+        hasEmbeddingsKey = false;
+        embeddings = "http://127.0.0.1:8081";
+        qdrant = "http://192.168.50.10:6333";
+      };
+    };
+  };
+  testStorageRetentionTimer = {
+    expr =
+      let
+        s = storage.systemd.services.hydra-telemetry-retention;
+      in
+      {
+        inherit (s) startAt;
+        inherit (s.serviceConfig) User Type;
+        deletes = lib.hasInfix ''DELETE FROM public."telemetry"'' s.script;
+        window = lib.hasInfix "WHERE \"timestamp\" < now() - interval '90 days'" s.script;
+      };
+    expected = {
+      startAt = "daily";
+      User = "postgres";
+      Type = "oneshot";
+      deletes = true;
+      window = true;
+    };
+  };
+  testStoragePrometheusTargets = {
+    expr = map (j: {
+      inherit (j) job_name;
+      targets = lib.concatMap (s: s.targets) j.static_configs;
+    }) storage.services.prometheus.scrapeConfigs;
+    expected = [
+      {
+        job_name = "node";
+        targets = [
+          "192.168.50.11:9100"
+          "192.168.50.12:9100"
+          "192.168.50.10:9100"
+        ];
+      }
+      {
+        job_name = "nvidia_gpu";
+        targets = [
+          "192.168.50.11:9835"
+          "192.168.50.12:9835"
+        ];
+      }
+      {
+        job_name = "postgres";
+        targets = [ "192.168.50.10:9187" ];
+      }
+      {
+        job_name = "redis";
+        targets = [ "192.168.50.10:9121" ];
+      }
+      {
+        job_name = "hydra-coordinator";
+        targets = [ "192.168.50.10:8092" ];
+      }
+    ];
+  };
+  testStorageGrafanaSecretsFromFiles = {
+    expr = {
+      inherit (storage.services.grafana.settings) security;
+      creds = storage.systemd.services.grafana.serviceConfig.LoadCredential;
+      datasources = map (d: d.type) storage.services.grafana.provision.datasources.settings.datasources;
+      dashboards = builtins.pathExists (
+        (lib.head storage.services.grafana.provision.dashboards.settings.providers).options.path
+        + "/coordinator.json"
+      );
+    };
+    expected = {
+      security = {
+        secret_key = "$__file{/run/credentials/grafana.service/secret_key}";
+        admin_password = "$__file{/run/credentials/grafana.service/admin_password}";
+      };
+      creds = [
+        "secret_key:/run/secrets/hydra/grafana-secret-key"
+        "admin_password:/run/secrets/hydra/grafana-admin-password"
+      ];
+      datasources = [
+        "prometheus"
+        "grafana-postgresql-datasource"
+      ];
+      dashboards = true;
+    };
+  };
+  testStorageJellyfinArcQsv = {
+    expr = {
+      inherit (storage.services.jellyfin.hardwareAcceleration) enable type device;
+      env = storage.systemd.services.jellyfin.environment.LIBVA_DRIVER_NAME;
+      drivers = map lib.getName storage.hardware.graphics.extraPackages;
+      nvidia = storage.hardware.nvidia.enabled;
+    };
+    expected = {
+      enable = true;
+      type = "qsv";
+      device = "/dev/dri/renderD128";
+      env = "iHD";
+      drivers = [
+        "intel-media-driver"
+        "vpl-gpu-rt"
+        "intel-compute-runtime"
+      ];
+      nvidia = false;
+    };
+  };
+  testStoragePortsLabOnly = {
+    expr = [
+      storage.networking.firewall.allowedTCPPorts
+      storage.networking.firewall.extraInputRules
+    ];
+    expected = [
+      [ ]
+      (lanRule [
+        3000
+        5432
+        6333
+        6334
+        8092
+        8096
+        9090
+        9100
+        9121
+        9187
+      ])
+    ];
+  };
+  testStorageOptionalContainersOffByDefault = {
+    expr = storage.virtualisation.oci-containers.containers;
+    expected = { };
+  };
+  testStorageAlertRulesLoaded = {
+    expr = map baseNameOf (map toString storage.services.prometheus.ruleFiles);
+    expected = [ "alerts.yml" ];
+  };
+}
