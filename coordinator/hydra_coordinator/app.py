@@ -11,18 +11,18 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 
-from . import __version__
-from .api import chat, health, models, route
+from . import __version__, learning
+from .api import chat, feedback, health, models, route
 from .api import metrics as metrics_api
 from .auth import ApiKeys, AuthMiddleware
 from .backends.client import create_client
 from .backends.pool import BackendPool
 from .config import Settings, read_secret
 from .errors import install_error_handlers
+from .learning import Feedback, RouterState
 from .mcp import mount_mcp
 from .metrics import Metrics
 from .proxy import Proxy
-from .routing.learned import LearnedRouter
 from .routing.recent import RecentDecisions
 from .routing.router import Decision
 from .routing.service import Router
@@ -54,6 +54,9 @@ class Runtime:
     router: Router | None = None
     # issue 3: telemetry (set by telemetry.lifecycle.setup)
     telemetry: TelemetryStore | None = None
+    # issue 4: feedback and the learned router's state (set by learning.setup)
+    feedback: Feedback | None = None
+    router_state: RouterState | None = None
 
     def decide(self, body: dict[str, Any], model: str, key_id: str | None) -> Decision:
         """Privacy rules, then the route; see :class:`routing.service.Router`."""
@@ -75,8 +78,9 @@ def build_runtime(settings: Settings) -> Runtime:
         for i, path in enumerate(settings.auth.api_key_files)
     )
     runtime = Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
-    runtime.router = Router(settings, LearnedRouter(**settings.routing.learned.model_dump()))
+    runtime.router = Router(settings)
     telemetry_lifecycle.setup(runtime)
+    learning.setup(runtime)
     return runtime
 
 
@@ -88,6 +92,7 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
     first_probe = asyncio.create_task(runtime.pool.probe_all())
     runtime.pool.start()
     await telemetry_lifecycle.start(runtime)
+    await learning.start(runtime)
     try:
         yield runtime
     finally:
@@ -95,6 +100,7 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
         await runtime.pool.stop()
         await runtime.pool.client.aclose()
         runtime.pool.client = None
+        await learning.stop(runtime)
         await telemetry_lifecycle.stop(runtime)
 
 
@@ -124,7 +130,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for router in (chat.router, models.router, route.router, health.router, metrics_api.router):
+    for router in (
+        chat.router,
+        models.router,
+        route.router,
+        feedback.router,
+        health.router,
+        metrics_api.router,
+    ):
         app.include_router(router)
     app.state.mcp = mount_mcp(app, lambda: app.state.runtime)
     app.add_middleware(chat.ChatFastPath, runtime=runtime)  # auth, added next, wraps it

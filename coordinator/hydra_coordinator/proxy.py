@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -63,6 +64,15 @@ def _usage_from_body(body: bytes) -> tuple[int | None, int | None]:
     except orjson.JSONDecodeError:
         return None, None
     return _usage(payload) if isinstance(payload, dict) else (None, None)
+
+
+_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"([a-z_]+)"')
+
+
+def _finish_reason(answer: bytes) -> str | None:
+    """The last finish_reason in a body or a stream's tail (no JSON parse needed)."""
+    found = _FINISH_REASON.findall(answer[-_SSE_TAIL:])
+    return found[-1].decode() if found else None
 
 
 def _usage_from_stream_tail(tail: bytes) -> tuple[int | None, int | None]:
@@ -124,10 +134,18 @@ class Proxy:
         status: int,
         *,
         ttft: float | None,
-        tokens: tuple[int | None, int | None],
+        answer: bytes = b"",
         error: str | None = None,
     ) -> None:
-        prompt, completion = tokens
+        """Record the request. ``answer`` is the upstream's body, or a stream's tail."""
+        if status == 200 and answer:
+            prompt, completion = (
+                _usage_from_stream_tail(answer) if call.stream else _usage_from_body(answer)
+            )
+            finish_reason = _finish_reason(answer)
+        else:
+            prompt = completion = None
+            finish_reason = None
         price = backend.config.price_per_mtok
         cost = None
         if prompt is not None or completion is not None:
@@ -149,6 +167,8 @@ class Proxy:
                 completion_tokens=completion,
                 cost_usd=cost,
                 error=error,
+                task_class=call.decision.task_class,
+                finish_reason=finish_reason,
                 prompt=_prompt(call.body) if self.store_prompts else None,
             )
         )
@@ -219,7 +239,7 @@ class Proxy:
             model,
             upstream.status,
             ttft=None,
-            tokens=(None, None),
+            answer=b"",
             error="upstream_status",
         )
         return _Retry(
@@ -252,7 +272,7 @@ class Proxy:
             model,
             upstream.status,
             ttft=ttft,
-            tokens=_usage_from_body(body) if upstream.status == 200 else (None, None),
+            answer=body,
             error=None if upstream.status < 400 else "upstream_client_error",
         )
         return Response(
@@ -287,8 +307,7 @@ class Proxy:
                 return
             state.recorded = True
             error = f"stream_{state.error}" if state.error else None
-            tokens = _usage_from_stream_tail(state.tail)
-            self._finish(call, backend, model, 200, ttft=ttft, tokens=tokens, error=error)
+            self._finish(call, backend, model, 200, ttft=ttft, answer=state.tail, error=error)
 
         async def relay() -> AsyncIterator[bytes]:
             # The end of the stream (`data: [DONE]`, an error event, the end of the body) is

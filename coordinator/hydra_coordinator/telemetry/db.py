@@ -51,6 +51,8 @@ COLUMNS = (
     "ttft_s",
     "status",
     "error_class",
+    "task_class",
+    "finish_reason",
     "cache_hit",
     "stream",
     "prompt",
@@ -98,6 +100,8 @@ def event_row(event: dict[str, Any], *, sqlite: bool) -> tuple[Any, ...]:
         event.get("ttft_s"),
         int(event["status"]),
         event.get("error"),
+        event.get("task_class"),
+        event.get("finish_reason"),
         bool(event.get("cache_hit", False)),
         bool(event.get("stream", False)),
         event.get("prompt"),
@@ -135,7 +139,8 @@ _PG_STAGING = (
     "request_id text, key_id text, route text, backend text, model text, "
     "confidence double precision, reasons text, prompt_tokens integer, "
     "completion_tokens integer, cost_usd double precision, latency_s double precision, "
-    "ttft_s double precision, status integer, error_class text, cache_hit boolean, "
+    "ttft_s double precision, status integer, error_class text, task_class text, "
+    "finish_reason text, cache_hit boolean, "
     "stream boolean, prompt text) ON COMMIT DELETE ROWS"
 )
 _PG_COPY = f"COPY telemetry_incoming ({_COLUMN_LIST}) FROM STDIN"
@@ -186,6 +191,8 @@ def copy_text(events: Sequence[dict[str, Any]]) -> bytes:
                     _number(e.get("ttft_s")),
                     str(int(e["status"])),
                     _text(e.get("error")),
+                    _text(e.get("task_class")),
+                    _text(e.get("finish_reason")),
                     "t" if e.get("cache_hit") else "f",
                     "t" if e.get("stream") else "f",
                     _text(e.get("prompt")),

@@ -21,7 +21,7 @@ from ..metrics import Metrics
 from ..paths import state_directory
 from . import stats as stats_queries
 from .db import Database, open_database
-from .record import RequestRecord
+from .record import RequestInfo, RequestRecord
 from .spool import Batch, Spool
 
 __all__ = ["TelemetryStore"]
@@ -316,6 +316,37 @@ class TelemetryStore:
         try:
             await self._ensure_schema()
             return await stats_queries.recent_decisions(self.db, limit)
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+
+    async def lookup(self, request_id: str) -> RequestInfo | None:
+        """What feedback needs to know about an earlier request, from the table."""
+        p = "?" if self.db.kind == "sqlite" else "%s"
+        try:
+            await self._ensure_schema()
+            rows = await self.db.fetch(
+                f"SELECT backend, route, task_class, key_id FROM telemetry WHERE request_id = {p}",
+                (request_id,),
+            )
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+        if not rows:
+            return None
+        backend, route, task_class, key_id = rows[0]
+        return RequestInfo(str(backend), str(route), task_class, key_id)
+
+    async def record_feedback(
+        self, request_id: str, rating: float, comment: str | None, key_id: str | None
+    ) -> None:
+        """Store a rating next to the request's telemetry (table ``feedback``)."""
+        p = "?" if self.db.kind == "sqlite" else "%s"
+        try:
+            await self._ensure_schema()
+            await self.db.fetch(
+                "INSERT INTO feedback (request_id, rating, comment, key_id) "
+                f"VALUES ({p}, {p}, {p}, {p}) RETURNING id",
+                (request_id, rating, comment, key_id),
+            )
         except Exception as exc:
             raise self._unavailable(exc) from None
 

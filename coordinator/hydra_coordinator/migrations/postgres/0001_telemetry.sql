@@ -16,6 +16,8 @@ CREATE TABLE telemetry (
     ttft_s            double precision,              -- to the first upstream byte
     status            integer NOT NULL,              -- HTTP status answered
     error_class       text,                          -- e.g. upstream_status, stream_timeout
+    task_class        text,                          -- the router's task class (code, chat, ...)
+    finish_reason     text,                          -- the upstream's (stop, length, ...)
     cache_hit         boolean NOT NULL DEFAULT false,
     stream            boolean NOT NULL DEFAULT false,
     prompt            text                           -- only with telemetry.store_prompts
@@ -26,7 +28,7 @@ CREATE TABLE feedback (
     id          bigserial PRIMARY KEY,
     timestamp   timestamptz NOT NULL DEFAULT now(),
     request_id  text NOT NULL,
-    rating      smallint NOT NULL,
+    rating      double precision NOT NULL,       -- -1 (bad) .. 1 (good)
     comment     text,
     key_id      text
 );

@@ -17,6 +17,8 @@ CREATE TABLE telemetry (
     ttft_s            REAL,
     status            INTEGER NOT NULL,
     error_class       TEXT,
+    task_class        TEXT,
+    finish_reason     TEXT,
     cache_hit         INTEGER NOT NULL DEFAULT 0,
     stream            INTEGER NOT NULL DEFAULT 0,
     prompt            TEXT
@@ -27,7 +29,7 @@ CREATE TABLE feedback (
     id          INTEGER PRIMARY KEY,
     timestamp   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
     request_id  TEXT NOT NULL,
-    rating      INTEGER NOT NULL,
+    rating      REAL NOT NULL,
     comment     TEXT,
     key_id      TEXT
 );
