@@ -401,10 +401,45 @@ def render(
             for name, (avoided, knob, knob_name) in at_95.items()
         ),
         "",
+        *verdict(results, at_95),
+        "",
         "![cumulative regret](../routing_sim.png)",
         "",
     ]
     return "\n".join(lines)
+
+
+def verdict(
+    results: dict[str, Result], at_95: dict[str, tuple[float, float | None, str]]
+) -> list[str]:
+    """Whether the best learned variant beats static v1 on each measure, stated plainly."""
+    static = next(r for name, r in results.items() if name.startswith("static"))
+    learned = {
+        n: r
+        for n, r in results.items()
+        if n.startswith("learned") and "budget" not in n
+    }
+    best_regret = min(learned.values(), key=lambda r: r.regret[-1])
+    static_95 = next(v for n, v in at_95.items() if n.startswith("static"))
+    name_95, best_95 = max(
+        ((n, v) for n, v in at_95.items() if n.startswith("learned")),
+        key=lambda nv: nv[1][0],
+    )
+
+    def word(better: bool) -> str:
+        return "beats" if better else "does NOT beat"
+
+    return [
+        (
+            f"Regret: the best learned variant ({best_regret.name}, {best_regret.regret[-1]:.1f}) "
+            f"{word(best_regret.regret[-1] < static.regret[-1])} static v1 "
+            f"({static.regret[-1]:.1f})."
+        ),
+        (
+            f"Cloud calls avoided at >= 95%: the best learned variant ({name_95}, "
+            f"{best_95[0]:.1%}) {word(best_95[0] > static_95[0])} static v1 ({static_95[0]:.1%})."
+        ),
+    ]
 
 
 def plot(results: dict[str, Result], args: argparse.Namespace) -> None:
