@@ -110,6 +110,16 @@ PLACEMENTS: tuple[Callable[[str], Body], ...] = (
     _as_tool_arguments,
 )
 
+SHORT_REQUEST: Body = {
+    "model": "auto",
+    "messages": [
+        {
+            "role": "user",
+            "content": "Can you explain how Python's GIL affects multithreaded programs?",
+        }
+    ],
+}
+
 TYPICAL_REQUEST: Body = {
     "model": "auto",
     "messages": [
@@ -204,6 +214,8 @@ def main() -> int:
     held_out = [r for r in rows if r["source"].startswith("held-out")]
     held_table, _ = score(held_out, policy)
     typical_size = len(json.dumps(TYPICAL_REQUEST))
+    short_size = len(json.dumps(SHORT_REQUEST))
+    short_us = time_per_request(policy, [SHORT_REQUEST] * 1000, repeat=15)
     typical_us = time_per_request(policy, [TYPICAL_REQUEST] * 200, repeat=15)
     corpus_bodies = [PLACEMENTS[i % len(PLACEMENTS)](r["text"]) for i, r in enumerate(rows)]
     corpus_us = time_per_request(policy, corpus_bodies, repeat=15)
@@ -243,6 +255,8 @@ def main() -> int:
         f"| cost per request, one core, Python {sys.version_info.major}."
         f"{sys.version_info.minor}, 15 rounds | median µs | best µs |",
         "|---|---:|---:|",
+        f"| one-sentence request ({short_size} bytes, clean) "
+        f"| {short_us[0]:.0f} | {short_us[1]:.0f} |",
         f"| typical chat request ({typical_size} bytes, 4 messages, clean) "
         f"| {typical_us[0]:.0f} | {typical_us[1]:.0f} |",
         f"| corpus lines (mean; each in its own request) "

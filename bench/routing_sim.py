@@ -6,18 +6,22 @@ Writes ``bench/results/routing.md`` and ``bench/routing_sim.png``.
 
 World. Requests belong to five task classes and carry a hidden complexity in
 [0, 1]; the router sees the class (as the task classifier would) and a noisy
-complexity feature (as the v1 features would). Three backends: a small local
+complexity feature (as the v1 features would), turned into v1's confidence
+that a local model suffices, c = 1 - feature. Three backends: a small local
 model, a large local model that sometimes times out, and a cloud model that
 costs money. Each backend answers well with a hidden probability that
 depends on class and complexity. Only some answers get a rating (thumbs
 up/down); errors and timeouts are always observed, as reward 0.
 
 Policies.
-* static: the v1 stand-in, cloud when the complexity feature >= 0.7, else the
-  large local model;
+* static: the v1 stand-in, the large local model when c >= 0.3 (the
+  complexity feature <= 0.7), else the cloud;
 * learned: :class:`LearnedRouter`, one posterior per (task class, backend),
-  updated from the observed feedback only; variants with the complexity
-  feature quartile in the context, and with a cloud budget;
+  updated from the observed feedback only; with v1's c as the per-request
+  local prior (``local_prior_mean``, calibrated to the same threshold, so the
+  cold start routes as static v1 does) or without it (flat priors); variants
+  with c's half or quartile as a sub-class (``"code/c1"``), and with a cloud
+  budget;
 * oracle: knows the hidden probabilities and picks the best utility;
 * all-cloud and all-local as references.
 
@@ -25,7 +29,8 @@ Utility = quality - cost_weight x cost (USD), quality being the expected
 success probability of the chosen backend. Regret is the oracle's utility
 minus the policy's, summed over requests. As in RouteLLM, we also report the
 share of cloud calls avoided while keeping >= 95% of all-cloud quality,
-sweeping each policy's knob (threshold, cost_weight).
+sweeping each policy's knob (threshold for static v1, cost_weight for the
+learned router, whose threshold stays at v1's default).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from hydra_coordinator.routing.learned import Candidate, LearnedRouter
@@ -69,8 +75,17 @@ SLOPE = (0.50, 0.35, 0.10)  # quality lost per unit of complexity above 0.5
 FAILURE = (0.01, 0.03, 0.01)  # errors and timeouts: always observed, reward 0
 FEEDBACK_RATE = 0.3  # share of answers that get a rating
 FEATURE_NOISE = 0.1  # std. dev. of the complexity feature around the truth
-STATIC_THRESHOLD = 0.7
-BUDGETS = (60.0, 37.0)  # USD per run for the budget-paced learned router (37 = static's spend)
+STATIC_THRESHOLD = 0.3  # on c = 1 - feature: cloud when the complexity feature > 0.7
+PRIOR_STRENGTH = 4.0
+EARLY = 500  # requests counted as the cold start
+WEIGHTS = tuple(
+    float(cw) for cw in range(5, 26)
+)  # cost_weight sweep: 21 values, as for static
+THRESHOLDS = tuple(float(th) for th in np.round(np.arange(0.0, 1.01, 0.05), 2))
+BUDGETS = (
+    60.0,
+    37.0,
+)  # USD per run for the budget-paced learned router (37 = static's spend)
 PACING_STEP = 1.01
 PACING_RESERVE = 0.02  # keep 2% of the allowance for requests that need the cloud most
 
@@ -80,7 +95,9 @@ class Workload:
     """A fixed request stream and every backend's hidden expected quality on it."""
 
     classes: np.ndarray  # class index per request
-    feature: np.ndarray  # observed complexity feature
+    confidence: (
+        np.ndarray
+    )  # v1's confidence that local suffices: 1 - the complexity feature
     quality: np.ndarray  # [request, backend] expected quality incl. failures
     failure: np.ndarray  # [request, backend] True when the call would fail
     liked: np.ndarray  # [request, backend] True when a rating would be thumbs up
@@ -100,19 +117,24 @@ def make_workload(steps: int, seed: int) -> Workload:
     failure = rng.random((steps, len(BACKENDS))) < np.array(FAILURE)
     liked = rng.random((steps, len(BACKENDS))) < success
     rated = rng.random(steps) < FEEDBACK_RATE
-    return Workload(classes, feature, quality, failure, liked, rated)
+    return Workload(classes, 1.0 - feature, quality, failure, liked, rated)
 
 
 COSTS = np.array([b.cost_per_request for b in BACKENDS])
 CLOUD = next(i for i, b in enumerate(BACKENDS) if b.kind == "cloud")
 BIG_LOCAL = 1
+# v1 sends local traffic to the large model: list it first so ties (the learned
+# router's cold start) pick it too.
+ORDERED = [BACKENDS[BIG_LOCAL], *(b for i, b in enumerate(BACKENDS) if i != BIG_LOCAL)]
 
-Policy = Callable[[Workload], np.ndarray]  # returns the chosen backend index per request
+Policy = Callable[
+    [Workload], np.ndarray
+]  # returns the chosen backend index per request
 
 
 def static_policy(threshold: float = STATIC_THRESHOLD) -> Policy:
     def choose(w: Workload) -> np.ndarray:
-        return np.where(w.feature >= threshold, CLOUD, BIG_LOCAL)
+        return np.where(w.confidence >= threshold, BIG_LOCAL, CLOUD)
 
     return choose
 
@@ -132,9 +154,16 @@ def oracle_policy(cost_weight: float = COST_WEIGHT) -> Policy:
 
 
 def learned_policy(
-    cost_weight: float = COST_WEIGHT, seed: int = 0, buckets: int = 1, budget: float | None = None
+    cost_weight: float = COST_WEIGHT,
+    seed: int = 0,
+    buckets: int = 1,
+    budget: float | None = None,
+    prior: bool = True,
 ) -> Policy:
-    """The learned router; context = task class (x feature bucket when ``buckets`` > 1).
+    """The learned router; context = task class (x confidence bucket when ``buckets`` > 1).
+
+    With ``prior`` the request's v1 confidence is the local arms' prior,
+    calibrated to v1's threshold; without it the priors are flat per kind.
 
     With ``budget`` (USD for the whole run) spending is paced: by request t
     the router may have spent at most budget x t / steps; the rest of that
@@ -144,7 +173,12 @@ def learned_policy(
     """
 
     def choose(w: Workload) -> np.ndarray:
-        router = LearnedRouter(seed=seed, cost_weight=cost_weight)
+        router = LearnedRouter(
+            seed=seed,
+            cost_weight=cost_weight,
+            threshold=STATIC_THRESHOLD,
+            prior_strength=PRIOR_STRENGTH,
+        )
         index = {b.name: i for i, b in enumerate(BACKENDS)}
         chosen = np.empty(len(w.classes), dtype=int)
         spent = 0.0
@@ -158,7 +192,11 @@ def learned_policy(
                     router.cost_weight, cost_weight, remaining / allowance
                 )
             decision = router.decide(
-                key, list(BACKENDS), cloud_allowed=True, budget_remaining=remaining
+                key,
+                ORDERED,
+                cloud_allowed=True,
+                budget_remaining=remaining,
+                local_prior_mean=float(w.confidence[t]) if prior else None,
             )
             i = chosen[t] = index[decision.backend]
             spent += COSTS[i]
@@ -180,7 +218,7 @@ def _context(w: Workload, t: int, buckets: int) -> str:
     name = CLASSES[w.classes[t]]
     if buckets <= 1:
         return name
-    return f"{name}/c{min(int(w.feature[t] * buckets), buckets - 1)}"
+    return f"{name}/c{min(int(w.confidence[t] * buckets), buckets - 1)}"
 
 
 def _observed_reward(w: Workload, t: int, i: int) -> float | None:
@@ -198,6 +236,7 @@ class Result:
     quality: float
     cloud_share: float
     spend: float
+    early_cloud: float  # cloud share over the first EARLY requests
 
     def retained(self, all_cloud: Result) -> float:
         return self.quality / all_cloud.quality
@@ -214,6 +253,7 @@ def evaluate(name: str, chosen: np.ndarray, w: Workload) -> Result:
         quality=float(w.quality[steps, chosen].mean()),
         cloud_share=float((chosen == CLOUD).mean()),
         spend=float(COSTS[chosen].sum()),
+        early_cloud=float((chosen[:EARLY] == CLOUD).mean()),
     )
 
 
@@ -224,6 +264,7 @@ def average(results: Sequence[Result]) -> Result:
         quality=float(np.mean([r.quality for r in results])),
         cloud_share=float(np.mean([r.cloud_share for r in results])),
         spend=float(np.mean([r.spend for r in results])),
+        early_cloud=float(np.mean([r.early_cloud for r in results])),
     )
 
 
@@ -259,17 +300,22 @@ def main() -> int:
     main_results = run(
         {
             "oracle": lambda s: oracle_policy(),
-            "static v1 (threshold 0.7)": lambda s: static_policy(),
-            "learned (Thompson, per class)": lambda s: learned_policy(seed=s),
-            "learned (per class x complexity half)": lambda s: learned_policy(seed=s, buckets=2),
-            "learned (per class x complexity quartile)": lambda s: learned_policy(
-                seed=s, buckets=4
+            f"static v1 (threshold {STATIC_THRESHOLD:g})": lambda s: static_policy(),
+            "learned, flat prior (per class)": lambda s: learned_policy(
+                seed=s, prior=False
             ),
-            f"learned (per class, ${BUDGETS[0]:g} paced budget)": lambda s: learned_policy(
-                seed=s, budget=BUDGETS[0]
+            "learned, v1 prior (per class)": lambda s: learned_policy(seed=s),
+            "learned, v1 prior (per class x confidence half)": lambda s: learned_policy(
+                seed=s, buckets=2
             ),
-            f"learned (per class x half, ${BUDGETS[1]:g} paced budget)": lambda s: learned_policy(
-                seed=s, buckets=2, budget=BUDGETS[1]
+            "learned, v1 prior (per class x confidence quartile)": lambda s: (
+                learned_policy(seed=s, buckets=4)
+            ),
+            f"learned, v1 prior (per class, ${BUDGETS[0]:g} paced budget)": lambda s: (
+                learned_policy(seed=s, budget=BUDGETS[0])
+            ),
+            f"learned, v1 prior (per class x half, ${BUDGETS[1]:g} paced budget)": lambda s: (
+                learned_policy(seed=s, buckets=2, budget=BUDGETS[1])
             ),
             "all cloud": lambda s: constant_policy(CLOUD),
             "all local (70b)": lambda s: constant_policy(BIG_LOCAL),
@@ -278,27 +324,34 @@ def main() -> int:
     )
     all_cloud = main_results["all cloud"]
     sweep_workloads = workloads[:2]
+    sweep_cloud = run({"c": lambda s: constant_policy(CLOUD)}, sweep_workloads)["c"]
     static_sweep = {
         th: run({"s": lambda s, th=th: static_policy(th)}, sweep_workloads)["s"]
-        for th in np.round(np.arange(0.0, 1.01, 0.05), 2)
+        for th in THRESHOLDS
     }
-    weights = (0.0, 2.0, 5.0, 7.5, 10.0, 12.5, 15.0, 20.0, 30.0)
-    learned_sweep = {
-        cw: run({"l": lambda s, cw=cw: learned_policy(cw, seed=s)}, sweep_workloads)["l"]
-        for cw in weights
+    at_95 = {
+        f"static v1 (threshold {THRESHOLDS[0]:g}..{THRESHOLDS[-1]:g})": (
+            *cloud_avoided_at_95(static_sweep, sweep_cloud),
+            "threshold",
+        )
     }
-    learned2_sweep = {
-        cw: run({"l": lambda s, cw=cw: learned_policy(cw, seed=s, buckets=2)}, sweep_workloads)["l"]
-        for cw in weights
+    learned_variants: dict[str, dict[str, Any]] = {
+        "learned, flat prior (per class)": {"prior": False},
+        "learned, v1 prior (per class)": {},
+        "learned, v1 prior (per class x confidence half)": {"buckets": 2},
     }
-    sweep_cloud = run({"c": lambda s: constant_policy(CLOUD)}, sweep_workloads)["c"]
-    static_95 = cloud_avoided_at_95(static_sweep, sweep_cloud)
-    learned_95 = {
-        "learned (per class)": cloud_avoided_at_95(learned_sweep, sweep_cloud),
-        "learned (per class x complexity half)": cloud_avoided_at_95(learned2_sweep, sweep_cloud),
-    }
+    for name, options in learned_variants.items():
+        sweep = {
+            cw: run(
+                {"l": lambda s, cw=cw, o=options: learned_policy(cw, seed=s, **o)},
+                sweep_workloads,
+            )["l"]
+            for cw in WEIGHTS
+        }
+        label = f"{name} (cost_weight {WEIGHTS[0]:g}..{WEIGHTS[-1]:g})"
+        at_95[label] = (*cloud_avoided_at_95(sweep, sweep_cloud), "cost_weight")
 
-    report = render(main_results, all_cloud, static_95, learned_95, args)
+    report = render(main_results, all_cloud, at_95, args)
     print(report)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(report, encoding="utf-8")
@@ -309,43 +362,84 @@ def main() -> int:
 def render(
     results: dict[str, Result],
     all_cloud: Result,
-    static_95: tuple[float, float | None],
-    learned_95: dict[str, tuple[float, float | None]],
+    at_95: dict[str, tuple[float, float | None, str]],
     args: argparse.Namespace,
 ) -> str:
     lines = [
         "# Routing simulation: static v1 vs learned router",
         "",
-        f"{args.steps} requests x {args.seeds} seeds (`python bench/routing_sim.py`); utility = "
-        f"quality - {COST_WEIGHT:g} x cost in USD; {FEEDBACK_RATE:.0%} of answers rated, "
-        "errors and timeouts always observed. Averages over seeds.",
+        (
+            f"{args.steps} requests x {args.seeds} seeds (`python bench/routing_sim.py`); utility = "
+            f"quality - {COST_WEIGHT:g} x cost in USD; {FEEDBACK_RATE:.0%} of answers rated, "
+            "errors and timeouts always observed. Averages over seeds."
+        ),
         "",
-        "| policy | cumulative regret | quality | retained vs all-cloud | cloud share "
-        "| cloud spend (USD) |",
-        "|---|---:|---:|---:|---:|---:|",
+        (
+            "| policy | cumulative regret | quality | retained vs all-cloud | cloud share "
+            f"| cloud share, first {EARLY} | cloud spend (USD) |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results.values():
         lines.append(
             f"| {r.name} | {r.regret[-1]:.1f} | {r.quality:.3f} | {r.retained(all_cloud):.1%} "
-            f"| {r.cloud_share:.1%} | {r.spend:.2f} |"
+            f"| {r.cloud_share:.1%} | {r.early_cloud:.1%} | {r.spend:.2f} |"
         )
     lines += [
         "",
-        "Cloud calls avoided while keeping >= 95% of all-cloud quality (RouteLLM-style; knob "
-        "swept on the first two seeds):",
-        "",
-        "| policy | cloud calls avoided | at |",
-        "|---|---:|---|",
-        f"| static v1 | {static_95[0]:.1%} | threshold {static_95[1]} |",
-        *(
-            f"| {name} | {avoided:.1%} | cost_weight {knob} |"
-            for name, (avoided, knob) in learned_95.items()
+        (
+            "Cloud calls avoided while keeping >= 95% of all-cloud quality (RouteLLM-style; knob "
+            f"swept over {len(THRESHOLDS)} values on the first two seeds):"
         ),
+        "",
+        "| policy (knob range) | cloud calls avoided | at |",
+        "|---|---:|---|",
+        *(
+            f"| {name} | {avoided:.1%} | {knob_name} {knob:g} |"
+            if knob is not None
+            else f"| {name} | {avoided:.1%} | never >= 95% |"
+            for name, (avoided, knob, knob_name) in at_95.items()
+        ),
+        "",
+        *verdict(results, at_95),
         "",
         "![cumulative regret](../routing_sim.png)",
         "",
     ]
     return "\n".join(lines)
+
+
+def verdict(
+    results: dict[str, Result], at_95: dict[str, tuple[float, float | None, str]]
+) -> list[str]:
+    """Whether the best learned variant beats static v1 on each measure, stated plainly."""
+    static = next(r for name, r in results.items() if name.startswith("static"))
+    learned = {
+        n: r
+        for n, r in results.items()
+        if n.startswith("learned") and "budget" not in n
+    }
+    best_regret = min(learned.values(), key=lambda r: r.regret[-1])
+    static_95 = next(v for n, v in at_95.items() if n.startswith("static"))
+    name_95, best_95 = max(
+        ((n, v) for n, v in at_95.items() if n.startswith("learned")),
+        key=lambda nv: nv[1][0],
+    )
+
+    def word(better: bool) -> str:
+        return "beats" if better else "does NOT beat"
+
+    return [
+        (
+            f"Regret: the best learned variant ({best_regret.name}, {best_regret.regret[-1]:.1f}) "
+            f"{word(best_regret.regret[-1] < static.regret[-1])} static v1 "
+            f"({static.regret[-1]:.1f})."
+        ),
+        (
+            f"Cloud calls avoided at >= 95%: the best learned variant ({name_95}, "
+            f"{best_95[0]:.1%}) {word(best_95[0] > static_95[0])} static v1 ({static_95[0]:.1%})."
+        ),
+    ]
 
 
 def plot(results: dict[str, Result], args: argparse.Namespace) -> None:

@@ -11,18 +11,18 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 
-from . import __version__
-from .api import chat, health, models, route
+from . import __version__, learning
+from .api import chat, feedback, health, models, route
 from .api import metrics as metrics_api
 from .auth import ApiKeys, AuthMiddleware
 from .backends.client import create_client
 from .backends.pool import BackendPool
 from .config import Settings, read_secret
 from .errors import install_error_handlers
+from .learning import Feedback, RouterState
 from .mcp import mount_mcp
 from .metrics import Metrics
 from .proxy import Proxy
-from .routing.learned import LearnedRouter
 from .routing.recent import RecentDecisions
 from .routing.router import Decision
 from .routing.service import Router
@@ -32,6 +32,8 @@ from .stores.lifecycle import Stores, attach_stores, stores_running
 from .stores.limiter import RateLimiter
 from .stores.usage import UsageCounters
 from .telemetry import Recorder
+from .telemetry import lifecycle as telemetry_lifecycle
+from .telemetry.store import TelemetryStore
 
 __all__ = ["Runtime", "build_runtime", "create_app", "get_runtime", "runtime_context"]
 
@@ -55,6 +57,11 @@ class Runtime:
     # the latest routing decisions (no prompt text), for the MCP resource hydra://decisions/recent
     recent: RecentDecisions = field(default_factory=RecentDecisions)
     router: Router | None = None
+    # issue 3: telemetry (set by telemetry.lifecycle.setup)
+    telemetry: TelemetryStore | None = None
+    # issue 4: feedback and the learned router's state (set by learning.setup)
+    feedback: Feedback | None = None
+    router_state: RouterState | None = None
     # stores (issue 3), set by stores.lifecycle.attach_stores: Redis or in process; Qdrant
     dependency_details: dict[str, str] = field(default_factory=dict)  # shown in /health
     cache: ResponseCache = field(init=False)
@@ -84,7 +91,9 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     runtime = Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
     attach_stores(runtime)
-    runtime.router = Router(settings, LearnedRouter(**settings.routing.learned.model_dump()))
+    runtime.router = Router(settings)
+    telemetry_lifecycle.setup(runtime)
+    learning.setup(runtime)
     return runtime
 
 
@@ -95,6 +104,8 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
     runtime.pool.client = create_client(runtime.settings.upstream.client)
     first_probe = asyncio.create_task(runtime.pool.probe_all())
     runtime.pool.start()
+    await telemetry_lifecycle.start(runtime)
+    await learning.start(runtime)
     try:
         async with stores_running(runtime):
             yield runtime
@@ -103,6 +114,8 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
         await runtime.pool.stop()
         await runtime.pool.client.aclose()
         runtime.pool.client = None
+        await learning.stop(runtime)
+        await telemetry_lifecycle.stop(runtime)
 
 
 @asynccontextmanager
@@ -131,7 +144,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for router in (chat.router, models.router, route.router, health.router, metrics_api.router):
+    for router in (
+        chat.router,
+        models.router,
+        route.router,
+        feedback.router,
+        health.router,
+        metrics_api.router,
+    ):
         app.include_router(router)
     app.state.mcp = mount_mcp(app, lambda: app.state.runtime)
     app.add_middleware(chat.ChatFastPath, runtime=runtime)  # auth, added next, wraps it

@@ -135,5 +135,106 @@ def mcp_stdio(config_path: str | None) -> None:
     anyio.run(run_stdio, runtime)
 
 
+# --- telemetry (issue 3) -------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``24h``, ``7d``, ``2w`` as seconds."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:])
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 90s, 30m, 24h or 7d") from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{text!r} must be positive")
+    return seconds
+
+
+def _run_db(settings: Settings, work: Any) -> Any:
+    import asyncio
+
+    from .telemetry.db import open_database
+
+    async def main() -> Any:
+        db = open_database(settings)
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(main())
+    except Exception as exc:
+        if isinstance(exc, click.ClickException):
+            raise
+        raise click.ClickException(f"telemetry database: {type(exc).__name__}: {exc}") from None
+
+
+@main.command()
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar=CONFIG_ENV, help=CONFIG_HELP
+)
+def migrate(config_path: str | None) -> None:
+    """Apply the telemetry database's pending migrations (PostgreSQL or the SQLite file)."""
+    settings = _load(config_path, secrets=False)
+
+    async def work(db: Any) -> tuple[str, list[Any]]:
+        return db.where, await db.migrate()
+
+    where, applied = _run_db(settings, work)
+    for migration in applied:
+        click.echo(f"applied {migration.version:04d}_{migration.name}")
+    click.echo(f"{where}: {'up to date' if not applied else f'{len(applied)} applied'}")
+
+
+@main.command()
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar=CONFIG_ENV, help=CONFIG_HELP
+)
+@click.option("--since", default="24h", show_default=True, help="Window: 90s, 30m, 24h, 7d.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(config_path: str | None, since: str, as_json: bool) -> None:
+    """Requests, route mix, backends, latency, tokens and cost from the telemetry table."""
+    settings = _load(config_path, secrets=False)
+    since_s = parse_duration(since)
+
+    async def work(db: Any) -> dict[str, Any]:
+        from .telemetry.stats import stats as query
+
+        await db.migrate()  # a fresh SQLite file or database: an empty table, not an error
+        return await query(db, since_s)
+
+    result: dict[str, Any] = _run_db(settings, work)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    total = result["requests"]
+
+    def share(counts: dict[str, int]) -> str:
+        if not counts:
+            return "-"
+        return ", ".join(f"{name} {n} ({100 * n / total:.0f}%)" for name, n in counts.items())
+
+    latency = result["latency_ms"]
+    click.echo(f"since:      {since} ({result['database']})")
+    click.echo(f"requests:   {total} ({result['errors']} errors, {result['cache_hits']} cached)")
+    click.echo(f"routes:     {share(result['routes'])}")
+    click.echo(f"backends:   {share(result['backends'])}")
+    if latency["p50"] is None:
+        click.echo("latency:    -")
+    else:
+        click.echo(
+            f"latency:    p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms, "
+            f"p99 {latency['p99']:.1f} ms"
+        )
+    tokens = result["tokens"]
+    click.echo(f"tokens:     {tokens['prompt']} prompt, {tokens['completion']} completion")
+    click.echo(f"cost:       ${result['cost_usd']:.4f}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -23,6 +23,7 @@ __all__ = [
     "BackendConfig",
     "CacheConfig",
     "ConfigError",
+    "DatabaseConfig",
     "EmbeddingsConfig",
     "HealthConfig",
     "KnowledgeConfig",
@@ -36,13 +37,13 @@ __all__ = [
     "RedisConfig",
     "RoutingConfig",
     "Settings",
+    "TelemetryConfig",
     "UpstreamConfig",
     "default_settings",
     "is_loopback",
     "load_settings",
     "read_secret",
     "redacted",
-    "state_dir",
 ]
 
 CONFIG_ENV = "HYDRA_COORDINATOR_CONFIG"
@@ -145,6 +146,37 @@ class LogConfig(_Model):
     access: bool = True
 
 
+# --- telemetry and its database (issue 3) ---------------------------------------------------
+
+
+class DatabaseConfig(_Model):
+    url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://...; postgresql:///db?host=/run/postgresql for "
+        "peer auth); unset: an SQLite file in the state directory.",
+    )
+    pool_min: int = Field(default=1, ge=0)
+    pool_max: int = Field(default=4, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (or postgres://)")
+        return value
+
+
+class TelemetryConfig(_Model):
+    enabled: bool = True
+    store_prompts: bool = Field(
+        default=False, description="Also store each request's messages (prompt text)."
+    )
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval_s: float = Field(default=0.2, gt=0)
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    fsync_interval_s: float = Field(default=0.1, gt=0)
+
+
 # --- stores (issue 3): Redis cache and limits, Qdrant knowledge base, embeddings -------------
 
 
@@ -238,8 +270,11 @@ class Settings(_Model):
     upstream: UpstreamConfig = UpstreamConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     log: LogConfig = LogConfig()
-    # stores (issue 3: Redis, Qdrant, embeddings)
+    # issue 3: telemetry
     state_dir: str | None = None
+    database: DatabaseConfig = DatabaseConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    # stores (issue 3: Redis, Qdrant, embeddings)
     redis: RedisConfig = RedisConfig()
     cache: CacheConfig = CacheConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
@@ -393,17 +428,3 @@ def redacted(settings: Settings) -> dict[str, Any]:
     Secrets otherwise appear only as file paths, never as values.
     """
     return dict(_redact(settings.model_dump(mode="json")))
-
-
-# --- state directory (issue 3) ---------------------------------------------------------------
-
-
-def state_dir(settings: Settings) -> Path:
-    """Where the coordinator keeps state: ``$STATE_DIRECTORY`` (systemd), else the
-    ``state_dir`` key, else ``~/.local/state/hydra-coordinator``. Not created here."""
-    env = os.environ.get("STATE_DIRECTORY")
-    if env:
-        return Path(env.split(":")[0])  # systemd joins several directories with ':'
-    if settings.state_dir:
-        return Path(settings.state_dir).expanduser()
-    return Path.home() / ".local" / "state" / "hydra-coordinator"

@@ -94,6 +94,22 @@ class Metrics:
         self.decisions = Counter(
             "hydra_route_decisions", "Routing decisions", ["route"], registry=r
         )
+        # issue 3: telemetry (see telemetry/store.py)
+        self.telemetry_events = Counter(
+            "hydra_telemetry_events",
+            "Telemetry events by outcome: spooled (on disk), written or replayed (in the "
+            "database), dropped (spool full)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("written", "spooled", "replayed", "dropped"):
+            self.telemetry_events.labels(outcome)
+        self.telemetry_spool_bytes = Gauge(
+            "hydra_telemetry_spool_bytes", "Bytes in the telemetry spool on disk", registry=r
+        )
+        self.telemetry_spool_limit = Gauge(
+            "hydra_telemetry_spool_limit_bytes", "The telemetry spool's size cap", registry=r
+        )
         info = Gauge("hydra_build_info", "The coordinator's version", ["version"], registry=r)
         info.labels(__version__).set(1)
         r.register(_BackendCollector(backends))

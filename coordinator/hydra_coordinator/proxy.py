@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from .telemetry import Recorder, RequestRecord
 __all__ = ["Call", "Proxy"]
 
 _SSE_TAIL = 8192  # bytes of a stream kept to find the final usage chunk
+_DONE = b"data: [DONE]"
 
 
 @dataclass(slots=True)
@@ -64,6 +66,15 @@ def _usage_from_body(body: bytes) -> tuple[int | None, int | None]:
     return _usage(payload) if isinstance(payload, dict) else (None, None)
 
 
+_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"([a-z_]+)"')
+
+
+def _finish_reason(answer: bytes) -> str | None:
+    """The last finish_reason in a body or a stream's tail (no JSON parse needed)."""
+    found = _FINISH_REASON.findall(answer[-_SSE_TAIL:])
+    return found[-1].decode() if found else None
+
+
 def _usage_from_stream_tail(tail: bytes) -> tuple[int | None, int | None]:
     for event in reversed(tail.split(b"\n\n")):
         line = event.strip()
@@ -72,10 +83,16 @@ def _usage_from_stream_tail(tail: bytes) -> tuple[int | None, int | None]:
     return None, None
 
 
+def _prompt(body: dict[str, Any]) -> str | None:
+    messages = body.get("messages")
+    return None if messages is None else orjson.dumps(messages).decode()
+
+
 @dataclass(slots=True)
 class _StreamState:
     tail: bytes  # the last bytes of the stream, where the usage chunk is
     error: str | None = None
+    recorded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +111,7 @@ class Proxy:
     def __init__(self, pool: BackendPool, recorder: Recorder) -> None:
         self.pool = pool
         self.recorder = recorder
+        self.store_prompts = False  # telemetry.store_prompts: put the messages in the record
 
     def _headers(self, call: Call, backend: Backend) -> dict[str, str]:
         return {
@@ -116,10 +134,18 @@ class Proxy:
         status: int,
         *,
         ttft: float | None,
-        tokens: tuple[int | None, int | None],
+        answer: bytes = b"",
         error: str | None = None,
     ) -> None:
-        prompt, completion = tokens
+        """Record the request. ``answer`` is the upstream's body, or a stream's tail."""
+        if status == 200 and answer:
+            prompt, completion = (
+                _usage_from_stream_tail(answer) if call.stream else _usage_from_body(answer)
+            )
+            finish_reason = _finish_reason(answer)
+        else:
+            prompt = completion = None
+            finish_reason = None
         price = backend.config.price_per_mtok
         cost = None
         if prompt is not None or completion is not None:
@@ -141,6 +167,9 @@ class Proxy:
                 completion_tokens=completion,
                 cost_usd=cost,
                 error=error,
+                task_class=call.decision.task_class,
+                finish_reason=finish_reason,
+                prompt=_prompt(call.body) if self.store_prompts else None,
             )
         )
 
@@ -210,7 +239,7 @@ class Proxy:
             model,
             upstream.status,
             ttft=None,
-            tokens=(None, None),
+            answer=b"",
             error="upstream_status",
         )
         return _Retry(
@@ -243,7 +272,7 @@ class Proxy:
             model,
             upstream.status,
             ttft=ttft,
-            tokens=_usage_from_body(body) if upstream.status == 200 else (None, None),
+            answer=body,
             error=None if upstream.status < 400 else "upstream_client_error",
         )
         return Response(
@@ -273,25 +302,45 @@ class Proxy:
         ttft = time.perf_counter() - call.started
         state = _StreamState(first[-_SSE_TAIL:])
 
+        def record() -> None:
+            if state.recorded:
+                return
+            state.recorded = True
+            error = f"stream_{state.error}" if state.error else None
+            self._finish(call, backend, model, 200, ttft=ttft, answer=state.tail, error=error)
+
         async def relay() -> AsyncIterator[bytes]:
-            yield first
+            # The end of the stream (`data: [DONE]`, an error event, the end of the body) is
+            # held back until the request is recorded: a client that saw its stream end is in
+            # the telemetry spool. Every other chunk passes through at once.
+            held: list[bytes] = []
+            if _DONE in first:
+                held.append(first)
+            else:
+                yield first
             try:
                 async for chunk in chunks:
                     state.tail = (state.tail + chunk)[-_SSE_TAIL:]
-                    yield chunk
+                    if held or _DONE in chunk:
+                        held.append(chunk)
+                    else:
+                        yield chunk
             except (UpstreamTimeout, UpstreamConnectError) as exc:
                 kind = "timeout" if isinstance(exc, UpstreamTimeout) else "stream"
                 self._failed(backend, "stream")
                 state.error = kind
-                yield _error_event(
-                    f"backend {backend.name!r} failed mid-stream ({kind})", f"upstream_{kind}"
+                held.append(
+                    _error_event(
+                        f"backend {backend.name!r} failed mid-stream ({kind})", f"upstream_{kind}"
+                    )
                 )
+            record()
+            for chunk in held:
+                yield chunk
 
         def done() -> None:
             backend.release()
-            error = f"stream_{state.error}" if state.error else None
-            tokens = _usage_from_stream_tail(state.tail)
-            self._finish(call, backend, model, 200, ttft=ttft, tokens=tokens, error=error)
+            record()  # when the client went away before the end
 
         return _RelayResponse(
             relay(),

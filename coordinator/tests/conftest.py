@@ -21,14 +21,6 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep the coordinator's state (the embedded Qdrant store, ...) out of $HOME."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def local_fake() -> Iterator[FakeUpstream]:
     fake = FakeUpstream("local", ["llama-3.1-8b", "qwen2.5-coder"]).start()

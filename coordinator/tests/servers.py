@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -150,6 +151,8 @@ def coordinator_settings(backends: list[dict[str, Any]], **extra: Any) -> Settin
         "backends": backends,
         "health": {"interval_s": 0.2, "timeout_s": 1.0, "failure_threshold": 2, "cooldown_s": 1.0},
         "log": {"level": "warning", "access": False},
+        # telemetry's SQLite file and spool: never in the home directory
+        "state_dir": tempfile.mkdtemp(prefix="hydra-state-"),
     }
     data.update(extra)
     return settings_from_dict(data)

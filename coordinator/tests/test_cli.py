@@ -86,7 +86,11 @@ def test_serve_runs_and_stops_on_sigterm(tmp_path):
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "hydra_coordinator", "serve"],
-        env={**os.environ, "HYDRA_COORDINATOR_CONFIG": str(path)},
+        env={
+            **os.environ,
+            "HYDRA_COORDINATOR_CONFIG": str(path),
+            "STATE_DIRECTORY": str(tmp_path / "state"),
+        },
         stderr=subprocess.PIPE,
         text=True,
     )

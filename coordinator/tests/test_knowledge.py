@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from hydra_coordinator.config import settings_from_dict, state_dir
+from hydra_coordinator.config import settings_from_dict
+from hydra_coordinator.paths import state_directory
 from hydra_coordinator.stores.embeddings import hash_embed, make_embedder
 from hydra_coordinator.stores.knowledge import KnowledgeBase, answer_text, question_text
 
@@ -176,7 +177,7 @@ def test_chat_answers_are_stored_in_the_background(local_fake, tmp_path):
         assert report["dependencies"]["qdrant"] == "healthy"
         assert report["dependencies"]["embeddings"] == "healthy"
         assert report["dependency_details"]["embeddings"].startswith("builtin")
-        assert str(state_dir(settings)) in report["dependency_details"]["qdrant"]
+        assert str(state_directory(settings)) in report["dependency_details"]["qdrant"]
         question = [{"role": "user", "content": "Why is the sky blue?"}]
         assert post(server, {"model": "auto", "messages": question})[0] == 200
         # streamed answers are not stored

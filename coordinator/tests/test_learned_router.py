@@ -224,6 +224,147 @@ def test_invalid_parameters():
         LearnedRouter(prior_local=(0.0, 1.0))
     with pytest.raises(ValueError):
         LearnedRouter(cost_weight=-1.0)
+    with pytest.raises(ValueError):
+        LearnedRouter(prior_strength=0.0)
+    with pytest.raises(ValueError):
+        LearnedRouter(threshold=1.5)
+
+
+# --------------------------------------------------------------------------- v1 confidence as prior
+
+
+@pytest.mark.parametrize(
+    ("threshold", "cost_weight", "local_margin"),
+    [(0.7, 10.0, 0.02), (0.5, 0.0, 0.02), (0.85, 30.0, 0.1)],
+)
+def test_cold_start_routes_as_v1(threshold, cost_weight, local_margin):
+    router = LearnedRouter(
+        seed=16, threshold=threshold, cost_weight=cost_weight, local_margin=local_margin
+    )
+    for step in range(101):
+        confidence = step / 100
+        for task_class in ("code", "code/hard"):
+            decision = router.decide(
+                task_class,
+                [BIG_LOCAL, LOCAL, CLOUD],
+                cloud_allowed=True,
+                local_prior_mean=confidence,
+            )
+            expected = "tabby" if confidence >= threshold else "gpt"  # v1's order among locals
+            assert decision.backend == expected, (confidence, decision.reasons)
+            assert not decision.explored
+            assert "no evidence yet: deciding on the prior means, as v1 would" in decision.reasons
+    exact = router.decide("chat", [LOCAL, CLOUD], cloud_allowed=True, local_prior_mean=threshold)
+    assert exact.kind == "local"  # a tie goes local, as v1's >=
+    assert router.snapshot() == {}  # deciding learns nothing
+
+
+def test_cold_start_follows_v1_against_the_cheapest_eligible_cloud():
+    pricey = Candidate("opus", "cloud", 0.05)
+    router = LearnedRouter(seed=17)
+    for confidence in (0.69, 0.7, 0.71):
+        decision = router.decide(
+            "chat", [pricey, CLOUD, LOCAL], cloud_allowed=True, local_prior_mean=confidence
+        )
+        assert decision.kind == ("local" if confidence >= 0.7 else "cloud")
+    over_budget = router.decide(
+        "chat", [LOCAL, CLOUD], cloud_allowed=True, budget_remaining=0.0, local_prior_mean=0.1
+    )
+    assert over_budget.backend == "ollama"
+
+
+def test_evidence_moves_a_low_confidence_request_local():
+    router = LearnedRouter(seed=18)
+    request = {"cloud_allowed": True, "local_prior_mean": 0.3}  # v1: cloud
+    assert router.decide("chat", [LOCAL, CLOUD], **request).backend == "gpt"
+    for _ in range(40):
+        router.update("chat", "ollama", rating_reward(1.0))
+        router.update("chat", "gpt", rating_reward(1.0), kind="cloud")
+    picks = [router.decide("chat", [LOCAL, CLOUD], **request).backend for _ in range(200)]
+    assert picks.count("ollama") >= 180  # as good as the cloud here: keep it local
+
+
+def test_evidence_moves_a_high_confidence_request_to_the_cloud():
+    router = LearnedRouter(seed=19)
+    request = {"cloud_allowed": True, "local_prior_mean": 0.95}  # v1: local
+    assert router.decide("reasoning", [LOCAL, CLOUD], **request).backend == "ollama"
+    for _ in range(40):
+        router.update("reasoning", "ollama", rating_reward(-1.0))
+        router.update("reasoning", "gpt", rating_reward(1.0), kind="cloud")
+    picks = [router.decide("reasoning", [LOCAL, CLOUD], **request).backend for _ in range(200)]
+    assert picks.count("gpt") >= 180
+
+
+def test_parent_evidence_ends_the_cold_start_of_a_subclass():
+    router = LearnedRouter(seed=20)
+    for _ in range(40):
+        router.update("code/easy", "ollama", 0.0)
+        router.update("code/easy", "gpt", 1.0, kind="cloud")
+    picks = [
+        router.decide("code/hard", [LOCAL, CLOUD], cloud_allowed=True, local_prior_mean=0.9)
+        for _ in range(100)
+    ]
+    assert not any("no evidence yet" in r for d in picks for r in d.reasons)
+    assert sum(d.backend == "gpt" for d in picks) >= 80  # "code" learned that local is poor
+
+
+def test_prior_strength_sets_how_fast_evidence_wins():
+    def share_local(strength: float) -> float:
+        router = LearnedRouter(seed=21)
+        for _ in range(3):
+            router.update("chat", "ollama", 1.0)
+        picks = [
+            router.decide(
+                "chat",
+                [LOCAL, CLOUD],
+                cloud_allowed=True,
+                local_prior_mean=0.2,
+                prior_strength=strength,
+            ).backend
+            for _ in range(400)
+        ]
+        return picks.count("ollama") / len(picks)
+
+    assert share_local(1.0) > share_local(50.0) + 0.3
+    with pytest.raises(ValueError):
+        LearnedRouter().decide(
+            "chat", [LOCAL], cloud_allowed=True, local_prior_mean=0.5, prior_strength=0.0
+        )
+
+
+def test_no_prior_mean_keeps_the_flat_priors():
+    plain, explicit = LearnedRouter(seed=22), LearnedRouter(seed=22)
+    picks_plain = [plain.decide("code", [LOCAL, CLOUD], cloud_allowed=True) for _ in range(200)]
+    picks_none = [
+        explicit.decide("code", [LOCAL, CLOUD], cloud_allowed=True, local_prior_mean=None)
+        for _ in range(200)
+    ]
+    assert [d.backend for d in picks_plain] == [d.backend for d in picks_none]
+    assert {d.backend for d in picks_plain} == {"ollama", "gpt"}  # still sampled at cold start
+    assert not any("v1" in r for d in picks_plain for r in d.reasons)
+    assert any(r.startswith("local 'ollama': quality mean 0.50") for r in picks_plain[0].reasons)
+
+
+def test_prior_parameters_round_trip_and_old_state_loads():
+    router = LearnedRouter(seed=23, prior_strength=8.0, threshold=0.6)
+    for _ in range(30):
+        router.update("code/c1", "ollama", 1.0)
+    state = json.loads(json.dumps(router.to_json()))
+    restored = LearnedRouter.from_json(state, seed=23)
+    assert restored.to_json() == router.to_json()
+    assert (restored.prior_strength, restored.threshold) == (8.0, 0.6)
+    again = LearnedRouter.from_json(state, seed=23)
+    kwargs = {"cloud_allowed": True, "local_prior_mean": 0.4}
+    assert [restored.decide("code/c1", [LOCAL, CLOUD], **kwargs).backend for _ in range(50)] == [
+        again.decide("code/c1", [LOCAL, CLOUD], **kwargs).backend for _ in range(50)
+    ]
+    del (
+        state["params"]["prior_strength"],
+        state["params"]["threshold"],
+    )  # state of the first version
+    old = LearnedRouter.from_json(state)
+    assert (old.prior_strength, old.threshold) == (4.0, 0.7)
+    assert old.snapshot() == router.snapshot()
 
 
 # --------------------------------------------------------------------------- task classes

@@ -300,6 +300,8 @@ async def test_service_tools_pass_arguments_through(keyed, monkeypatch):
 
 async def test_service_tools_say_when_a_service_is_missing(keyed, monkeypatch):
     monkeypatch.setattr(keyed.runtime, "knowledge", None)  # the base exists since issue 3
+    monkeypatch.setattr(keyed.runtime, "telemetry", None)  # the store exists since issue 3
+    monkeypatch.setattr(keyed.runtime, "feedback", None)  # and feedback since issue 4
     for name in ("knowledge", "telemetry", "feedback"):
         assert getattr(keyed.runtime, name, None) is None
     async with http_session(keyed) as session:

@@ -6,9 +6,13 @@ category. Detection is layered for speed:
 
 1. a cheap *hint* (plain substring test) skips a detector entirely when the
    text cannot contain a match (``"AKIA"`` for AWS keys, ``"@"`` for e-mails);
-2. a regular expression (mostly the ones maintained by Yelp's detect-secrets)
+   each hint is tested after one of its rarest characters (a ``memchr``);
+2. a *gate* checks a necessary condition on the text's shape, computed once
+   per text and shared (:class:`ScanText`): enough digits, a run of digits
+   long enough for a card, a long token for high-entropy strings;
+3. a regular expression (mostly the ones maintained by Yelp's detect-secrets)
    finds candidates;
-3. a *validator* rejects look-alikes: documentation placeholders, template
+4. a *validator* rejects look-alikes: documentation placeholders, template
    references, numbers whose check digits do not verify (python-stdnum), phone
    numbers that are not dialable (phonenumbers).
 
@@ -16,6 +20,9 @@ detect-secrets plugins are used through ``analyze_string`` only, which is pure:
 it reads none of detect-secrets' global settings, so scans never leak state
 into each other. Detector objects are immutable and safe to share between
 threads; :func:`builtin_detectors` builds a fresh set on every call.
+
+Hints and gates only ever skip work: a detector whose gate fails could not
+have fired, so results are the same as running every regular expression.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import phonenumbers
 from detect_secrets.filters.heuristic import is_potential_uuid, is_sequential_string
@@ -86,6 +93,135 @@ class Detector(Protocol):
         ...
 
 
+@runtime_checkable
+class SharedScanDetector(Detector, Protocol):
+    """A detector that can reuse per-text facts computed once for all detectors."""
+
+    def scan_shared(self, text: ScanText) -> bool:
+        """Same answer as ``scan(text.text)``."""
+        ...
+
+
+# --------------------------------------------------------------------------- shared text facts
+
+# ASCII digits become "0", letters "A" / "a"; other bytes (punctuation, "?" for
+# non-ASCII characters) stay as they are.
+_SHAPE_TABLE = bytes.maketrans(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+    b"0" * 10 + b"A" * 26 + b"a" * 26,
+)
+# Digits become "0", everything else "x", except the separators numbers are
+# written with, which are deleted: "+1 (555) 010-9999" becomes "00000109999".
+_NUMBER_TABLE = bytes(ord("0") if byte in b"0123456789" else ord("x") for byte in range(256))
+_NUMBER_SEPARATORS = b" \t().+-"
+_TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_=-"
+# Token characters (``[A-Za-z0-9+/_=-]``) become "t", everything else ".".
+_TOKEN_TABLE = bytes(ord("t") if byte in _TOKEN_CHARS else ord(".") for byte in range(256))
+_NON_ASCII_DIGIT = re.compile(r"[^\D0-9]")  # ``\d`` matches every Unicode decimal digit
+
+
+class ScanText:
+    """One text and cheap facts about it, each computed at most once.
+
+    Detectors' gates share these facts, so a request pays for one pass per
+    fact instead of one regular expression per detector. Not thread-safe:
+    make one per text and scan.
+    """
+
+    __slots__ = (
+        "_ascii",
+        "_ascii_done",
+        "_lower",
+        "_numbers",
+        "_shape",
+        "_tokens",
+        "_words",
+        "text",
+    )
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._lower: str | None = None
+        self._ascii: bytes | None = None
+        self._ascii_done = False
+        # Facts are kept as str: a substring test on str is cheaper than on bytes.
+        self._shape: str | None = None
+        self._numbers: str | None = None
+        self._tokens: str | None = None
+        self._words: dict[str, bool] = {}
+
+    @property
+    def lower(self) -> str:
+        """The text in lower case."""
+        if self._lower is None:
+            self._lower = self.text.lower()
+        return self._lower
+
+    def has_word(self, words: tuple[str, ...]) -> bool:
+        """Whether any lower-case word occurs in the lower-cased text (True for no words).
+
+        Each word is looked up at most once per text: detectors share word lists.
+        """
+        if not words:
+            return True
+        found = self._words
+        for word in words:
+            hit = found.get(word)
+            if hit is None:
+                hit = found[word] = word in self.lower
+            if hit:
+                return True
+        return False
+
+    @property
+    def _ascii_bytes(self) -> bytes | None:
+        """The text as ASCII, non-ASCII characters as ``?``; None with non-ASCII digits.
+
+        ``\\d`` matches every Unicode decimal digit, so digit gates need them all.
+        """
+        if not self._ascii_done:
+            self._ascii_done = True
+            text = self.text
+            if text.isascii():
+                self._ascii = text.encode("ascii")
+            elif not _NON_ASCII_DIGIT.search(text):
+                self._ascii = text.encode("ascii", "replace")
+        return self._ascii
+
+    def has_shape(self, fragment: str) -> bool:
+        """Whether ``fragment`` occurs in the text's shape (True when it has no shape).
+
+        The shape has one byte per character: ``0`` for a digit, ``A`` / ``a``
+        for a letter, other ASCII characters as they are, ``?`` for the others.
+        """
+        if self._shape is None:
+            ascii_bytes = self._ascii_bytes
+            if ascii_bytes is None:
+                return True
+            self._shape = ascii_bytes.translate(_SHAPE_TABLE).decode("ascii")
+        return fragment in self._shape
+
+    def has_digits(self, count: int) -> bool:
+        """Whether ``count`` digits occur with only number separators between them.
+
+        The separators are `` \\t().+-`` (the ones of phone, card and id numbers);
+        True when unknown (non-ASCII digits).
+        """
+        if self._numbers is None:
+            ascii_bytes = self._ascii_bytes
+            if ascii_bytes is None:
+                return True
+            self._numbers = ascii_bytes.translate(_NUMBER_TABLE, _NUMBER_SEPARATORS).decode("ascii")
+        return "0" * count in self._numbers
+
+    def has_token(self, length: int) -> bool:
+        """Whether a run of ``length`` characters of ``[A-Za-z0-9+/_=-]`` occurs."""
+        if self._tokens is None:
+            tokens = self.text.encode("ascii", "replace").translate(_TOKEN_TABLE)
+            self._tokens = tokens.decode("ascii")
+        return "t" * length in self._tokens
+
+
 # --------------------------------------------------------------------------- helpers
 
 _PLACEHOLDER_RE = re.compile(
@@ -144,16 +280,41 @@ def _isolated(text: str, match: re.Match[str], extra: str, *, alnum: bool) -> bo
     return True
 
 
-def _has_hint(text: str, hints: tuple[str, ...]) -> bool:
-    return not hints or any(hint in text for hint in hints)
+# Characters from most to least frequent in prose and code; any other is rarer.
+_FREQUENT = "etaoinsrhldcumfpgwybvkxjqz ETAOINSRHLDCUMFPGWYBVKXJQZ"
+
+Probe = tuple[str, str]
+"""A hint and one of its rarest characters, tested first (a single-character test is a memchr)."""
 
 
-def _has_word(text: str, words: tuple[str, ...]) -> bool:
-    """Case-insensitive substring test; much cheaper than an IGNORECASE regex."""
-    if not words:
+def _probes(hints: tuple[str, ...]) -> tuple[Probe, ...]:
+    def rarity(char: str) -> int:
+        index = _FREQUENT.find(char)
+        return len(_FREQUENT) if index < 0 else index
+
+    return tuple((max(hint, key=rarity), hint) for hint in hints)
+
+
+def _has_hint(text: str, probes: tuple[Probe, ...]) -> bool:
+    """Whether any hint occurs in ``text`` (True when there are no hints)."""
+    if not probes:
         return True
-    lowered = text.lower()
+    for char, hint in probes:  # noqa: SIM110 (any() over a generator is slower here)
+        if char in text and hint in text:
+            return True
+    return False
+
+
+def _has_word(lowered: str, words: tuple[str, ...]) -> bool:
+    """Whether any lower-case word occurs in ``lowered``.
+
+    A substring test on the lower-cased text is much cheaper than an IGNORECASE regex.
+    """
     return any(word in lowered for word in words)
+
+
+Gate = Callable[[ScanText], bool]
+"""A cheap necessary condition: False only when the detector cannot fire on the text."""
 
 
 Validator = Callable[[str, re.Match[str]], bool]
@@ -164,8 +325,9 @@ Validator = Callable[[str, re.Match[str]], bool]
 class RegexDetector:
     """A detector made of a hint, a regular expression and an optional validator.
 
-    ``hints`` (any substring must occur) and ``words`` (any lower-case word must
-    occur, ignoring case) skip the pattern on texts that cannot contain a match.
+    ``hints`` (any substring must occur), ``words`` (any lower-case word must
+    occur, ignoring case) and ``gate`` (a necessary condition on the shared
+    :class:`ScanText` facts) skip the pattern on texts that cannot contain a match.
     """
 
     name: str
@@ -174,13 +336,28 @@ class RegexDetector:
     hints: tuple[str, ...] = ()
     validate: Validator | None = None
     words: tuple[str, ...] = ()
+    gate: Gate | None = None
+    _probes: tuple[Probe, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_probes", _probes(self.hints))
 
     def scan(self, text: str) -> bool:
         """True when any match of the pattern passes the validator."""
-        if not _has_hint(text, self.hints) or not _has_word(text, self.words):
+        return self.scan_shared(ScanText(text))
+
+    def scan_shared(self, text: ScanText) -> bool:
+        """Like :meth:`scan`, reusing the facts already computed for ``text``."""
+        raw = text.text
+        if not _has_hint(raw, self._probes):
             return False
-        for match in self.pattern.finditer(text):
-            if self.validate is None or self.validate(text, match):
+        if self.gate is not None and not self.gate(text):
+            return False
+        if not text.has_word(self.words):
+            return False
+        validate = self.validate
+        for match in self.pattern.finditer(raw):  # noqa: SIM110 (hot path, as above)
+            if validate is None or validate(raw, match):
                 return True
         return False
 
@@ -203,20 +380,31 @@ class PluginDetector:
     accept: Callable[[str], bool] | None = None
     line_words: tuple[str, ...] = ()
     value_group: int = 0
+    gate: Gate | None = None
+    _probes: tuple[Probe, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_probes", _probes(self.hints))
 
     def scan(self, text: str) -> bool:
         """True when any candidate value is accepted."""
-        if not _has_hint(text, self.hints):
+        return self.scan_shared(ScanText(text))
+
+    def scan_shared(self, text: ScanText) -> bool:
+        """Like :meth:`scan`, reusing the facts already computed for ``text``."""
+        if not _has_hint(text.text, self._probes):
+            return False
+        if self.gate is not None and not self.gate(text):
             return False
         accept = self.accept or _not_placeholder
         return any(accept(value) for value in self._candidates(text))
 
-    def _candidates(self, text: str) -> Iterable[str]:
+    def _candidates(self, text: ScanText) -> Iterable[str]:
         for chunk in self._chunks(text):
             for plugin in self.plugins:
                 yield from self._plugin_values(plugin, chunk)
         for pattern in self.extra:
-            for match in pattern.finditer(text):
+            for match in pattern.finditer(text.text):
                 yield match.group(1) if pattern.groups else match.group(0)
 
     def _plugin_values(self, plugin: BasePlugin, text: str) -> Iterable[str]:
@@ -235,12 +423,13 @@ class PluginDetector:
             for match in pattern.finditer(text):
                 yield match.group(group)
 
-    def _chunks(self, text: str) -> Iterable[str]:
+    def _chunks(self, text: ScanText) -> Iterable[str]:
         """The whole text, or only the lines that contain one of ``line_words``."""
-        if not self.line_words:
-            yield text
-        elif _has_word(text, self.line_words):
-            yield from (line for line in text.splitlines() if _has_word(line, self.line_words))
+        words = self.line_words
+        if not words:
+            yield text.text
+        elif text.has_word(words):
+            yield from (line for line in text.text.splitlines() if _has_word(line.lower(), words))
 
 
 def _not_placeholder(value: str) -> bool:
@@ -347,9 +536,16 @@ class HighEntropyDetector:
 
     def scan(self, text: str) -> bool:
         """True when any quoted or bare token passes the randomness checks."""
+        return self.scan_shared(ScanText(text))
+
+    def scan_shared(self, text: ScanText) -> bool:
+        """Like :meth:`scan`; skips texts without a 20-character token (both patterns need one)."""
+        if not text.has_token(20):
+            return False
+        raw = text.text
         for pattern in (_QUOTED_RE, _TOKEN_RE):
-            for match in pattern.finditer(text):
-                if _confirm_high_entropy(text, match):
+            for match in pattern.finditer(raw):
+                if _confirm_high_entropy(raw, match):
                     return True
         return False
 
@@ -484,14 +680,27 @@ _NATIONAL_IDS: tuple[_NationalId, ...] = (
 # Two passes find every candidate; each is then checked against the shapes above.
 # Each regex starts with one character class so ``re`` skips ahead quickly; at one
 # position the first alternative that matches wins, so longer shapes come first.
-_ID_CANDIDATES = (
-    re.compile(
-        r"\d(?:\d{2}-\d{2}-\d{4}|\d{2}\.\d{3}\.\d{3}-\d{2}|\d{2}[- ]\d{3}[- ]\d{3}"
-        r"|\d{3} \d{4} \d{4}| \d{2} \d{2} (?:\d{2}|2[AB]) \d{3} \d{3} \d{2}|\d{7}-?[A-Z]|\d{8,14})"
+# Each pass comes with the gate that every match passes (see ScanText.has_digits
+# and has_shape): its fewest digits between separators, else a shape fragment.
+# The first pass needs 8 ("2A" of a Corsican NIR is followed by 8 digits), the
+# second 6 (UK NINO) unless a codice fiscale ([A-Z]{6}\d{2}...) matches.
+_ID_CANDIDATES: tuple[tuple[re.Pattern[str], int, str], ...] = (
+    (
+        re.compile(
+            r"\d(?:\d{2}-\d{2}-\d{4}|\d{2}\.\d{3}\.\d{3}-\d{2}|\d{2}[- ]\d{3}[- ]\d{3}"
+            r"|\d{3} \d{4} \d{4}| \d{2} \d{2} (?:\d{2}|2[AB]) \d{3} \d{3} \d{2}|\d{7}-?[A-Z]"
+            r"|\d{8,14})"
+        ),
+        8,
+        "",
     ),
-    re.compile(
-        r"[A-Z](?:-?\d{7}-?[A-Z]|[A-Z]{5}\d{2}[A-EHLMPRST]\d{2}[A-Z]\d{3}[A-Z]"
-        r"|[A-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D])"
+    (
+        re.compile(
+            r"[A-Z](?:-?\d{7}-?[A-Z]|[A-Z]{5}\d{2}[A-EHLMPRST]\d{2}[A-Z]\d{3}[A-Z]"
+            r"|[A-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D])"
+        ),
+        6,
+        "AAAAAA00",
     ),
 )
 
@@ -510,9 +719,16 @@ class NationalIdDetector:
 
     def scan(self, text: str) -> bool:
         """True when any candidate has a known shape and validates."""
-        for candidates in _ID_CANDIDATES:
-            for match in candidates.finditer(text):
-                if _isolated(text, match, "-.", alnum=True) and self._valid(text, match):
+        return self.scan_shared(ScanText(text))
+
+    def scan_shared(self, text: ScanText) -> bool:
+        """Like :meth:`scan`; each candidate regex only runs when its gate passes."""
+        raw = text.text
+        for candidates, digits, fragment in _ID_CANDIDATES:
+            if not text.has_digits(digits) and not (fragment and text.has_shape(fragment)):
+                continue
+            for match in candidates.finditer(raw):
+                if _isolated(raw, match, "-.", alnum=True) and self._valid(raw, match):
                     return True
         return False
 
@@ -540,8 +756,11 @@ def _secret(
     accept: Callable[[str], bool] | None = None,
     line_words: tuple[str, ...] = (),
     value_group: int = 0,
+    gate: Gate | None = None,
 ) -> PluginDetector:
-    return PluginDetector(name, "secret", plugins, hints, extra, accept, line_words, value_group)
+    return PluginDetector(
+        name, "secret", plugins, hints, extra, accept, line_words, value_group, gate
+    )
 
 
 def _not_example(value: str) -> bool:
@@ -558,6 +777,44 @@ def _confirm_jwt(text: str, match: re.Match[str]) -> bool:
 
 
 _AWS_HINTS = ("AKIA", "ASIA", "ABIA", "ACCA", "A3T", "aws", "AWS")
+
+
+# Gates: each states a necessary condition of the detector's patterns (see the
+# patterns for the numbers); False means the detector cannot fire on the text.
+
+
+def _phone_gate(text: ScanText) -> bool:
+    return text.has_digits(7)  # confirmed numbers have 7 to 15 digits
+
+
+def _card_gate(text: ScanText) -> bool:
+    return text.has_digits(13)  # 13 to 19 digits, separated by " " or "-"
+
+
+def _iban_gate(text: ScanText) -> bool:
+    return text.has_shape("AA00")  # [A-Z]{2}\d{2}
+
+
+def _telegram_gate(text: ScanText) -> bool:
+    return text.has_shape("00000000:")  # \d{8,10}:
+
+
+_DISCORD_GATE = re.compile(r"\.[a-zA-Z\d_-]{6}\.")  # starts with a literal: a fast scan
+
+
+def _discord_gate(text: ScanText) -> bool:
+    return _DISCORD_GATE.search(text.text) is not None
+
+
+def _token_gate(length: int) -> Gate:
+    """Every match contains a run of ``length`` characters of ``[A-Za-z0-9+/_=-]``."""
+
+    def gate(text: ScanText) -> bool:
+        return text.has_token(length)
+
+    return gate
+
+
 _GITHUB_HINTS = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")
 
 
@@ -575,7 +832,12 @@ def _secret_detectors() -> list[Detector]:
         _secret(
             "github_token", (GitHubTokenDetector(),), _GITHUB_HINTS, extra=(_GITHUB_FINE_GRAINED,)
         ),
-        _secret("gitlab_token", (GitLabTokenDetector(),), ("gl", "GR1348941")),
+        _secret(
+            "gitlab_token",
+            (GitLabTokenDetector(),),
+            ("gl", "GR1348941"),
+            gate=_token_gate(25),  # prefix and 20+ characters, e.g. glpat-[A-Za-z0-9_-]{20,50}
+        ),
         _secret("openai_key", (OpenAIDetector(),), ("sk-",), extra=_OPENAI_EXTRA),
         RegexDetector("anthropic_key", "secret", _ANTHROPIC_RE, ("sk-ant-",)),
         RegexDetector("google_api_key", "secret", _GOOGLE_API_KEY, ("AIza",)),
@@ -583,11 +845,13 @@ def _secret_detectors() -> list[Detector]:
         _secret("slack_token", (SlackDetector(),), ("xox", "XOX", "hooks.slack.com")),
         _secret("stripe_key", (StripeDetector(),), ("k_live_",)),
         _secret("sendgrid_key", (SendGridDetector(),), ("SG.",)),
-        _secret("twilio_key", (TwilioKeyDetector(),), ("AC", "SK")),
+        _secret(
+            "twilio_key", (TwilioKeyDetector(),), ("AC", "SK"), gate=_token_gate(34)
+        ),  # (AC|SK)[a-z0-9]{32}
         _secret("npm_token", (NpmDetector(),), ("_authToken",)),
         _secret("pypi_token", (PypiTokenDetector(),), ("pypi-",)),
-        _secret("discord_token", (DiscordBotTokenDetector(),), (".",)),
-        _secret("telegram_token", (TelegramBotTokenDetector(),), (":",)),
+        _secret("discord_token", (DiscordBotTokenDetector(),), (".",), gate=_discord_gate),
+        _secret("telegram_token", (TelegramBotTokenDetector(),), (":",), gate=_telegram_gate),
         _secret("mailchimp_key", (MailchimpDetector(),), ("-us",)),
         _secret("square_token", (SquareOAuthDetector(),), ("sq0csp-",)),
         _secret("azure_storage_key", (AzureStorageKeyDetector(),), ("AccountKey=",)),
@@ -609,9 +873,9 @@ def _secret_detectors() -> list[Detector]:
 def _pii_detectors() -> list[Detector]:
     return [
         RegexDetector("email", "pii", _EMAIL_RE, ("@",), _confirm_email),
-        RegexDetector("phone", "pii", _PHONE_RE, (), _confirm_phone),
-        RegexDetector("payment_card", "pii", _CARD_RE, (), _confirm_card),
-        RegexDetector("iban", "pii", _IBAN_RE, (), _confirm_iban),
+        RegexDetector("phone", "pii", _PHONE_RE, (), _confirm_phone, gate=_phone_gate),
+        RegexDetector("payment_card", "pii", _CARD_RE, (), _confirm_card, gate=_card_gate),
+        RegexDetector("iban", "pii", _IBAN_RE, (), _confirm_iban, gate=_iban_gate),
         NationalIdDetector(),
     ]
 
@@ -645,7 +909,11 @@ class _ConnectionStringDetector:
 
     def scan(self, text: str) -> bool:
         """True for a URL with a real password or a ``Password=`` key-value pair."""
-        return self.url.scan(text) or self.keyvalue.scan(text)
+        return self.scan_shared(ScanText(text))
+
+    def scan_shared(self, text: ScanText) -> bool:
+        """Like :meth:`scan`, reusing the facts already computed for ``text``."""
+        return self.url.scan_shared(text) or self.keyvalue.scan_shared(text)
 
 
 def builtin_detectors() -> dict[str, Detector]:

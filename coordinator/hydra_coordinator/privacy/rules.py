@@ -31,13 +31,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .detectors import DETECTOR_CATEGORIES, Detector, Finding, builtin_detectors, detector_names
+from .detectors import (
+    DETECTOR_CATEGORIES,
+    Detector,
+    Finding,
+    ScanText,
+    SharedScanDetector,
+    builtin_detectors,
+    detector_names,
+)
 
 Action = Literal["block", "local_only", "allow"]
 _SEVERITY: dict[str, int] = {"allow": 0, "local_only": 1, "block": 2}
@@ -179,93 +187,117 @@ def extract_text(body: Mapping[str, Any]) -> str:
     and the ``prompt`` / ``input`` fields. Binary parts (images, audio, files)
     are skipped.
     """
-    return "\n".join(_request_texts(body))
-
-
-def _request_texts(body: Mapping[str, Any]) -> Iterator[str]:
+    texts: list[str] = []
     messages = body.get("messages")
     if isinstance(messages, list):
         for message in messages:
-            if isinstance(message, Mapping):
-                yield from _message_texts(message)
+            if _is_mapping(message):
+                _add_message_texts(message, texts)
     for key in ("prompt", "input"):
-        yield from _strings(body.get(key))
+        _add_strings(body.get(key), texts)
+    return "\n".join(texts)
 
 
-def _message_texts(message: Mapping[str, Any]) -> Iterator[str]:
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, with fast paths for JSON (a dict, or None)."""
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
+
+def _add_message_texts(message: Mapping[str, Any], texts: list[str]) -> None:
     for key in _MESSAGE_TEXT_KEYS:
-        yield from _strings(message.get(key))
+        _add_strings(message.get(key), texts)
     tool_calls = message.get("tool_calls")
     if isinstance(tool_calls, list):
         for call in tool_calls:
-            if isinstance(call, Mapping):
-                yield from _function_arguments(call.get("function"))
-    yield from _function_arguments(message.get("function_call"))
+            if _is_mapping(call):
+                _add_function_arguments(call.get("function"), texts)
+    _add_function_arguments(message.get("function_call"), texts)
 
 
-def _function_arguments(function: Any) -> Iterator[str]:
+def _add_function_arguments(function: object, texts: list[str]) -> None:
     """Tool call arguments: the string values of the JSON object, else the raw string."""
-    if not isinstance(function, Mapping):
+    if not _is_mapping(function):
         return
     arguments = function.get("arguments")
     if isinstance(arguments, str):
         try:
             decoded = json.loads(arguments)
         except ValueError:
-            yield arguments
+            texts.append(arguments)
             return
-        yield from _json_strings(decoded)
+        _add_json_strings(decoded, texts)
     else:
-        yield from _json_strings(arguments)
+        _add_json_strings(arguments, texts)
 
 
-def _json_strings(value: Any) -> Iterator[str]:
+def _add_json_strings(value: object, texts: list[str]) -> None:
     """Every string value inside decoded JSON, whatever its key."""
     if isinstance(value, str):
         if value:
-            yield value
+            texts.append(value)
     elif isinstance(value, list):
         for item in value:
-            yield from _json_strings(item)
-    elif isinstance(value, Mapping):
+            _add_json_strings(item, texts)
+    elif _is_mapping(value):
         for item in value.values():
-            yield from _json_strings(item)
+            _add_json_strings(item, texts)
 
 
-def _strings(value: Any) -> Iterator[str]:
+def _add_strings(value: object, texts: list[str]) -> None:
     """Every string inside ``value`` (parts lists, nested tool results), minus binary parts."""
     if isinstance(value, str):
         if value:
-            yield value
+            texts.append(value)
     elif isinstance(value, list):
         for item in value:
-            yield from _strings(item)
-    elif isinstance(value, Mapping):
+            _add_strings(item, texts)
+    elif _is_mapping(value):
         for key, item in value.items():
             if key not in _SKIPPED_PART_KEYS:
-                yield from _strings(item)
+                _add_strings(item, texts)
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
-@dataclass
+Scanner = Callable[[ScanText], bool]
+"""A detector's scan on the request's shared :class:`ScanText`."""
+
+
+def _scanner(detector: Detector) -> Scanner:
+    if isinstance(detector, SharedScanDetector):
+        return detector.scan_shared
+    return lambda text: detector.scan(text.text)
+
+
 class _Scan:
     """Detector results for one request, computed lazily and at most once each."""
 
-    text: str
-    detectors: Mapping[str, Detector]
-    results: dict[str, bool] = field(default_factory=dict)
+    __slots__ = ("fired", "results", "scanners", "shared", "text")
 
-    def fired(self, name: str) -> bool:
-        if name not in self.results:
-            self.results[name] = self.detectors[name].scan(self.text)
-        return self.results[name]
+    def __init__(self, text: str, scanners: Mapping[str, Scanner]) -> None:
+        self.text = text
+        self.shared = ScanText(text)
+        self.scanners = scanners
+        self.results: dict[str, bool] = {}
+        self.fired: list[str] = []  # detectors that fired, in the order they ran
+
+    def fired_among(self, names: tuple[str, ...]) -> list[str]:
+        """The detectors of ``names`` that fire, running each not yet run (one flat loop)."""
+        results, scanners, shared = self.results, self.scanners, self.shared
+        found: list[str] = []
+        for name in names:
+            hit = results.get(name)
+            if hit is None:
+                hit = results[name] = scanners[name](shared)
+                if hit:
+                    self.fired.append(name)
+            if hit:
+                found.append(name)
+        return found
 
     def findings(self) -> tuple[Finding, ...]:
-        return tuple(
-            Finding(name, DETECTOR_CATEGORIES[name]) for name, hit in self.results.items() if hit
-        )
+        return tuple(Finding(name, DETECTOR_CATEGORIES[name]) for name in self.fired)
 
 
 @dataclass(frozen=True)
@@ -297,7 +329,7 @@ class _CompiledRule:
         """What fired, as safe labels; a rule without matchers matches everything."""
         if not (self.detectors or self.patterns or self.keywords):
             return ["every request" + (" of this key" if self.rule.api_keys else "")]
-        found = [f"detector {name}" for name in self.detectors if scan.fired(name)]
+        found = [f"detector {name}" for name in scan.fired_among(self.detectors)]
         found += [f"pattern #{i}" for i, p in enumerate(self.patterns) if p.search(scan.text)]
         found += [f"keyword #{i}" for i, k in enumerate(self.keywords) if k.search(scan.text)]
         return found
@@ -316,14 +348,14 @@ class PrivacyPolicy:
         self._rules = tuple(_CompiledRule.build(rule) for rule in cfg.rules)
         available = dict(detectors) if detectors is not None else builtin_detectors()
         needed = {name for rule in self._rules for name in rule.detectors}
-        self._detectors: Mapping[str, Detector] = {n: available[n] for n in needed}
+        self._scanners: Mapping[str, Scanner] = {n: _scanner(available[n]) for n in needed}
 
     def evaluate(self, body: Mapping[str, Any], key_id: str | None) -> PrivacyVerdict:
         """Decide allow / local_only / block for one request body from key ``key_id``."""
         rules = [rule for rule in self._rules if rule.applies_to(key_id)]
         if not self._enabled or not rules:
             return ALLOW
-        scan = _Scan(extract_text(body), self._detectors)
+        scan = _Scan(extract_text(body), self._scanners)
         decisive: _CompiledRule | None = None
         reasons: list[str] = []
         for rule in rules:
@@ -336,7 +368,7 @@ class PrivacyPolicy:
             if rule.rule.action in ("allow", "block"):
                 break
         if decisive is None:
-            return PrivacyVerdict(action="allow", findings=scan.findings())
+            return PrivacyVerdict(action="allow", findings=scan.findings()) if scan.fired else ALLOW
         return PrivacyVerdict(
             action=decisive.rule.action,
             rule=decisive.rule.name,

@@ -17,6 +17,21 @@ settle. Exploration never reaches the cloud when ``cloud_allowed`` is False
 (privacy ``local_only`` or an exhausted budget) nor a cloud backend that costs
 more than ``budget_remaining``.
 
+Per-request prior. The caller may pass v1's confidence that a local model
+suffices (``local_prior_mean``, :func:`hydra_coordinator.routing.router.local_confidence`).
+A local arm then starts from Beta(s * m, s * (1 - m)) instead of ``prior_local``
+(s = ``prior_strength``), with m the confidence *calibrated* against the cloud:
+m = t + (c - threshold), where t is the local quality at which a local backend
+ties the cheapest eligible cloud one under the cloud prior, the cost weight
+and the local margin (t = min(q - cost_weight * cost, q - local_margin), q the
+cloud prior mean). So m >= t exactly when c >= threshold, and with no evidence
+at all the decision is taken on posterior means, without a random draw: the
+router then routes as v1 does (local iff c >= threshold; ties go local, and
+among local backends the first listed wins, so list them in v1's order).
+Evidence (the arm's own and the parent classes', see ``backoff``) is added to
+that prior as usual, and moves decisions away from v1 where v1 is wrong. This
+holds while t + (c - threshold) stays inside (0.01, 0.99), where m is clamped.
+
 State is plain numbers, serialised with :meth:`LearnedRouter.to_json` and
 restored with :meth:`LearnedRouter.from_json`. A router instance is not
 thread-safe; the coordinator uses it from one event loop.
@@ -33,6 +48,8 @@ Kind = Literal["local", "cloud"]
 Outcome = Literal["ok", "error", "timeout", "truncated"]
 
 STATE_VERSION = 1
+_TIE = 1e-9  # utilities this close count as equal; ties go to the local backend
+_PRIOR_MEAN_RANGE = (0.01, 0.99)
 _OUTCOME_REWARDS: Mapping[str, float] = {"error": 0.0, "timeout": 0.0, "truncated": 0.25}
 
 
@@ -115,6 +132,11 @@ class LearnedRouter:
         neighbour_weight: pseudo-votes a neighbour of similarity 1.0 adds.
         max_evidence: cap on an arm's wins + losses; older evidence is scaled
             down beyond it, so the router keeps adapting when backends change.
+        prior_strength: pseudo-votes of the per-request local prior built from
+            ``local_prior_mean`` (see module docs); ``decide`` may override it.
+        threshold: the v1 confidence threshold (``routing.threshold``) that the
+            per-request prior is calibrated to: at zero evidence the router
+            routes local iff ``local_prior_mean >= threshold``.
         backoff: pseudo-votes a sub-class inherits from its parent. Task classes
             may be hierarchical, ``"code/hard"``: an update also teaches
             ``"code"``, and a new ``"code/hard"`` arm starts from ``"code"``'s
@@ -130,6 +152,8 @@ class LearnedRouter:
     neighbour_weight: float = 2.0
     max_evidence: float = 500.0
     backoff: float = 4.0
+    prior_strength: float = 4.0
+    threshold: float = 0.7
     _arms: dict[tuple[str, str], Arm] = field(default_factory=dict, init=False, repr=False)
     _kinds: dict[str, Kind] = field(default_factory=dict, init=False, repr=False)
     _rng: random.Random = field(init=False, repr=False)
@@ -145,8 +169,10 @@ class LearnedRouter:
         weights = (self.cost_weight, self.local_margin, self.neighbour_weight)
         if min(weights) < 0:
             raise ValueError("cost_weight, local_margin and neighbour_weight must be >= 0")
-        if self.max_evidence <= 0 or self.backoff <= 0:
-            raise ValueError("max_evidence and backoff must be > 0")
+        if self.max_evidence <= 0 or self.backoff <= 0 or self.prior_strength <= 0:
+            raise ValueError("max_evidence, backoff and prior_strength must be > 0")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be within [0, 1], got {self.threshold!r}")
 
     # ------------------------------------------------------------------ decisions
 
@@ -158,12 +184,18 @@ class LearnedRouter:
         cloud_allowed: bool,
         neighbours: Sequence[tuple[str, float, float]] = (),
         budget_remaining: float | None = None,
+        local_prior_mean: float | None = None,
+        prior_strength: float | None = None,
     ) -> LearnedDecision:
         """Choose a backend for one request of ``task_class``.
 
         ``neighbours`` are similar past queries as (backend, rating in [-1, 1],
         similarity in [0, 1]); they count as pseudo-votes for this decision only.
-        Raises :class:`NoEligibleBackend` when no candidate may be used.
+        ``local_prior_mean`` is v1's confidence in [0, 1] that a local model
+        suffices for this request: it becomes the local arms' prior (with
+        ``prior_strength`` pseudo-votes, default the router's), and with no
+        evidence the choice is v1's (see module docs). None keeps the flat
+        ``prior_local``. Raises :class:`NoEligibleBackend` when no candidate may be used.
         """
         reasons = [f"task class '{task_class}'"]
         eligible = self._eligible(candidates, cloud_allowed, budget_remaining, reasons)
@@ -172,9 +204,23 @@ class LearnedRouter:
         votes = _neighbour_votes(neighbours, {c.name for c in eligible}, self.neighbour_weight)
         if votes:
             reasons.append(_describe_votes(votes))
-        draws = [self._draw(task_class, c, votes.get(c.name, (0.0, 0.0))) for c in eligible]
-        chosen, kept_local = self._select(draws, sampled=True)
-        best_by_mean, _ = self._select(draws, sampled=False)
+        local_prior = None
+        if local_prior_mean is not None:
+            local_prior = self._local_prior(eligible, local_prior_mean, prior_strength, reasons)
+        draws = [
+            self._draw(task_class, c, votes.get(c.name, (0.0, 0.0)), local_prior) for c in eligible
+        ]
+        best_by_mean, mean_kept_local = self._select(draws, sampled=False)
+        cold = (
+            local_prior is not None
+            and not votes
+            and not any(self._has_evidence(task_class, c.name) for c in eligible)
+        )
+        if cold:
+            chosen, kept_local = best_by_mean, mean_kept_local
+            reasons.append("no evidence yet: deciding on the prior means, as v1 would")
+        else:
+            chosen, kept_local = self._select(draws, sampled=True)
         explored = chosen.candidate.name != best_by_mean.candidate.name
         reasons += [self._describe_draw(task_class, d) for d in draws]
         if kept_local:
@@ -219,8 +265,45 @@ class LearnedRouter:
             raise NoEligibleBackend("; ".join(reasons[1:]) or "no candidate backends")
         return eligible
 
-    def _draw(self, task_class: str, candidate: Candidate, votes: tuple[float, float]) -> _Draw:
-        alpha, beta = self._posterior(task_class, candidate.name, candidate.kind)
+    def _local_prior(
+        self,
+        eligible: Sequence[Candidate],
+        confidence: float,
+        strength: float | None,
+        reasons: list[str],
+    ) -> tuple[float, float]:
+        """Beta prior of the local arms for one request from v1's confidence (see module docs)."""
+        s = self.prior_strength if strength is None else strength
+        if s <= 0:
+            raise ValueError(f"prior_strength must be > 0, got {s!r}")
+        c = _clamp(confidence)
+        tie = self._tie_quality(eligible)
+        mean = _clamp(tie + (c - self.threshold), *_PRIOR_MEAN_RANGE)
+        reasons.append(
+            f"v1 confidence {c:.2f} vs threshold {self.threshold:.2f}: local prior mean "
+            f"{mean:.2f} ({s:g} pseudo-votes; {tie:.2f} ties the cloud)"
+        )
+        return s * mean, s * (1.0 - mean)
+
+    def _tie_quality(self, eligible: Sequence[Candidate]) -> float:
+        """Local quality that ties the cheapest eligible cloud backend under the cloud prior."""
+        alpha, beta = self.prior_cloud
+        quality = alpha / (alpha + beta)
+        costs = [c.cost_per_request for c in eligible if c.kind == "cloud"]
+        penalty = self.cost_weight * min(costs) if costs else 0.0
+        return min(quality - penalty, quality - self.local_margin)
+
+    def _has_evidence(self, task_class: str, backend: str) -> bool:
+        return any((context, backend) in self._arms for context in _lineage(task_class))
+
+    def _draw(
+        self,
+        task_class: str,
+        candidate: Candidate,
+        votes: tuple[float, float],
+        local_prior: tuple[float, float] | None = None,
+    ) -> _Draw:
+        alpha, beta = self._posterior(task_class, candidate.name, candidate.kind, local_prior)
         alpha, beta = alpha + votes[0], beta + votes[1]
         sample = self._rng.betavariate(alpha, beta)
         mean = alpha / (alpha + beta)
@@ -231,7 +314,8 @@ class LearnedRouter:
         """Best draw by utility (sampled, or posterior mean); True if the local margin decided.
 
         A local backend whose quality is within ``local_margin`` of the best
-        cloud one wins over it: same quality should not cost money.
+        cloud one wins over it: same quality should not cost money. Ties (within
+        ``_TIE``) go local too.
         """
 
         def utility(draw: _Draw) -> float:
@@ -244,8 +328,11 @@ class LearnedRouter:
         local = [d for d in draws if d.candidate.kind == "local"]
         if best.candidate.kind == "local" or not local:
             return best, False
+        best_local = max(local, key=utility)
+        if utility(best_local) >= utility(best) - _TIE:
+            return best_local, False
         best_local = max(local, key=quality)
-        if quality(best_local) + self.local_margin >= quality(best):
+        if quality(best_local) + self.local_margin >= quality(best) - _TIE:
             return best_local, True
         return best, False
 
@@ -285,14 +372,27 @@ class LearnedRouter:
             arm.wins *= scale
             arm.losses *= scale
 
-    def _posterior(self, task_class: str, backend: str, kind: Kind | None) -> tuple[float, float]:
-        """Beta(alpha, beta) of a pair: its prior (flat or the parent's) plus its evidence."""
+    def _posterior(
+        self,
+        task_class: str,
+        backend: str,
+        kind: Kind | None,
+        local_prior: tuple[float, float] | None = None,
+    ) -> tuple[float, float]:
+        """Beta(alpha, beta) of a pair: its prior (flat or the parent's) plus its evidence.
+
+        ``local_prior`` replaces ``prior_local`` at the top-level class (the
+        per-request prior); sub-classes inherit it through the backoff.
+        """
         known: Kind = kind or self._kinds.get(backend, "local")
         parent = _parent(task_class)
         if parent is None:
-            alpha, beta = self.prior_cloud if known == "cloud" else self.prior_local
+            if known == "cloud":
+                alpha, beta = self.prior_cloud
+            else:
+                alpha, beta = self.prior_local if local_prior is None else local_prior
         else:
-            p_alpha, p_beta = self._posterior(parent, backend, known)
+            p_alpha, p_beta = self._posterior(parent, backend, known, local_prior)
             mean = p_alpha / (p_alpha + p_beta)
             alpha, beta = mean * self.backoff, (1.0 - mean) * self.backoff
         arm = self._arms.get((task_class, backend))
@@ -327,6 +427,8 @@ class LearnedRouter:
                 "neighbour_weight": self.neighbour_weight,
                 "max_evidence": self.max_evidence,
                 "backoff": self.backoff,
+                "prior_strength": self.prior_strength,
+                "threshold": self.threshold,
             },
             "kinds": dict(sorted(self._kinds.items())),
             "arms": [
@@ -357,6 +459,8 @@ class LearnedRouter:
                 neighbour_weight=float(params["neighbour_weight"]),
                 max_evidence=float(params["max_evidence"]),
                 backoff=float(params["backoff"]),
+                prior_strength=float(params.get("prior_strength", 4.0)),
+                threshold=float(params.get("threshold", 0.7)),
             )
             for backend, kind in data.get("kinds", {}).items():
                 router._kinds[str(backend)] = _kind(kind)

@@ -28,7 +28,8 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
-from ..config import Settings, read_secret, state_dir
+from ..config import Settings, read_secret
+from ..paths import state_directory
 from .embeddings import Embedder, EmbeddingError
 
 __all__ = ["KnowledgeBase", "answer_text", "question_text", "should_store"]
@@ -182,7 +183,7 @@ class KnowledgeBase:
 
     def _local_path(self) -> Path:
         path = Path(self.qdrant.path or "qdrant").expanduser()
-        return path if path.is_absolute() else state_dir(self.settings) / path
+        return path if path.is_absolute() else state_directory(self.settings) / path
 
     # --- life cycle --------------------------------------------------------------------------
 

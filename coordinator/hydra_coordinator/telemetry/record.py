@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ..logs import access_log
 from ..metrics import Metrics
 
-__all__ = ["EventSink", "Recorder", "RequestRecord"]
+__all__ = ["EventSink", "Recorder", "RequestInfo", "RequestRecord"]
 
 log = logging.getLogger("hydra_coordinator.telemetry")
 
@@ -37,10 +37,23 @@ class RequestRecord:
     cost_usd: float | None = None
     error: str | None = None  # error class, never a message with user text
     cache_hit: bool = False
+    task_class: str | None = None
+    finish_reason: str | None = None  # stop, length (truncated), tool_calls, ...
     timestamp: float = field(default_factory=time.time)
+    prompt: str | None = None  # the messages as JSON, only with telemetry.store_prompts
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What feedback needs to know about an earlier request."""
+
+    backend: str
+    route: str
+    task_class: str | None
+    key_id: str | None
 
 
 class EventSink(Protocol):

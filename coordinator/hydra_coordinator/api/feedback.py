@@ -1,0 +1,43 @@
+"""``POST /v1/feedback``: rate an earlier request; the router learns from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import BadRequest, ServiceUnavailable
+from .body import read_json_object
+
+router = APIRouter()
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=64)
+    rating: float | str = Field(description="-1 (bad) .. 1 (good), or 'up' / 'down'")
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+@router.post("/v1/feedback")
+async def feedback(request: Request) -> dict[str, Any]:
+    runtime = request.app.state.runtime
+    body, _ = await read_json_object(request, runtime.settings.limits.max_body_bytes)
+    try:
+        payload = FeedbackRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(f"{where}: {first['msg']}") from None
+    if runtime.feedback is None:
+        raise ServiceUnavailable("feedback is not available on this coordinator")
+    key_id = request.scope.get("state", {}).get("key_id")
+    try:
+        result: dict[str, Any] = await runtime.feedback.record(
+            payload.request_id, payload.rating, payload.comment, key_id
+        )
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_rating") from None
+    return result

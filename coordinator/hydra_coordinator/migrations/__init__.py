@@ -1,0 +1,1 @@
+"""Versioned SQL migrations, one directory per database kind (``NNNN_name.sql``)."""

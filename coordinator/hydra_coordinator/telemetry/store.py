@@ -1,0 +1,358 @@
+"""``TelemetryStore``: the event sink that spools every record and writes it to the database.
+
+The request path only appends a line to the spool (see ``spool.py``); a background task moves
+batches from the spool into the database, in order, and retries with backoff while the database is
+unreachable. Nothing waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Literal
+
+import orjson
+
+from ..config import Settings
+from ..errors import ServiceUnavailable
+from ..metrics import Metrics
+from ..paths import state_directory
+from . import stats as stats_queries
+from .db import Database, open_database
+from .record import RequestInfo, RequestRecord
+from .spool import Batch, Spool
+
+__all__ = ["TelemetryStore"]
+
+log = logging.getLogger("hydra_coordinator.telemetry")
+
+DependencyState = Literal["healthy", "degraded", "down"]
+
+_FIELDS = RequestRecord.__slots__
+_BACKOFF_MIN, _BACKOFF_MAX = 0.25, 10.0
+_NEAR_FULL, _REARM = 0.8, 0.5  # warn at 80% of the cap, again after falling under 50%
+_DROP_LOG_EVERY_S = 10.0
+_SHUTDOWN_FLUSH_S = 5.0
+
+
+class TelemetryStore:
+    def __init__(self, settings: Settings, metrics: Metrics, db: Database | None = None) -> None:
+        self.settings = settings
+        self.config = settings.telemetry
+        self.enabled = self.config.enabled
+        self.db: Database = db if db is not None else open_database(settings)
+        self.dependency = "postgres" if self.db.kind == "postgres" else "sqlite"
+        self.metrics = metrics
+        spool_dir = state_directory(settings) / "telemetry-spool"
+        self.spool = Spool(spool_dir, self.config.spool_max_bytes)
+        self._events = {
+            outcome: metrics.telemetry_events.labels(outcome)
+            for outcome in ("written", "spooled", "replayed", "dropped")
+        }
+        metrics.telemetry_spool_limit.set(self.config.spool_max_bytes)
+        metrics.telemetry_spool_bytes.set_function(lambda: float(self.spool.size))
+        self._open = False
+        self._broken: str | None = None  # why the spool could not be opened
+        self._ready = False  # migrated and reachable
+        self._failures = 0
+        self._replaying = False
+        self._unsent = 0
+        self._warned_full = False
+        self._dropped = 0
+        self._last_drop = -1e9
+        self._last_drop_log = -1e9
+        self._stopping = False
+        self._wake: asyncio.Event | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- the sink (request path) ------------------------------------------------------------
+
+    def emit(self, record: RequestRecord) -> None:
+        event = {name: getattr(record, name) for name in _FIELDS}
+        if not self.config.store_prompts:
+            event["prompt"] = None
+        line = orjson.dumps(event) + b"\n"
+        if not (self._open and self.spool.append(line)):
+            self._drop()
+            return
+        self._events["spooled"].inc()
+        self._unsent += 1
+        if self._unsent >= self.config.batch_size and self._wake is not None:
+            self._wake.set()
+        size, cap = self.spool.size, self.spool.max_bytes
+        if size >= _NEAR_FULL * cap and not self._warned_full:
+            self._warned_full = True
+            log.warning(
+                "TELEMETRY SPOOL NEARLY FULL: %d of %d bytes (%s is %s); events will be dropped "
+                "when it is full",
+                size,
+                cap,
+                self.dependency,
+                "unreachable" if not self._ready else "behind",
+            )
+        elif size < _REARM * cap:
+            self._warned_full = False
+
+    def _drop(self) -> None:
+        self._events["dropped"].inc()
+        self._dropped += 1
+        now = time.monotonic()
+        self._last_drop = now
+        if now - self._last_drop_log >= _DROP_LOG_EVERY_S:
+            self._last_drop_log = now
+            reason = self._broken or (
+                f"spool full ({self.spool.size} of {self.spool.max_bytes} bytes)"
+                if self._open
+                else "telemetry is not running"
+            )
+            log.error("TELEMETRY EVENTS DROPPED: %s; %d dropped since start", reason, self._dropped)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.enabled:
+            return
+        self._wake, self._stop_event = asyncio.Event(), asyncio.Event()
+        try:
+            await asyncio.to_thread(self.spool.open)
+        except Exception as exc:
+            self._broken = f"cannot open the spool in {self.spool.directory}: {exc}"
+            log.error("telemetry: %s; events will be dropped", self._broken)
+            return
+        self._open = True
+        backlog = self.spool.backlog()
+        if backlog:
+            self._replaying = True
+            log.info("telemetry: %d bytes of events in the spool to replay", backlog)
+        self._tasks = [
+            asyncio.create_task(self._writer(), name="telemetry-writer"),
+            asyncio.create_task(self._syncer(), name="telemetry-fsync"),
+        ]
+
+    async def stop(self, flush_s: float = _SHUTDOWN_FLUSH_S) -> None:
+        """Write what can be written within ``flush_s``; the rest stays in the spool."""
+        self._stopping = True
+        if self._wake is not None and self._stop_event is not None:
+            self._wake.set()
+            self._stop_event.set()
+        if self._tasks:
+            writer, syncer = self._tasks
+            try:
+                await asyncio.wait_for(asyncio.shield(writer), flush_s)
+            except (TimeoutError, Exception):
+                writer.cancel()
+            syncer.cancel()
+            await asyncio.gather(writer, syncer, return_exceptions=True)
+            self._tasks = []
+        if self._open:
+            self._open = False
+            await asyncio.to_thread(self.spool.close)
+            left = self.spool.backlog()
+            if left:
+                log.warning(
+                    "telemetry: %d bytes of events stay in the spool until the next start", left
+                )
+        await self.db.close()
+
+    # --- background tasks -------------------------------------------------------------------
+
+    async def _syncer(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.fsync_interval_s)
+            try:
+                await asyncio.to_thread(self.spool.sync)
+            except OSError:
+                log.exception("telemetry: fsync of the spool failed")
+
+    async def _pause(self, event: asyncio.Event | None, seconds: float) -> None:
+        if event is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        if event is self._wake:
+            event.clear()
+
+    def _failed(self, exc: BaseException) -> None:
+        self._ready = False
+        self._replaying = True
+        self._failures += 1
+        if self._failures == 1 or self._failures % 30 == 0:
+            log.warning(
+                "telemetry: %s at %s is unavailable (%s: %s); events are kept in the spool "
+                "(%d bytes) and written when it is back",
+                self.dependency,
+                self.db.where,
+                type(exc).__name__,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                self.spool.backlog(),
+            )
+
+    async def _writer(self) -> None:
+        backoff = _BACKOFF_MIN
+        while True:
+            if not self._ready:
+                try:
+                    applied = await self.db.migrate()
+                except Exception as exc:
+                    self._failed(exc)
+                    if self._stopping:
+                        return
+                    await self._pause(self._stop_event, backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                    continue
+                for migration in applied:
+                    log.info("telemetry: applied %04d_%s", migration.version, migration.name)
+                if self._failures:
+                    log.warning("telemetry: %s is back; replaying the spool", self.dependency)
+                self._ready, self._failures = True, 0
+            self._unsent = 0
+            # reading and decoding in a worker thread keeps the event loop free for requests
+            batch, events = await asyncio.to_thread(self._read)
+            if not batch.lines:
+                if batch.end != self.spool.committed:
+                    await asyncio.to_thread(self.spool.commit, batch.end)
+                    continue
+                self._replaying = False
+                if self._stopping:
+                    return
+                await self._pause(self._wake, self.config.flush_interval_s)
+                continue
+            try:
+                events = await self._insert(events)
+            except Exception as exc:
+                self._failed(exc)
+                if self._stopping:
+                    return
+                await self._pause(self._stop_event, backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            await asyncio.to_thread(self.spool.commit, batch.end)
+            backoff = _BACKOFF_MIN
+            self._events["replayed" if self._replaying else "written"].inc(len(events))
+            if len(batch.lines) < self.config.batch_size:
+                self._replaying = False
+                if not self._stopping:
+                    await self._pause(self._wake, self.config.flush_interval_s)
+
+    def _read(self) -> tuple[Batch, list[dict[str, Any]]]:
+        batch = self.spool.read(self.config.batch_size)
+        if batch.skipped:
+            self._events["dropped"].inc(batch.skipped)
+        return batch, self._decode(batch.lines)
+
+    def _decode(self, lines: list[bytes]) -> list[dict[str, Any]]:
+        events = []
+        for line in lines:
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                event = None
+            if isinstance(event, dict) and "request_id" in event:
+                events.append(event)
+            else:
+                self._events["dropped"].inc()
+                log.error("telemetry: dropping a corrupt spool line (%d bytes)", len(line))
+        return events
+
+    async def _insert(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert a batch; the events written. Raises only when the database is unreachable."""
+        try:
+            await self.db.insert(events)
+        except Exception as exc:
+            if self.db.is_connection_error(exc):
+                raise
+            log.exception("telemetry: a batch was refused; writing its events one by one")
+            return await self._insert_each(events)
+        return events
+
+    async def _insert_each(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        written = []
+        for event in events:
+            try:
+                await self.db.insert([event])
+            except Exception as exc:
+                if self.db.is_connection_error(exc):
+                    raise
+                self._events["dropped"].inc()
+                log.error(
+                    "telemetry: dropping event %s: %s", event.get("request_id"), type(exc).__name__
+                )
+            else:
+                written.append(event)
+        return written
+
+    # --- health and queries -----------------------------------------------------------------
+
+    def health(self) -> DependencyState:
+        if self._broken is not None or (self._failures and not self._ready):
+            return "down"
+        if not self._ready:
+            return "degraded"  # starting
+        recently_dropped = time.monotonic() - self._last_drop < 60
+        near_full = self.spool.size >= _NEAR_FULL * self.spool.max_bytes
+        if self._replaying or recently_dropped or near_full:
+            return "degraded"
+        return "healthy"
+
+    async def _ensure_schema(self) -> None:
+        if not self._ready:
+            await self.db.migrate()
+
+    async def stats(self, since_s: float) -> dict[str, Any]:
+        """Requests, route mix, per-backend counts, latency p50/p95/p99, tokens and cost.
+
+        Raises ``ServiceUnavailable`` (a ``HydraError``) when the database is unreachable."""
+        try:
+            await self._ensure_schema()
+            return await stats_queries.stats(self.db, since_s)
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+
+    async def recent_decisions(self, limit: int) -> list[dict[str, Any]]:
+        """The last ``limit`` routing decisions, newest first."""
+        try:
+            await self._ensure_schema()
+            return await stats_queries.recent_decisions(self.db, limit)
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+
+    async def lookup(self, request_id: str) -> RequestInfo | None:
+        """What feedback needs to know about an earlier request, from the table."""
+        p = "?" if self.db.kind == "sqlite" else "%s"
+        try:
+            await self._ensure_schema()
+            rows = await self.db.fetch(
+                f"SELECT backend, route, task_class, key_id FROM telemetry WHERE request_id = {p}",
+                (request_id,),
+            )
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+        if not rows:
+            return None
+        backend, route, task_class, key_id = rows[0]
+        return RequestInfo(str(backend), str(route), task_class, key_id)
+
+    async def record_feedback(
+        self, request_id: str, rating: float, comment: str | None, key_id: str | None
+    ) -> None:
+        """Store a rating next to the request's telemetry (table ``feedback``)."""
+        p = "?" if self.db.kind == "sqlite" else "%s"
+        try:
+            await self._ensure_schema()
+            await self.db.fetch(
+                "INSERT INTO feedback (request_id, rating, comment, key_id) "
+                f"VALUES ({p}, {p}, {p}, {p}) RETURNING id",
+                (request_id, rating, comment, key_id),
+            )
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: Exception) -> Exception:
+        if not self.db.is_connection_error(exc):
+            return exc
+        return ServiceUnavailable(
+            f"the telemetry database ({self.dependency}) is unavailable: {type(exc).__name__}"
+        )
