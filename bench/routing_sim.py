@@ -78,9 +78,7 @@ FEATURE_NOISE = 0.1  # std. dev. of the complexity feature around the truth
 STATIC_THRESHOLD = 0.3  # on c = 1 - feature: cloud when the complexity feature > 0.7
 PRIOR_STRENGTH = 4.0
 EARLY = 500  # requests counted as the cold start
-WEIGHTS = tuple(
-    float(cw) for cw in range(5, 26)
-)  # cost_weight sweep: 21 values, as for static
+WEIGHTS = tuple(float(cw) for cw in range(5, 26))  # cost_weight sweep: 21 values, as for static
 THRESHOLDS = tuple(float(th) for th in np.round(np.arange(0.0, 1.01, 0.05), 2))
 BUDGETS = (
     60.0,
@@ -95,9 +93,7 @@ class Workload:
     """A fixed request stream and every backend's hidden expected quality on it."""
 
     classes: np.ndarray  # class index per request
-    confidence: (
-        np.ndarray
-    )  # v1's confidence that local suffices: 1 - the complexity feature
+    confidence: np.ndarray  # v1's confidence that local suffices: 1 - the complexity feature
     quality: np.ndarray  # [request, backend] expected quality incl. failures
     failure: np.ndarray  # [request, backend] True when the call would fail
     liked: np.ndarray  # [request, backend] True when a rating would be thumbs up
@@ -127,9 +123,7 @@ BIG_LOCAL = 1
 # router's cold start) pick it too.
 ORDERED = [BACKENDS[BIG_LOCAL], *(b for i, b in enumerate(BACKENDS) if i != BIG_LOCAL)]
 
-Policy = Callable[
-    [Workload], np.ndarray
-]  # returns the chosen backend index per request
+Policy = Callable[[Workload], np.ndarray]  # returns the chosen backend index per request
 
 
 def static_policy(threshold: float = STATIC_THRESHOLD) -> Policy:
@@ -301,15 +295,13 @@ def main() -> int:
         {
             "oracle": lambda s: oracle_policy(),
             f"static v1 (threshold {STATIC_THRESHOLD:g})": lambda s: static_policy(),
-            "learned, flat prior (per class)": lambda s: learned_policy(
-                seed=s, prior=False
-            ),
+            "learned, flat prior (per class)": lambda s: learned_policy(seed=s, prior=False),
             "learned, v1 prior (per class)": lambda s: learned_policy(seed=s),
             "learned, v1 prior (per class x confidence half)": lambda s: learned_policy(
                 seed=s, buckets=2
             ),
-            "learned, v1 prior (per class x confidence quartile)": lambda s: (
-                learned_policy(seed=s, buckets=4)
+            "learned, v1 prior (per class x confidence quartile)": lambda s: learned_policy(
+                seed=s, buckets=4
             ),
             f"learned, v1 prior (per class, ${BUDGETS[0]:g} paced budget)": lambda s: (
                 learned_policy(seed=s, budget=BUDGETS[0])
@@ -369,9 +361,10 @@ def render(
         "# Routing simulation: static v1 vs learned router",
         "",
         (
-            f"{args.steps} requests x {args.seeds} seeds (`python bench/routing_sim.py`); utility = "
-            f"quality - {COST_WEIGHT:g} x cost in USD; {FEEDBACK_RATE:.0%} of answers rated, "
-            "errors and timeouts always observed. Averages over seeds."
+            f"{args.steps} requests x {args.seeds} seeds (`python bench/routing_sim.py`); "
+            f"utility = quality - {COST_WEIGHT:g} x cost in USD; "
+            f"{FEEDBACK_RATE:.0%} of answers rated, errors and timeouts always observed. "
+            "Averages over seeds."
         ),
         "",
         (
@@ -414,11 +407,7 @@ def verdict(
 ) -> list[str]:
     """Whether the best learned variant beats static v1 on each measure, stated plainly."""
     static = next(r for name, r in results.items() if name.startswith("static"))
-    learned = {
-        n: r
-        for n, r in results.items()
-        if n.startswith("learned") and "budget" not in n
-    }
+    learned = {n: r for n, r in results.items() if n.startswith("learned") and "budget" not in n}
     best_regret = min(learned.values(), key=lambda r: r.regret[-1])
     static_95 = next(v for n, v in at_95.items() if n.startswith("static"))
     name_95, best_95 = max(

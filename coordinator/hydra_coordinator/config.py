@@ -103,7 +103,7 @@ class LearnedRoutingConfig(_Model):
 
 class RoutingConfig(_Model):
     strategy: Literal["learned", "threshold"] = Field(
-        default="threshold",
+        default="learned",
         description="learned: Thompson sampling over ratings and outcomes; threshold: v1 only.",
     )
     learned: LearnedRoutingConfig = LearnedRoutingConfig()

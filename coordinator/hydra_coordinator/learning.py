@@ -187,12 +187,15 @@ def setup(runtime: Any) -> None:
     """The learned router (restored from the state directory), its outcome sink and feedback."""
     from .paths import state_directory
 
-    config = runtime.settings.routing.learned
-    outcomes = Outcomes(LearnedRouter(**config.model_dump()))
+    knobs = {
+        **runtime.settings.routing.learned.model_dump(),
+        "threshold": runtime.settings.routing.threshold,
+    }
+    outcomes = Outcomes(LearnedRouter(**knobs))
     state = RouterState(state_directory(runtime.settings) / "router-state.json", outcomes)
     restored = state.load()
     if restored is not None:
-        for name, value in config.model_dump().items():  # the config's knobs win over saved ones
+        for name, value in knobs.items():  # the config's knobs win over saved ones
             setattr(restored, name, value)
         outcomes.router = restored
     runtime.router.learned = outcomes.router

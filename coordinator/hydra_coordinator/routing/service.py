@@ -85,6 +85,7 @@ class Router:
         decision = self._route(body, model, features, views, cloud_allowed)
         return replace(
             decision,
+            task_class=decision.task_class or self.task_class(body),
             reasons=tuple(reasons) + decision.reasons,
             privacy_rule=verdict.rule,
             cloud_allowed=cloud_allowed,
@@ -112,13 +113,18 @@ class Router:
         assert self.learned is not None
         confidence, why = local_confidence(features, self.config)
         task_class = self.task_class(body)
-        usable = [v for v in views if v.status != "down"]
+        usable = sorted(
+            (v for v in views if v.status != "down"),
+            key=lambda v: (v.kind != "local", v.status != "healthy", v.load),
+        )  # local candidates in v1's order: at cold start the first local one wins
         candidates = [
             Candidate(v.name, v.kind, expected_cost(self._backends[v.name], features, body))
             for v in usable
         ]
         try:
-            choice = self.learned.decide(task_class, candidates, cloud_allowed=cloud_allowed)
+            choice = self.learned.decide(
+                task_class, candidates, cloud_allowed=cloud_allowed, local_prior_mean=confidence
+            )
         except NoEligibleBackend as exc:
             return Decision("local", None, confidence, (*why, str(exc)), (), task_class=task_class)
         ordered = order_from(choice.backend, usable, allow_other_kind=cloud_allowed)

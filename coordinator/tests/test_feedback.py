@@ -1,0 +1,150 @@
+"""Feedback and learning end to end: ratings change later decisions and survive a restart."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+
+from .servers import FakeUpstream, coordinator_settings, running
+
+HARD = (
+    "Design the architecture of a distributed cache and compare the trade-offs step by step:\n"
+    "```python\nclass Cache: ...\n```"
+)
+
+
+def post(server, path: str, body: dict, key: str | None = None) -> tuple[int, dict]:
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(
+        f"{server.url}{path}", data=json.dumps(body).encode(), headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture
+def fakes():
+    local = FakeUpstream("local", ["llama"]).start()
+    cloud = FakeUpstream("cloud", ["gpt-4o"]).start()
+    yield local, cloud
+    local.kill()
+    cloud.kill()
+
+
+def settings_for(local, cloud, state_dir: Path, **extra):
+    return coordinator_settings(
+        [
+            {"name": "ollama", "kind": "local", "base_url": local.base_url},
+            {
+                "name": "openai",
+                "kind": "cloud",
+                "base_url": cloud.base_url,
+                "models": ["gpt-4o"],
+                "price_per_mtok": {"input": 2.5, "output": 10},
+            },
+        ],
+        state_dir=str(state_dir),
+        **extra,
+    )
+
+
+def ask(server, model: str, text: str = HARD):
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": text}]
+    )
+    return raw.headers["x-hydra-request-id"], raw.headers["x-hydra-route"]
+
+
+def route(server, text: str = HARD) -> dict:
+    return post(server, "/route", {"query": text})[1]
+
+
+def test_feedback_changes_later_decisions_and_survives_a_restart(fakes, tmp_path):
+    local, cloud = fakes
+    with running(settings_for(local, cloud, tmp_path)) as server:
+        assert route(server)["route"] == "cloud"  # cold start follows the v1 threshold
+        for _ in range(8):
+            request_id, routed = ask(server, "local")
+            assert routed == "local"
+            assert (
+                post(server, "/v1/feedback", {"request_id": request_id, "rating": "up"})[0] == 200
+            )
+            request_id, routed = ask(server, "cloud")
+            assert routed == "cloud"
+            status, body = post(server, "/v1/feedback", {"request_id": request_id, "rating": -1})
+            assert status == 200 and body["backend"] == "openai"
+        decision = route(server)
+        assert decision["route"] == "local", decision
+        assert any("outcomes" in reason for reason in decision["reasons"])
+        _rid, routed = ask(server, "auto")
+        assert routed == "local"
+    assert (tmp_path / "router-state.json").exists()
+    with running(settings_for(local, cloud, tmp_path)) as server:
+        assert route(server)["route"] == "local"  # learned state reloaded
+    rows = (
+        sqlite3.connect(tmp_path / "telemetry.sqlite3")
+        .execute("SELECT count(*), min(rating), max(rating) FROM feedback")
+        .fetchone()
+    )
+    assert rows == (16, -1.0, 1.0)
+
+
+def test_feedback_errors(fakes, tmp_path):
+    local, cloud = fakes
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "a").write_text("key-a")
+    (keys / "b").write_text("key-b")
+    settings = settings_for(
+        local, cloud, tmp_path, auth={"api_key_files": [str(keys / "a"), str(keys / "b")]}
+    )
+    with running(settings) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="key-a", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="local", messages=[{"role": "user", "content": "hi"}]
+        )
+        request_id = raw.headers["x-hydra-request-id"]
+        status, body = post(server, "/v1/feedback", {"request_id": "nope", "rating": 1}, "key-a")
+        assert status == 404 and body["error"]["code"] == "request_not_found"
+        # another key cannot rate (or even see) this request
+        assert (
+            post(server, "/v1/feedback", {"request_id": request_id, "rating": 1}, "key-b")[0] == 404
+        )
+        for bad in (2, "meh", None):
+            status, body = post(
+                server, "/v1/feedback", {"request_id": request_id, "rating": bad}, "key-a"
+            )
+            assert status == 400, bad
+            assert body["error"]["type"] == "invalid_request_error"
+        status, body = post(
+            server,
+            "/v1/feedback",
+            {"request_id": request_id, "rating": 0.5, "comment": "fine"},
+            "key-a",
+        )
+        assert status == 200 and body["rating"] == 0.5 and body["route"] == "local"
+        assert post(server, "/v1/feedback", {"request_id": request_id, "rating": 1})[0] == 401
+
+
+def test_errors_teach_the_router(fakes, tmp_path):
+    local, cloud = fakes
+    with running(settings_for(local, cloud, tmp_path)) as server:
+        local.control(fail_status=500)
+        for _ in range(6):  # local fails; every request fails over to the cloud
+            _request_id, routed = ask(server, "auto", "hello there")
+            assert routed == "cloud"
+        learned = server.runtime.router.learned.snapshot()
+        means = {b: v["mean"] for c in learned.values() for b, v in c.items()}
+        assert means["ollama"] < 0.5
