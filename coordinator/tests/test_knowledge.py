@@ -206,3 +206,36 @@ def test_knowledge_can_be_disabled(local_fake):
         report = health(server)
         assert "qdrant" not in report["dependencies"]
         assert in_app(server, server.runtime.knowledge.search("anything")) == []
+
+
+def test_requests_a_privacy_rule_decided_are_neither_cached_nor_stored(local_fake, tmp_path):
+    settings = coordinator_settings(
+        [{"name": "ollama", "kind": "local", "base_url": local_fake.base_url}],
+        state_dir=str(tmp_path),
+        privacy={
+            "rules": [
+                {"name": "home", "action": "local_only", "keywords": ["project bluebird"]},
+                {"name": "never", "action": "block", "keywords": ["forbidden words"]},
+            ]
+        },
+    )
+    with running(settings) as server:
+        private = {
+            "model": "auto",
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Status of project bluebird?"}],
+        }
+        for _ in range(2):
+            status, headers, _ = post(server, private)
+            assert status == 200 and "x-hydra-cache" not in headers
+        public = {**private, "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+        assert post(server, public)[1]["x-hydra-cache"] == "miss"
+        kb = server.runtime.knowledge
+        in_app(server, kb.drain())
+        assert kb.stored == 1  # the public question only
+        assert in_app(server, kb.search("project bluebird", limit=10))[0]["question"] == (
+            "Why is the sky blue?"
+        )
+        # routing (and so privacy) runs before the cache lookup: a block rule still answers 403
+        blocked = {**public, "messages": [{"role": "user", "content": "say forbidden words"}]}
+        assert post(server, blocked)[0] == 403

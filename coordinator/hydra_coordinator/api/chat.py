@@ -59,18 +59,6 @@ async def handle_chat(
     (``x-hydra-cache``): True opts in, False opts out, None caches temperature 0 only."""
     model, stream = _check_chat_body(body)
     await check_rate_limit(runtime, key_id)
-    request_id = os.urandom(12).hex()
-    key, cached = await cache_lookup(
-        runtime,
-        body,
-        stream=stream,
-        key_id=key_id,
-        request_id=request_id,
-        started=started,
-        opt_in=cache,
-    )
-    if cached is not None:
-        return cached
     try:
         decision: Decision = runtime.decide(body, model, key_id)
     except UnknownModel:
@@ -79,7 +67,21 @@ async def handle_chat(
             code="model_not_found",
         ) from None
     runtime.metrics.decisions.labels(decision.route).inc()
+    request_id = os.urandom(12).hex()
     runtime.recent.add(decision, kind="chat", model=model, request_id=request_id)
+    # after routing, so privacy rules (403, local only) apply to cached answers too
+    key, cached = await cache_lookup(
+        runtime,
+        body,
+        stream=stream,
+        key_id=key_id,
+        request_id=request_id,
+        started=started,
+        opt_in=cache,
+        decision=decision,
+    )
+    if cached is not None:
+        return cached
     call = Call(
         request_id=request_id,
         key_id=key_id,

@@ -41,6 +41,7 @@ from .usage import MemoryUsage, RedisUsage, UsageCounters, UsageSink
 if TYPE_CHECKING:
     from ..app import Runtime
     from ..proxy import Call
+    from ..routing.router import Decision
 
 __all__ = ["Stores", "after_answer", "attach_stores", "cache_lookup", "check_rate_limit"]
 
@@ -152,8 +153,12 @@ async def cache_lookup(
     request_id: str,
     started: float,
     opt_in: bool | None,
+    decision: Decision | None = None,
 ) -> tuple[str | None, Response | None]:
-    """(cache key or None when not eligible, the cached response on a hit)."""
+    """(cache key or None when not eligible, the cached response on a hit). A request that
+    a privacy rule decided is never cached."""
+    if decision is not None and decision.privacy_rule is not None:
+        return None, None
     if not runtime.settings.cache.enabled or not cache_eligible(body, stream, opt_in):
         return None, None
     key = cache_key(key_id, body)
@@ -175,6 +180,7 @@ async def cache_lookup(
             ttft_s=latency,
             cost_usd=0.0,
             cache_hit=True,
+            task_class=decision.task_class if decision is not None else None,
         )
     )
     headers = {
@@ -187,8 +193,8 @@ async def cache_lookup(
 
 
 def after_answer(runtime: Runtime, call: Call, response: Response, key: str | None) -> None:
-    """Mark a cache miss, cache the answer and queue it for the knowledge base, all without
-    waiting for a store."""
+    """Mark a cache miss, cache the answer and queue it for the knowledge base (unless a
+    privacy rule decided the route), all without waiting for a store."""
     if key is not None:
         response.headers[CACHE_HEADER] = "miss"
     if response.status_code != 200 or call.stream:
@@ -206,7 +212,8 @@ def after_answer(runtime: Runtime, call: Call, response: Response, key: str | No
             call.model,
         )
         runtime.stores.spawn(_cache_put(runtime.cache, key, answer))
-    runtime.knowledge.submit(call.body, body, backend, call.key_id, call.request_id)
+    if call.decision.privacy_rule is None:  # what a privacy rule decided is not kept
+        runtime.knowledge.submit(call.body, body, backend, call.key_id, call.request_id)
 
 
 async def _cache_put(cache: ResponseCache, key: str, answer: CachedAnswer) -> None:
