@@ -34,6 +34,7 @@ from .stores.usage import UsageCounters
 from .telemetry import Recorder
 from .telemetry import lifecycle as telemetry_lifecycle
 from .telemetry.store import TelemetryStore
+from .tokens import TokenCounter
 
 __all__ = ["Runtime", "build_runtime", "create_app", "get_runtime", "runtime_context"]
 
@@ -89,7 +90,8 @@ def build_runtime(settings: Settings) -> Runtime:
         read_secret(path, f"auth.api_key_files.{i}")
         for i, path in enumerate(settings.auth.api_key_files)
     )
-    runtime = Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder), keys)
+    tokens = TokenCounter(settings.cost.tokenizer_file)
+    runtime = Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder, tokens), keys)
     attach_stores(runtime)
     runtime.router = Router(settings)
     telemetry_lifecycle.setup(runtime)
@@ -102,6 +104,7 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
     """Start what the runtime needs to serve (upstream client, health probes) and stop it after:
     the app's lifespan and ``hydra-coordinator mcp`` (stdio) both run inside this."""
     runtime.pool.client = create_client(runtime.settings.upstream.client)
+    runtime.proxy.tokens.load_in_background()
     first_probe = asyncio.create_task(runtime.pool.probe_all())
     runtime.pool.start()
     await telemetry_lifecycle.start(runtime)

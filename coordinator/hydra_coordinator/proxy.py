@@ -24,6 +24,7 @@ from .backends.pool import BackendPool
 from .errors import BadGateway, GatewayTimeout, HydraError, ServiceUnavailable, TooManyRequests
 from .routing.router import Decision
 from .telemetry import Recorder, RequestRecord
+from .tokens import TokenCounter
 
 __all__ = ["Call", "Proxy"]
 
@@ -75,6 +76,46 @@ def _finish_reason(answer: bytes) -> str | None:
     return found[-1].decode() if found else None
 
 
+_STREAM_KEEP = 1 << 20  # bytes of a stream kept to count its tokens when usage is missing
+
+
+def _message_text(message: Any) -> str:
+    if not isinstance(message, dict):
+        return ""
+    parts = [message.get("content") or ""]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            parts.append(str(function.get("arguments") or ""))
+    return "".join(p for p in parts if isinstance(p, str))
+
+
+def _answer_text(body: bytes) -> str:
+    """The text of a chat completion's choices."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    return "".join(_message_text(c.get("message")) for c in choices or () if isinstance(c, dict))
+
+
+def _stream_text(stream: bytes) -> str:
+    """The text of a chat completion stream's deltas."""
+    pieces = []
+    for line in stream.split(b"\n"):
+        if not line.startswith(b"data:") or line.strip() == b"data: [DONE]":
+            continue
+        try:
+            payload = orjson.loads(line[5:])
+        except orjson.JSONDecodeError:
+            continue  # a line cut at the end of what was kept
+        for choice in payload.get("choices") or () if isinstance(payload, dict) else ():
+            if isinstance(choice, dict):
+                pieces.append(_message_text(choice.get("delta")))
+    return "".join(pieces)
+
+
 def _usage_from_stream_tail(tail: bytes) -> tuple[int | None, int | None]:
     for event in reversed(tail.split(b"\n\n")):
         line = event.strip()
@@ -91,8 +132,16 @@ def _prompt(body: dict[str, Any]) -> str | None:
 @dataclass(slots=True)
 class _StreamState:
     tail: bytes  # the last bytes of the stream, where the usage chunk is
+    seen: bytearray  # the stream from the start, up to _STREAM_KEEP bytes, to count tokens
+    size: int = 0  # bytes streamed in all
     error: str | None = None
     recorded: bool = False
+
+    def add(self, chunk: bytes) -> None:
+        self.tail = (self.tail + chunk)[-_SSE_TAIL:]
+        self.size += len(chunk)
+        if len(self.seen) < _STREAM_KEEP:
+            self.seen += chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +157,13 @@ def _error_event(message: str, code: str) -> bytes:
 
 
 class Proxy:
-    def __init__(self, pool: BackendPool, recorder: Recorder) -> None:
+    def __init__(
+        self, pool: BackendPool, recorder: Recorder, tokens: TokenCounter | None = None
+    ) -> None:
         self.pool = pool
         self.recorder = recorder
         self.store_prompts = False  # telemetry.store_prompts: put the messages in the record
+        self.tokens = tokens or TokenCounter()
 
     def _headers(self, call: Call, backend: Backend) -> dict[str, str]:
         return {
@@ -136,16 +188,24 @@ class Proxy:
         ttft: float | None,
         answer: bytes = b"",
         error: str | None = None,
+        stream: tuple[bytes, int] | None = None,
     ) -> None:
-        """Record the request. ``answer`` is the upstream's body, or a stream's tail."""
+        """Record the request. ``answer`` is the upstream's body, or a stream's tail;
+        ``stream`` is the stream's first bytes and its whole size (to count tokens)."""
+        prompt = completion = None
+        finish_reason = None
+        estimated = False
         if status == 200 and answer:
             prompt, completion = (
-                _usage_from_stream_tail(answer) if call.stream else _usage_from_body(answer)
+                _usage_from_stream_tail(answer) if stream else _usage_from_body(answer)
             )
             finish_reason = _finish_reason(answer)
-        else:
-            prompt = completion = None
-            finish_reason = None
+            if prompt is None or completion is None:  # no usage reported: count ourselves
+                estimated = True
+                if prompt is None:
+                    prompt = self.tokens.count_messages(call.body.get("messages") or ())
+                if completion is None:
+                    completion = self._count_answer(answer, stream)
         price = backend.config.price_per_mtok
         cost = None
         if prompt is not None or completion is not None:
@@ -168,10 +228,18 @@ class Proxy:
                 cost_usd=cost,
                 error=error,
                 task_class=call.decision.task_class,
+                usage_estimated=estimated,
                 finish_reason=finish_reason,
                 prompt=_prompt(call.body) if self.store_prompts else None,
             )
         )
+
+    def _count_answer(self, answer: bytes, stream: tuple[bytes, int] | None) -> int:
+        if stream is None:
+            return self.tokens.count(_answer_text(answer))
+        seen, size = stream
+        counted = self.tokens.count(_stream_text(seen))
+        return counted if len(seen) >= size else round(counted * size / max(1, len(seen)))
 
     def _failed(self, backend: Backend, kind: str, *, trip: bool = True) -> None:
         self.recorder.metrics.upstream_errors.labels(backend.name, kind).inc()
@@ -300,14 +368,24 @@ class Proxy:
             )
         backend.record_success()
         ttft = time.perf_counter() - call.started
-        state = _StreamState(first[-_SSE_TAIL:])
+        state = _StreamState(b"", bytearray())
+        state.add(first)
 
         def record() -> None:
             if state.recorded:
                 return
             state.recorded = True
             error = f"stream_{state.error}" if state.error else None
-            self._finish(call, backend, model, 200, ttft=ttft, answer=state.tail, error=error)
+            self._finish(
+                call,
+                backend,
+                model,
+                200,
+                ttft=ttft,
+                answer=state.tail,
+                error=error,
+                stream=(bytes(state.seen), state.size),
+            )
 
         async def relay() -> AsyncIterator[bytes]:
             # The end of the stream (`data: [DONE]`, an error event, the end of the body) is
@@ -320,7 +398,7 @@ class Proxy:
                 yield first
             try:
                 async for chunk in chunks:
-                    state.tail = (state.tail + chunk)[-_SSE_TAIL:]
+                    state.add(chunk)
                     if held or _DONE in chunk:
                         held.append(chunk)
                     else:

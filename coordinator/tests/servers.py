@@ -44,6 +44,13 @@ def wait_http(url: str, timeout: float = 15.0) -> None:
             time.sleep(0.05)
 
 
+def fetch(target: str | urllib.request.Request, timeout: float = 10) -> bytes:
+    """GET a URL (or send a Request) and return the body, closing the connection."""
+    with urllib.request.urlopen(target, timeout=timeout) as response:
+        body: bytes = response.read()
+        return body
+
+
 def http_json(url: str, body: dict[str, Any] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})

@@ -11,7 +11,7 @@ import urllib.request
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from .servers import CoordinatorServer
+from .servers import CoordinatorServer, fetch
 
 SIMPLE = [{"role": "user", "content": "What is the capital of France?"}]
 HARD = [
@@ -44,7 +44,8 @@ def post(
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
+        with err:
+            return err.code, dict(err.headers), err.read()
 
 
 def test_simple_request_goes_local(coordinator, local_fake, cloud_fake):
@@ -74,14 +75,13 @@ def test_upstream_body_comes_back_unchanged(coordinator, local_fake):
         json.dumps({"model": "llama-3.1-8b", "messages": SIMPLE}).encode(),
     )
     assert status == 200
-    direct = urllib.request.urlopen(
+    direct = fetch(
         urllib.request.Request(
             f"{local_fake.base_url}/chat/completions",
             data=json.dumps({"model": "llama-3.1-8b", "messages": SIMPLE}).encode(),
             headers={"content-type": "application/json"},
-        ),
-        timeout=10,
-    ).read()
+        )
+    )
     strip = lambda b: {k: v for k, v in json.loads(b).items() if k != "created"}  # noqa: E731
     assert strip(body) == strip(direct)
     assert body.startswith(b'{"id": "chatcmpl-fake"')  # the upstream's own serialisation
@@ -186,7 +186,7 @@ def test_health(coordinator):
 
 def test_metrics_after_traffic(coordinator):
     client(coordinator).chat.completions.create(model="gpt-4o", messages=SIMPLE)
-    text = urllib.request.urlopen(f"{coordinator.url}/metrics").read().decode()
+    text = fetch(f"{coordinator.url}/metrics").decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in (
         "hydra_requests",
@@ -220,7 +220,7 @@ def test_metrics_after_traffic(coordinator):
 def test_metrics_pass_promtool(coordinator):
     assert shutil.which("promtool"), "promtool is needed (tests/run installs Debian's prometheus)"
     client(coordinator).chat.completions.create(model="auto", messages=SIMPLE)
-    text = urllib.request.urlopen(f"{coordinator.url}/metrics").read()
+    text = fetch(f"{coordinator.url}/metrics")
     result = subprocess.run(
         ["promtool", "check", "metrics"], input=text, capture_output=True, check=False
     )

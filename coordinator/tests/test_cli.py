@@ -7,11 +7,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 from hydra_coordinator import __version__
 
-from .servers import FakeUpstream, free_port, wait_http
+from .servers import FakeUpstream, fetch, free_port, wait_http
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30):
@@ -98,7 +97,7 @@ def test_serve_runs_and_stops_on_sigterm(tmp_path):
         wait_http(f"http://127.0.0.1:{port}/health")
         deadline = time.monotonic() + 5
         while True:
-            health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read())
+            health = json.loads(fetch(f"http://127.0.0.1:{port}/health"))
             if health["status"] == "healthy" or time.monotonic() > deadline:
                 break
             time.sleep(0.05)

@@ -67,7 +67,8 @@ def call(
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), json.loads(response.read())
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), json.loads(err.read())
+        with err:
+            return err.code, dict(err.headers), json.loads(err.read())
 
 
 def assert_openai_error(payload: dict, type_: str) -> None:
@@ -183,3 +184,4 @@ def test_no_healthy_backend_is_503(tmp_path):
             urllib.request.urlopen(request)
         assert caught.value.code == 503
         assert json.loads(caught.value.read())["status"] == "unhealthy"
+        caught.value.close()

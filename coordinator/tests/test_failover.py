@@ -4,12 +4,11 @@ ends the stream with an error event; the breaker opens and closes again."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import openai
 import pytest
 
-from .servers import FakeUpstream, coordinator_settings, running
+from .servers import FakeUpstream, coordinator_settings, fetch, running
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -48,10 +47,10 @@ def test_killed_upstream_fails_over(pair):
         assert raw.headers["x-hydra-backend"] == "b"
         assert raw.parse().choices[0].message.content == "cloud-b: hello"
     server.wait_backend("a", "down")
-    health = json.loads(urllib.request.urlopen(f"{server.url}/health").read())
+    health = json.loads(fetch(f"{server.url}/health"))
     assert health["status"] == "degraded"
     assert health["backends"] == {"a": "down", "b": "healthy"}
-    metrics = urllib.request.urlopen(f"{server.url}/metrics").read().decode()
+    metrics = fetch(f"{server.url}/metrics").decode()
     assert 'hydra_backend_up{backend="a"} 0.0' in metrics
     assert 'hydra_upstream_errors_total{backend="a",kind="connect"}' in metrics
 

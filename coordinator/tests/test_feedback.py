@@ -30,7 +30,8 @@ def post(server, path: str, body: dict, key: str | None = None) -> tuple[int, di
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+        with err:
+            return err.code, json.loads(err.read())
 
 
 @pytest.fixture

@@ -118,7 +118,8 @@ def post_mcp(
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as err:
-        return err.code, err.read()
+        with err:
+            return err.code, err.read()
 
 
 # --- tools over streamable HTTP ------------------------------------------------------------

@@ -4,6 +4,8 @@
 # at the NixOS VM tests in tests/vm/.
 {
   lib,
+  fetchurl,
+  prometheus,
   python3Packages,
   testers,
   hydraVmTests ? { },
@@ -22,6 +24,14 @@ let
       (root + "/hydra_coordinator")
       (lib.fileset.maybeMissing (root + "/tests"))
     ]) (lib.fileset.fileFilter (file: !(file.hasExt "pyc")) root);
+  };
+
+  # OpenAI's cl100k_base BPE file, to count tokens when an upstream reports no
+  # usage. Fixed-output, so the coordinator never downloads it at run time; the
+  # hash is the one tiktoken itself checks.
+  cl100k = fetchurl {
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken";
+    sha256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7";
   };
 
   # The single source of the version is hydra_coordinator/__init__.py
@@ -49,6 +59,7 @@ let
       python-stdnum
       qdrant-client
       redis
+      tiktoken
     ];
 
   version = lib.head (
@@ -66,12 +77,21 @@ python3Packages.buildPythonApplication (finalAttrs: {
 
   dependencies = pythonDependencies python3Packages;
 
-  nativeCheckInputs = with python3Packages; [
-    httpx
-    openai
-    pytest-asyncio
-    pytestCheckHook
-  ];
+  nativeCheckInputs =
+    (with python3Packages; [
+      httpx
+      openai
+      pytest-asyncio
+      pytestCheckHook
+    ])
+    ++ [ prometheus ]; # promtool checks the /metrics output
+
+  makeWrapperArgs = [ "--set-default HYDRA_TOKENIZER_FILE ${cl100k}" ];
+
+  preCheck = ''
+    export HYDRA_TOKENIZER_FILE=${cl100k}
+    export HOME=$TMPDIR
+  '';
 
   # The suite is added by the coordinator's own issues; until it exists there
   # is nothing to run (pytest would exit 5, "no tests collected").
@@ -83,12 +103,14 @@ python3Packages.buildPythonApplication (finalAttrs: {
 
   pythonImportsCheck = [ "hydra_coordinator" ];
 
-  passthru.pythonDependencies = pythonDependencies;
-
-  passthru.tests = hydraVmTests // {
-    version = testers.testVersion {
-      package = finalAttrs.finalPackage;
-      command = "hydra-coordinator --version";
+  passthru = {
+    inherit pythonDependencies;
+    tokenizerFile = cl100k;
+    tests = hydraVmTests // {
+      version = testers.testVersion {
+        package = finalAttrs.finalPackage;
+        command = "hydra-coordinator --version";
+      };
     };
   };
 

@@ -53,6 +53,7 @@ COLUMNS = (
     "error_class",
     "task_class",
     "finish_reason",
+    "usage_estimated",
     "cache_hit",
     "stream",
     "prompt",
@@ -102,6 +103,7 @@ def event_row(event: dict[str, Any], *, sqlite: bool) -> tuple[Any, ...]:
         event.get("error"),
         event.get("task_class"),
         event.get("finish_reason"),
+        bool(event.get("usage_estimated", False)),
         bool(event.get("cache_hit", False)),
         bool(event.get("stream", False)),
         event.get("prompt"),
@@ -140,7 +142,7 @@ _PG_STAGING = (
     "confidence double precision, reasons text, prompt_tokens integer, "
     "completion_tokens integer, cost_usd double precision, latency_s double precision, "
     "ttft_s double precision, status integer, error_class text, task_class text, "
-    "finish_reason text, cache_hit boolean, "
+    "finish_reason text, usage_estimated boolean, cache_hit boolean, "
     "stream boolean, prompt text) ON COMMIT DELETE ROWS"
 )
 _PG_COPY = f"COPY telemetry_incoming ({_COLUMN_LIST}) FROM STDIN"
@@ -193,6 +195,7 @@ def copy_text(events: Sequence[dict[str, Any]]) -> bytes:
                     _text(e.get("error")),
                     _text(e.get("task_class")),
                     _text(e.get("finish_reason")),
+                    "t" if e.get("usage_estimated") else "f",
                     "t" if e.get("cache_hit") else "f",
                     "t" if e.get("stream") else "f",
                     _text(e.get("prompt")),

@@ -39,6 +39,7 @@ class RequestRecord:
     cache_hit: bool = False
     task_class: str | None = None
     finish_reason: str | None = None  # stop, length (truncated), tool_calls, ...
+    usage_estimated: bool = False  # tokens counted by the coordinator, not reported upstream
     timestamp: float = field(default_factory=time.time)
     prompt: str | None = None  # the messages as JSON, only with telemetry.store_prompts
 

@@ -18,6 +18,7 @@ CREATE TABLE telemetry (
     error_class       text,                          -- e.g. upstream_status, stream_timeout
     task_class        text,                          -- the router's task class (code, chat, ...)
     finish_reason     text,                          -- the upstream's (stop, length, ...)
+    usage_estimated   boolean NOT NULL DEFAULT false, -- tokens counted here, not reported upstream
     cache_hit         boolean NOT NULL DEFAULT false,
     stream            boolean NOT NULL DEFAULT false,
     prompt            text                           -- only with telemetry.store_prompts

@@ -19,6 +19,7 @@ CREATE TABLE telemetry (
     error_class       TEXT,
     task_class        TEXT,
     finish_reason     TEXT,
+    usage_estimated   INTEGER NOT NULL DEFAULT 0,
     cache_hit         INTEGER NOT NULL DEFAULT 0,
     stream            INTEGER NOT NULL DEFAULT 0,
     prompt            TEXT
