@@ -156,7 +156,7 @@ def coordinator_settings(backends: list[dict[str, Any]], **extra: Any) -> Settin
     data: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": free_port()},
         "backends": backends,
-        "health": {"interval_s": 0.2, "timeout_s": 1.0, "failure_threshold": 2, "cooldown_s": 1.0},
+        "health": {"interval_s": 0.2, "timeout_s": 5.0, "failure_threshold": 2, "cooldown_s": 1.0},
         "log": {"level": "warning", "access": False},
         # telemetry's SQLite file and spool: never in the home directory
         "state_dir": tempfile.mkdtemp(prefix="hydra-state-"),

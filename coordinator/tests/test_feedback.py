@@ -90,7 +90,7 @@ def test_feedback_changes_later_decisions_and_survives_a_restart(fakes, tmp_path
         assert decision["route"] == "local", decision
         assert any("outcomes" in reason for reason in decision["reasons"])
         _rid, routed = ask(server, "auto")
-        assert routed == "local"
+        assert routed == "local", server.runtime.pool.views()
     assert (tmp_path / "router-state.json").exists()
     with running(settings_for(local, cloud, tmp_path)) as server:
         assert route(server)["route"] == "local"  # learned state reloaded
