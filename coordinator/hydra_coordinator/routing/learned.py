@@ -226,11 +226,12 @@ class LearnedRouter:
         """Choose a backend for one request of ``task_class``.
 
         ``neighbours`` are similar past queries as (backend, rating in [-1, 1],
-        similarity in [0, 1]); they count as pseudo-votes for this decision only.
-        ``local_prior_mean`` is v1's confidence in [0, 1] that a local model
-        suffices for this request: it becomes the local arms' prior (with
-        ``prior_strength`` pseudo-votes, default the router's), and with no
-        evidence the choice is v1's (see module docs). None keeps the flat
+        similarity in [0, 1]); they count as satisfaction pseudo-votes for this
+        decision only. ``local_prior_mean`` is v1's confidence in [0, 1] that a
+        local model suffices for this request: it becomes the local arms'
+        satisfaction prior (with ``prior_strength`` pseudo-votes, default the
+        router's), and with no evidence the choice is v1's; until the first
+        rating it is taken on posterior means (see module docs). None keeps the flat
         ``prior_local``. Raises :class:`NoEligibleBackend` when no candidate may be used.
         """
         reasons = [f"task class '{task_class}'"]
