@@ -1,10 +1,12 @@
 """How the router learns: outcomes of every request, ratings from feedback, state kept on disk.
 
-- :class:`Outcomes` is a telemetry sink: errors, timeouts and truncated answers teach the
-  learned router at once; it also remembers recent requests so feedback can find them.
+- :class:`Outcomes` is a telemetry sink: the outcome of every request (ok, error, timeout,
+  truncated) teaches the learned router's reliability posterior at once; it also remembers
+  recent requests so feedback can find them. Cache hits and refused (4xx) requests say
+  nothing about a backend and are not taught.
 - :class:`Feedback` takes a rating for an earlier request (``POST /v1/feedback`` and the MCP
   tool ``record_feedback`` share it), stores it with the request's telemetry, teaches the
-  router and rates the answer in the knowledge base.
+  router's satisfaction posterior and rates the answer in the knowledge base.
 - :class:`RouterState` loads the learned state at start and saves it periodically and at stop.
 """
 
@@ -21,7 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from .errors import NotFound
-from .routing.learned import LearnedRouter, outcome_reward, rating_reward
+from .routing.learned import LearnedRouter, rating_reward
 from .telemetry.record import RequestInfo, RequestRecord
 
 __all__ = ["Feedback", "Outcomes", "RequestInfo", "RouterState", "parse_rating"]
@@ -46,13 +48,14 @@ def parse_rating(value: float | str) -> float:
     return rating
 
 
-def _outcome(record: RequestRecord) -> Literal["ok", "error", "timeout", "truncated"]:
+def _outcome(record: RequestRecord) -> Literal["ok", "error", "timeout", "truncated"] | None:
+    """How the backend did on a request; None when the request says nothing about it."""
     if record.error and "timeout" in record.error:
         return "timeout"
     if record.status >= 500 or (record.error or "").startswith("stream_"):
         return "error"
     if record.status >= 400:
-        return "ok"  # the client's request was refused: says nothing about the backend
+        return None  # the client's request was refused: says nothing about the backend
     if record.finish_reason == "length":
         return "truncated"
     return "ok"
@@ -74,9 +77,11 @@ class Outcomes:
         self._recent[record.request_id] = info
         if len(self._recent) > self._remember:
             self._recent.popitem(last=False)
-        reward = outcome_reward(_outcome(record))
-        if reward is not None and record.task_class:
-            self.router.update(record.task_class, record.backend, reward, kind=_kind(record.route))
+        outcome = _outcome(record)
+        if outcome is not None and record.task_class and record.backend:
+            self.router.record_outcome(
+                record.task_class, record.backend, outcome, kind=_kind(record.route)
+            )
             self.changed = True
 
     def get(self, request_id: str) -> RequestInfo | None:

@@ -11,7 +11,7 @@ from hydra_coordinator.routing.learned import (
     Candidate,
     LearnedRouter,
     NoEligibleBackend,
-    outcome_reward,
+    outcome_credit,
     rating_reward,
 )
 from hydra_coordinator.routing.taskclass import TASK_CLASSES, TaskClassifier
@@ -30,12 +30,16 @@ def run_stream(
     task_class: str = "code",
     seed: int = 7,
 ) -> list[str]:
-    """Route ``steps`` requests; each backend answers well with its hidden probability."""
+    """Route ``steps`` requests; each backend answers well with its hidden probability.
+
+    Every call succeeds and every answer is rated.
+    """
     world = random.Random(seed)
     chosen = []
     for _ in range(steps):
         decision = router.decide(task_class, candidates, cloud_allowed=True)
         good = world.random() < quality[decision.backend]
+        router.record_outcome(task_class, decision.backend, "ok")
         router.update(task_class, decision.backend, 1.0 if good else 0.0)
         chosen.append(decision.backend)
     return chosen
@@ -107,14 +111,50 @@ def test_feedback_changes_later_decisions():
 def test_errors_and_timeouts_count_against_a_backend():
     router = LearnedRouter(seed=7)
     for _ in range(30):
-        reward = outcome_reward("timeout")
-        assert reward == 0.0
-        router.update("code", "tabby", reward)
+        router.record_outcome("code", "tabby", "timeout")
+        router.record_outcome("code", "ollama", "ok")
         router.update("code", "ollama", 0.9)
     picks = [
         router.decide("code", [LOCAL, BIG_LOCAL], cloud_allowed=False).backend for _ in range(100)
     ]
     assert picks.count("ollama") >= 95
+    view = router.snapshot()["code"]
+    assert view["tabby"]["reliability"] < 0.5 < view["ollama"]["reliability"]
+    assert view["tabby"]["satisfaction"] == 0.5  # no rating: a timeout is not a bad answer
+    assert (view["tabby"]["outcomes"], view["tabby"]["ratings"]) == (30, 0)
+
+
+def test_errors_are_not_overstated_when_only_some_answers_are_rated():
+    """3% errors and good answers beat 1% errors and worse answers, with 30% rated.
+
+    True quality: tabby 0.97 x 0.80 = 0.776, ollama 0.99 x 0.76 = 0.752. A single
+    posterior fed errors on every request but ratings on 30% of them judges
+    tabby worse (errors weigh ~3x): 0.725 vs 0.735 on this stream.
+    """
+    router = LearnedRouter(seed=30)
+    liked = {"tabby": 20, "ollama": 19}  # thumbs up per 25 ratings
+    failures = {"tabby": 3, "ollama": 1}  # per 100 requests
+    rated = {"tabby": 0, "ollama": 0}
+    for i in range(2000):
+        for backend in ("tabby", "ollama"):
+            if i % 100 < failures[backend]:
+                router.record_outcome("code", backend, "error")
+                continue
+            router.record_outcome("code", backend, "ok")
+            if i % 10 < 3:  # 30% of the answers get a rating
+                good = rated[backend] % 25 < liked[backend]
+                rated[backend] += 1
+                router.update("code", backend, 1.0 if good else 0.0)
+    view = router.snapshot()["code"]
+    assert view["tabby"]["reliability"] == pytest.approx(0.97, abs=0.01)
+    assert view["ollama"]["reliability"] == pytest.approx(0.99, abs=0.01)
+    assert view["tabby"]["satisfaction"] == pytest.approx(0.80, abs=0.01)
+    assert view["ollama"]["satisfaction"] == pytest.approx(0.76, abs=0.01)
+    assert view["tabby"]["mean"] > view["ollama"]["mean"]
+    picks = [
+        router.decide("code", [LOCAL, BIG_LOCAL], cloud_allowed=False).backend for _ in range(300)
+    ]
+    assert picks.count("tabby") > picks.count("ollama")
 
 
 def test_neighbours_act_as_a_prior():
@@ -155,6 +195,7 @@ def test_same_seed_same_decisions_after_reload():
         {"version": 99},
         {"version": 1},
         {"version": 1, "params": {}, "arms": []},
+        {"version": 2},
     ],
 )
 def test_malformed_state_is_rejected(state):
@@ -167,8 +208,11 @@ def test_decisions_explain_themselves():
     decision = router.decide("code", [LOCAL, CLOUD], cloud_allowed=True)
     assert decision.task_class == "code"
     assert decision.reasons[0] == "task class 'code'"
-    assert any(r.startswith("local 'ollama': quality mean 0.50") for r in decision.reasons)
-    assert any(r.startswith("cloud 'gpt': quality mean 0.75") for r in decision.reasons)
+    assert (
+        "local 'ollama': quality mean 0.47 (reliability 0.95 from 0 outcomes x "
+        "satisfaction 0.50 from 0 ratings)"
+    ) in "; ".join(decision.reasons)
+    assert any(r.startswith("cloud 'gpt': quality mean 0.71") for r in decision.reasons)
     assert decision.reasons[-1].startswith("chose ")
 
 
@@ -184,9 +228,11 @@ def test_evidence_is_capped_so_the_router_keeps_adapting():
     router = LearnedRouter(seed=14, max_evidence=50.0)
     for _ in range(1000):
         router.update("chat", "ollama", 1.0)
+        router.record_outcome("chat", "ollama", "ok")
     arm = router.snapshot()["chat"]["ollama"]
     assert arm["alpha"] + arm["beta"] == pytest.approx(50.0 + 4.0)  # evidence + prior
-    assert arm["outcomes"] == 1000
+    assert arm["reliability_alpha"] + arm["reliability_beta"] == pytest.approx(50.0 + 20.0)
+    assert (arm["ratings"], arm["outcomes"]) == (1000, 1000)
 
 
 def test_subclasses_learn_from_their_parent_class():
@@ -195,7 +241,7 @@ def test_subclasses_learn_from_their_parent_class():
         router.update("code/hard", "ollama", 0.0)
         router.update("code/hard", "tabby", 1.0)
     view = router.snapshot()
-    assert view["code"]["tabby"]["outcomes"] == 200  # the parent learned too
+    assert view["code"]["tabby"]["ratings"] == 200  # the parent learned too
     # A sibling context never seen before starts from the parent's belief.
     picks = [
         router.decide("code/easy", [LOCAL, BIG_LOCAL], cloud_allowed=False).backend
@@ -206,7 +252,7 @@ def test_subclasses_learn_from_their_parent_class():
     for _ in range(60):
         router.update("code/easy", "ollama", 1.0)
         router.update("code/easy", "tabby", 0.0)
-    assert router.snapshot()["code/easy"]["ollama"]["mean"] > 0.9
+    assert router.snapshot()["code/easy"]["ollama"]["satisfaction"] > 0.9
 
 
 def test_rewards():
@@ -214,9 +260,11 @@ def test_rewards():
     assert rating_reward(-1.0) == 0.0
     assert rating_reward(0.0) == 0.5
     assert rating_reward(7.0) == 1.0
-    assert outcome_reward("error") == 0.0
-    assert outcome_reward("truncated") == 0.25
-    assert outcome_reward("ok") is None
+    assert outcome_credit("ok") == 1.0
+    assert outcome_credit("error") == outcome_credit("timeout") == 0.0
+    assert outcome_credit("truncated") == 0.25  # a partial failure
+    with pytest.raises(ValueError):
+        outcome_credit("meh")
 
 
 def test_invalid_parameters():
@@ -228,6 +276,8 @@ def test_invalid_parameters():
         LearnedRouter(prior_strength=0.0)
     with pytest.raises(ValueError):
         LearnedRouter(threshold=1.5)
+    with pytest.raises(ValueError):
+        LearnedRouter(prior_reliability=(1.0, 0.0))
 
 
 # --------------------------------------------------------------------------- v1 confidence as prior
@@ -277,9 +327,11 @@ def test_evidence_moves_a_low_confidence_request_local():
     router = LearnedRouter(seed=18)
     request = {"cloud_allowed": True, "local_prior_mean": 0.3}  # v1: cloud
     assert router.decide("chat", [LOCAL, CLOUD], **request).backend == "gpt"
-    for _ in range(40):
+    for _ in range(60):  # two noisy parts (reliability x satisfaction): 40 were not quite enough
+        router.record_outcome("chat", "ollama", "ok")
+        router.record_outcome("chat", "gpt", "ok", kind="cloud")
         router.update("chat", "ollama", rating_reward(1.0))
-        router.update("chat", "gpt", rating_reward(1.0), kind="cloud")
+        router.update("chat", "gpt", rating_reward(1.0))
     picks = [router.decide("chat", [LOCAL, CLOUD], **request).backend for _ in range(200)]
     assert picks.count("ollama") >= 180  # as good as the cloud here: keep it local
 
@@ -342,7 +394,7 @@ def test_no_prior_mean_keeps_the_flat_priors():
     assert [d.backend for d in picks_plain] == [d.backend for d in picks_none]
     assert {d.backend for d in picks_plain} == {"ollama", "gpt"}  # still sampled at cold start
     assert not any("v1" in r for d in picks_plain for r in d.reasons)
-    assert any(r.startswith("local 'ollama': quality mean 0.50") for r in picks_plain[0].reasons)
+    assert any(r.startswith("local 'ollama': quality mean 0.47") for r in picks_plain[0].reasons)
 
 
 def test_prior_parameters_round_trip_and_old_state_loads():
@@ -395,3 +447,44 @@ def test_classifier_only_returns_known_classes():
     assert classifier.classes == TASK_CLASSES
     for text in ["", "?", "x" * 20_000, "```" * 1000]:
         assert classifier.classify(text) in TASK_CLASSES
+
+
+def test_outcomes_alone_adjust_v1_by_reliability_without_exploring():
+    router = LearnedRouter(seed=24)
+    for _ in range(50):
+        router.record_outcome("chat", "ollama", "ok")
+        router.record_outcome("chat", "gpt", "ok", kind="cloud")
+    request = {"cloud_allowed": True, "local_prior_mean": 0.75}  # v1: local
+    picks = [router.decide("chat", [LOCAL, CLOUD], **request) for _ in range(50)]
+    assert {d.backend for d in picks} == {"ollama"}
+    assert not any(d.explored for d in picks)
+    assert any(r.startswith("no ratings yet") for r in picks[0].reasons)
+    for _ in range(50):  # the local backend now times out half of the time
+        router.record_outcome("chat", "ollama", "timeout")
+        router.record_outcome("chat", "ollama", "ok")
+    assert router.decide("chat", [LOCAL, CLOUD], **request).backend == "gpt"
+
+
+def test_state_of_version_1_loads_as_satisfaction_evidence():
+    old = {
+        "version": 1,
+        "params": {
+            "prior_local": [2.0, 2.0],
+            "prior_cloud": [3.0, 1.0],
+            "cost_weight": 10.0,
+            "local_margin": 0.02,
+            "neighbour_weight": 2.0,
+            "max_evidence": 500.0,
+            "backoff": 4.0,
+        },
+        "kinds": {"gpt": "cloud"},
+        "arms": [{"task_class": "code", "backend": "ollama", "wins": 6, "losses": 2, "pulls": 8}],
+    }
+    router = LearnedRouter.from_json(old)
+    arm = router.snapshot()["code"]["ollama"]
+    assert (arm["alpha"], arm["beta"], arm["ratings"], arm["outcomes"]) == (8.0, 4.0, 8.0, 0.0)
+    assert arm["reliability"] == 0.95  # the prior: no outcomes yet
+    assert router.prior_reliability == (19.0, 1.0)
+    state = router.to_json()
+    assert state["version"] == 2
+    assert LearnedRouter.from_json(state).snapshot() == router.snapshot()
