@@ -17,6 +17,7 @@ from .api import metrics as metrics_api
 from .auth import ApiKeys, AuthMiddleware
 from .backends.client import create_client
 from .backends.pool import BackendPool
+from .budgets import BudgetCollector, Budgets, BudgetSink
 from .config import Settings, read_secret
 from .errors import install_error_handlers
 from .learning import Feedback, RouterState
@@ -70,6 +71,7 @@ class Runtime:
     usage: UsageCounters = field(init=False)
     knowledge: KnowledgeBase = field(init=False)
     stores: Stores = field(init=False)
+    budgets: Budgets | None = None  # issue 4: cloud budgets (budgets.py)
 
     def decide(self, body: dict[str, Any], model: str, key_id: str | None) -> Decision:
         """Privacy rules, then the route; see :class:`routing.service.Router`."""
@@ -93,6 +95,10 @@ def build_runtime(settings: Settings) -> Runtime:
     tokens = TokenCounter(settings.cost.tokenizer_file)
     runtime = Runtime(settings, pool, metrics, recorder, Proxy(pool, recorder, tokens), keys)
     attach_stores(runtime)
+    runtime.budgets = Budgets(settings.budgets, runtime.stores.redis)
+    if runtime.budgets.enabled:
+        runtime.recorder.sinks.append(BudgetSink(runtime.budgets))
+        metrics.registry.register(BudgetCollector(runtime.budgets))
     runtime.router = Router(settings)
     telemetry_lifecycle.setup(runtime)
     learning.setup(runtime)

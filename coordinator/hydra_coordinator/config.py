@@ -149,6 +149,25 @@ class CostConfig(_Model):
     )
 
 
+class BudgetLimit(_Model):
+    daily_usd: float | None = Field(default=None, ge=0)
+    monthly_usd: float | None = Field(default=None, ge=0)
+
+
+class BudgetsConfig(BudgetLimit):
+    """Cloud spend limits. ``daily_usd``/``monthly_usd`` here are global (all keys together)."""
+
+    per_key: BudgetLimit = Field(
+        default_factory=BudgetLimit, description="Limits every API key gets on its own."
+    )
+    keys: dict[str, BudgetLimit] = Field(
+        default_factory=dict, description="Per API key id overrides of per_key."
+    )
+    on_exhausted: Literal["local", "reject"] = Field(
+        default="local", description="local: route to a local backend; reject: answer 429."
+    )
+
+
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access: bool = True
@@ -278,6 +297,7 @@ class Settings(_Model):
     upstream: UpstreamConfig = UpstreamConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     cost: CostConfig = CostConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
     log: LogConfig = LogConfig()
     # issue 3: telemetry
     state_dir: str | None = None

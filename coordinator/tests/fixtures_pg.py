@@ -145,7 +145,9 @@ class PostgresServer:
 def postgres() -> Iterator[PostgresServer]:
     bindir = find_bindir()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        pytest.fail(
+            "PostgreSQL server binaries (initdb, pg_ctl) are not installed; tests/run installs them"
+        )
     server = PostgresServer(bindir).init()
     server.start()
     try:

@@ -1,7 +1,7 @@
 """A real redis-server for tests, on a free port in a temporary directory.
 
 ``RedisServer(tmp).start()``, ``.kill()`` (SIGKILL: what a crash looks like), ``.stop()``,
-``.restart()`` (same port) and the ``redis_server`` fixture (skips when redis-server is not
+``.restart()`` (same port) and the ``redis_server`` fixture (fails when redis-server is not
 installed; ``tests/run`` installs it).
 """
 
@@ -118,7 +118,9 @@ class RedisServer:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.fail(
+            "redis-server is not installed; tests/run installs it (apt-get install redis-server)"
+        )
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()

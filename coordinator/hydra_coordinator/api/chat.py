@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..budgets import route_within_budget
 from ..errors import BadRequest, HydraError, NotFound, error_response
 from ..proxy import Call
 from ..routing.router import Decision, UnknownModel
@@ -59,15 +60,17 @@ async def handle_chat(
     (``x-hydra-cache``): True opts in, False opts out, None caches temperature 0 only."""
     model, stream = _check_chat_body(body)
     await check_rate_limit(runtime, key_id)
+    request_id = os.urandom(12).hex()
     try:
-        decision: Decision = runtime.decide(body, model, key_id)
+        decision: Decision = await route_within_budget(
+            runtime, body, model, key_id, request_id=request_id
+        )
     except UnknownModel:
         raise NotFound(
             f"the model {model!r} does not exist on any backend; see GET /v1/models",
             code="model_not_found",
         ) from None
     runtime.metrics.decisions.labels(decision.route).inc()
-    request_id = os.urandom(12).hex()
     runtime.recent.add(decision, kind="chat", model=model, request_id=request_id)
     # after routing, so privacy rules (403, local only) apply to cached answers too
     key, cached = await cache_lookup(

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..budgets import route_within_budget
 from ..errors import BadRequest, NotFound
 from ..routing.router import Decision, UnknownModel
 from .body import read_json_object
@@ -34,7 +35,7 @@ class RouteResponse(BaseModel):
     privacy_rule: str | None = None
 
 
-def decide_query(
+async def decide_query(
     runtime: Any, query: str, context: dict[str, Any], key_id: str | None = None
 ) -> Decision:
     """The decision the chat endpoint would make for ``query`` in ``context``."""
@@ -43,7 +44,7 @@ def decide_query(
     body = {"messages": messages, "tools": context.get("tools")}
     model = context.get("model", "auto")
     try:
-        decision: Decision = runtime.decide(body, str(model), key_id)
+        decision: Decision = await route_within_budget(runtime, body, str(model), key_id)
     except UnknownModel:
         raise NotFound(
             f"the model {model!r} does not exist on any backend", code="model_not_found"
@@ -63,4 +64,5 @@ async def route_query(request: Request) -> dict[str, object]:
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise BadRequest(f"{where}: {first['msg']}") from None
     key_id = request.scope.get("state", {}).get("key_id")
-    return decide_query(runtime, payload.query, payload.context, key_id).as_dict()
+    decision = await decide_query(runtime, payload.query, payload.context, key_id)
+    return decision.as_dict()

@@ -247,7 +247,7 @@ def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
             "`model` to force a class ('local', 'cloud') or a concrete model."
         ),
     )
-    def route_query(
+    async def route_query(
         ctx: Context[Any, Any, Any],
         query: Annotated[str, Field(min_length=1, description="the user's question")],
         model: Annotated[
@@ -262,7 +262,7 @@ def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         if messages:
             context["messages"] = messages
         try:
-            decision = decide_query(runtime_provider(), query, context, _key_id(ctx))
+            decision = await decide_query(runtime_provider(), query, context, _key_id(ctx))
         except HydraError as exc:
             raise ToolError(exc.message) from None
         return RouteResult.model_validate(decision.as_dict())

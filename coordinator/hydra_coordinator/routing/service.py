@@ -65,8 +65,12 @@ class Router:
         *,
         cloud_allowed: bool = True,
         cloud_blocked_by: str | None = None,
+        budget_remaining: float | None = None,
     ) -> Decision:
-        """Privacy, then the route. Raises Forbidden (block) or UnknownModel."""
+        """Privacy, then the route. Raises Forbidden (block) or UnknownModel.
+
+        ``budget_remaining`` (US$) keeps the learned router from trying a cloud backend that
+        would cost more than what is left of a budget."""
         verdict = self.check_privacy(body, key_id)
         reasons: list[str] = list(verdict.reasons)
         if not verdict.cloud_allowed:
@@ -82,7 +86,14 @@ class Router:
             ):
                 reasons.append(f"model {model!r} is served by a local backend instead")
                 model = "local"
-        decision = self._route(body, model, features, views, cloud_allowed)
+        decision = self._route(
+            body,
+            model,
+            features,
+            views,
+            cloud_allowed=cloud_allowed,
+            budget_remaining=budget_remaining,
+        )
         return replace(
             decision,
             task_class=decision.task_class or self.task_class(body),
@@ -97,11 +108,13 @@ class Router:
         model: str,
         features: Features,
         views: Sequence[BackendView],
+        *,
         cloud_allowed: bool,
+        budget_remaining: float | None,
     ) -> Decision:
         if model != "auto" or self.learned is None or self.config.strategy != "learned":
             return decide(features, model, views, self.config)
-        return self._learned(body, features, views, cloud_allowed)
+        return self._learned(body, features, views, cloud_allowed, budget_remaining)
 
     def _learned(
         self,
@@ -109,6 +122,7 @@ class Router:
         features: Features,
         views: Sequence[BackendView],
         cloud_allowed: bool,
+        budget_remaining: float | None,
     ) -> Decision:
         assert self.learned is not None
         confidence, why = local_confidence(features, self.config)
@@ -123,7 +137,11 @@ class Router:
         ]
         try:
             choice = self.learned.decide(
-                task_class, candidates, cloud_allowed=cloud_allowed, local_prior_mean=confidence
+                task_class,
+                candidates,
+                cloud_allowed=cloud_allowed,
+                local_prior_mean=confidence,
+                budget_remaining=budget_remaining,
             )
         except NoEligibleBackend as exc:
             return Decision("local", None, confidence, (*why, str(exc)), (), task_class=task_class)
@@ -137,3 +155,6 @@ class Router:
             task_class=task_class,
             explored=choice.explored,
         )
+
+    def expected_cost(self, backend: str, body: dict[str, Any]) -> float:
+        return expected_cost(self._backends[backend], extract_features(body), body)

@@ -1,0 +1,351 @@
+"""Daily and monthly cloud budgets, for everyone ("global") and per API key.
+
+A request that may go to the cloud first learns how much budget remains (one read), so the
+learned router never explores past it. When the route is cloud, the request's expected cost is
+*reserved* atomically against every budget that applies to it: with Redis a Lua script checks
+all of them and adds to all of them in one step, so replicas behind one load balancer enforce
+one limit. When the answer is in, the reservation is settled to the real cost. Without Redis,
+or while it is down, the same happens in process.
+
+When a budget is exhausted, ``budgets.on_exhausted`` applies: ``local`` routes the request to a
+local backend, ``reject`` answers 429 naming the budget and when it resets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .config import BudgetLimit, BudgetsConfig
+from .errors import TooManyRequests
+from .routing.router import Decision
+from .telemetry.record import RequestRecord
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from .stores.redis_link import RedisLink
+
+__all__ = [
+    "BudgetCollector",
+    "BudgetExhausted",
+    "BudgetSink",
+    "Budgets",
+    "Line",
+    "reset_time",
+    "route_within_budget",
+]
+
+log = logging.getLogger("hydra_coordinator.budgets")
+
+Period = Literal["daily", "monthly"]
+_TTL_S = {"daily": 2 * 86400, "monthly": 62 * 86400}
+
+# KEYS: the counters; ARGV[1]: the amount; ARGV[2..]: each counter's limit, then its TTL.
+# Returns 0 when reserved, else the 1-based index of the first budget it would exceed.
+_RESERVE = """
+local n = #KEYS
+for i = 1, n do
+  local spent = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if spent + tonumber(ARGV[1]) > tonumber(ARGV[1 + i]) then return i end
+end
+for i = 1, n do
+  redis.call('INCRBYFLOAT', KEYS[i], ARGV[1])
+  redis.call('EXPIRE', KEYS[i], ARGV[1 + n + i])
+end
+return 0
+"""
+
+
+def _period_id(period: Period, now: float) -> str:
+    return time.strftime("%Y-%m-%d" if period == "daily" else "%Y-%m", time.gmtime(now))
+
+
+def reset_time(period: Period, now: float) -> float:
+    """When the current period ends (UTC)."""
+    t = time.gmtime(now)
+    if period == "daily":
+        return calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0)) + 86400.0
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return float(calendar.timegm((year, month, 1, 0, 0, 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One budget that applies to a request: a scope (``global`` or a key id) and a period."""
+
+    scope: str
+    period: Period
+    limit: float
+
+    def key(self, now: float) -> str:
+        return f"hydra:budget:{self.period}:{_period_id(self.period, now)}:{self.scope}"
+
+    def describe(self) -> str:
+        who = "global" if self.scope == "global" else f"key {self.scope}"
+        return f"{self.period} cloud budget ({who}) of ${self.limit:g}"
+
+
+class BudgetExhausted(TooManyRequests):
+    code = "budget_exhausted"
+
+
+class _Memory:
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    def get(self, keys: Sequence[str]) -> list[float]:
+        return [self.spent.get(k, 0.0) for k in keys]
+
+    def reserve(self, keys: Sequence[str], amount: float, limits: Sequence[float]) -> int:
+        for index, (key, limit) in enumerate(zip(keys, limits, strict=True), start=1):
+            if self.spent.get(key, 0.0) + amount > limit:
+                return index
+        for key in keys:
+            self.spent[key] = self.spent.get(key, 0.0) + amount
+        return 0
+
+    def add(self, keys: Sequence[str], amount: float) -> None:
+        for key in keys:
+            self.spent[key] = self.spent.get(key, 0.0) + amount
+
+
+class Budgets:
+    def __init__(self, config: BudgetsConfig, link: RedisLink | None = None) -> None:
+        self.config = config
+        self.link = link
+        self.memory = _Memory()  # the fallback, and all there is without Redis
+        self.last_spent: dict[tuple[str, str], float] = {}  # (scope, period) -> $, for /metrics
+        self._reserved: dict[str, tuple[float, tuple[str, ...], float]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        c = self.config
+        return any(
+            limit is not None
+            for b in (c, c.per_key, *c.keys.values())
+            for limit in (b.daily_usd, b.monthly_usd)
+        )
+
+    def lines(self, key_id: str | None) -> list[Line]:
+        """The budgets that apply to a request made with ``key_id``."""
+        scope = key_id or "anon"
+        return [
+            *self.lines_for("global", self.config),
+            *self.lines_for(scope, self.config.keys.get(scope, self.config.per_key)),
+        ]
+
+    @staticmethod
+    def lines_for(scope: str, limits: BudgetLimit) -> list[Line]:
+        found = []
+        if limits.daily_usd is not None:
+            found.append(Line(scope, "daily", limits.daily_usd))
+        if limits.monthly_usd is not None:
+            found.append(Line(scope, "monthly", limits.monthly_usd))
+        return found
+
+    async def _read(self, keys: list[str]) -> list[float]:
+        if self.link is not None:
+            from .stores.redis_link import RedisUnavailable
+
+            async def read(r: aioredis.Redis) -> list[float]:
+                values = await r.mget(keys)
+                return [float(v) if v is not None else 0.0 for v in values]
+
+            try:
+                return await self.link.run(read)
+            except RedisUnavailable:
+                pass
+        return self.memory.get(keys)
+
+    async def remaining(self, key_id: str | None) -> tuple[float | None, Line | None]:
+        """What can still be spent on the cloud, and the budget that limits it (None: no budget)."""
+        lines = self.lines(key_id)
+        if not lines:
+            return None, None
+        now = time.time()
+        spent = await self._read([line.key(now) for line in lines])
+        best: tuple[float | None, Line | None] = (None, None)
+        for line, used in zip(lines, spent, strict=True):
+            self.last_spent[line.scope, line.period] = used
+            left = line.limit - used
+            if best[0] is None or left < best[0]:
+                best = (left, line)
+        return best
+
+    async def reserve(self, request_id: str, key_id: str | None, amount: float) -> Line | None:
+        """Reserve ``amount`` against every budget of ``key_id``; the exceeded budget if not."""
+        lines = self.lines(key_id)
+        if not lines:
+            return None
+        now = time.time()
+        keys = [line.key(now) for line in lines]
+        limits = [line.limit for line in lines]
+        failed = await self._reserve(keys, amount, limits, [_TTL_S[line.period] for line in lines])
+        if failed:
+            return lines[failed - 1]
+        self._reserved[request_id] = (amount, tuple(keys), now)
+        return None
+
+    async def _reserve(
+        self, keys: list[str], amount: float, limits: list[float], ttls: list[int]
+    ) -> int:
+        if self.link is not None:
+            from .stores.redis_link import RedisUnavailable
+
+            async def run(r: aioredis.Redis) -> int:
+                return int(await r.eval(_RESERVE, len(keys), *keys, amount, *limits, *ttls))
+
+            try:
+                return await self.link.run(run)
+            except RedisUnavailable:
+                pass
+        return self.memory.reserve(keys, amount, limits)
+
+    async def settle(self, record: RequestRecord) -> None:
+        """Replace a reservation by the request's real cost (or add an unreserved cloud cost)."""
+        reserved, keys, _ = self._reserved.pop(record.request_id, (0.0, (), 0.0))
+        if not keys and record.route == "cloud" and record.cost_usd:
+            keys = tuple(line.key(time.time()) for line in self.lines(record.key_id))
+        delta = (record.cost_usd or 0.0) - reserved
+        if not keys or abs(delta) < 1e-12:
+            return
+        if self.link is not None:
+            from .stores.redis_link import RedisUnavailable
+
+            async def add(r: aioredis.Redis) -> None:
+                pipe = r.pipeline(transaction=False)
+                for key in keys:
+                    pipe.incrbyfloat(key, delta)
+                await pipe.execute()
+
+            try:
+                await self.link.run(add)
+                return
+            except RedisUnavailable:
+                pass
+        self.memory.add(keys, delta)
+
+    def exhausted_error(self, line: Line, now: float | None = None) -> BudgetExhausted:
+        moment = time.time() if now is None else now
+        resets = reset_time(line.period, moment)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(resets))
+        return BudgetExhausted(
+            f"the {line.describe()} is exhausted; it resets at {stamp}",
+            headers={"retry-after": str(max(1, int(resets - moment)))},
+        )
+
+
+async def route_within_budget(
+    runtime: Any,
+    body: dict[str, Any],
+    model: str,
+    key_id: str | None,
+    *,
+    request_id: str | None = None,
+) -> Decision:
+    """Privacy rules, budgets, then the route. With ``request_id`` (a real request, not a
+    preview) a cloud route reserves its expected cost; 429 or a local route when it cannot."""
+    budgets: Budgets | None = runtime.budgets
+    if budgets is None or not budgets.enabled:
+        decision: Decision = runtime.decide(body, model, key_id)
+        return decision
+    views = runtime.pool.views()
+    remaining, line = await budgets.remaining(key_id)
+    if remaining is not None and line is not None and remaining <= 0:
+        return _over_budget(runtime, budgets, body, model, key_id=key_id, line=line)
+    decision = runtime.router.decide(body, model, views, key_id, budget_remaining=remaining)
+    if decision.route != "cloud" or decision.backend is None:
+        return decision
+    cost = runtime.router.expected_cost(decision.backend, body)
+    if request_id is None:  # a preview: say what a real request would get, reserve nothing
+        if remaining is None or line is None or cost <= remaining:
+            return decision
+        return _over_budget(runtime, budgets, body, model, key_id=key_id, line=line)
+    failed = await budgets.reserve(request_id, key_id, cost)
+    if failed is None:
+        return decision
+    return _over_budget(runtime, budgets, body, model, key_id=key_id, line=failed)
+
+
+def _over_budget(
+    runtime: Any,
+    budgets: Budgets,
+    body: dict[str, Any],
+    model: str,
+    *,
+    key_id: str | None,
+    line: Line,
+) -> Decision:
+    views = runtime.pool.views()
+    if budgets.config.on_exhausted == "reject":
+        wanted: Decision = runtime.router.decide(body, model, views, key_id)
+        if wanted.route == "cloud":
+            raise budgets.exhausted_error(line)
+    local: Decision = runtime.router.decide(
+        body,
+        model,
+        views,
+        key_id,
+        cloud_allowed=False,
+        cloud_blocked_by=f"the {line.describe()} is exhausted: cloud backends are skipped",
+    )
+    return local
+
+
+class BudgetSink:
+    """A telemetry sink: settles each request's reservation to its real cost, off the path."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self.budgets = budgets
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def emit(self, record: RequestRecord) -> None:
+        if record.cache_hit:
+            return
+        task = asyncio.get_running_loop().create_task(self._settle(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, record: RequestRecord) -> None:
+        try:
+            await self.budgets.settle(record)
+        except Exception:
+            log.exception("settling the budget of request %s failed", record.request_id)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class BudgetCollector(Collector):
+    """``hydra_budget_spent_usd`` and ``hydra_budget_limit_usd`` per scope and period, from the
+    spend last read (every request that may go to the cloud reads it)."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self.budgets = budgets
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["scope", "period"]
+        spent = GaugeMetricFamily(
+            "hydra_budget_spent_usd", "Cloud spend in the current period", labels=labels
+        )
+        limit = GaugeMetricFamily(
+            "hydra_budget_limit_usd", "Cloud budget of the current period", labels=labels
+        )
+        b = self.budgets
+        scopes = {"global", *b.config.keys, *(scope for scope, _ in b.last_spent)}
+        for scope in sorted(scopes):
+            limits = b.config if scope == "global" else b.config.keys.get(scope, b.config.per_key)
+            for line in b.lines_for(scope, limits):
+                limit.add_metric([scope, line.period], line.limit)
+                spent.add_metric([scope, line.period], b.last_spent.get((scope, line.period), 0.0))
+        yield from (spent, limit)
