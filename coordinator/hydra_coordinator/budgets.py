@@ -251,18 +251,23 @@ async def route_within_budget(
     key_id: str | None,
     *,
     request_id: str | None = None,
+    neighbours: Sequence[tuple[str, float, float]] = (),
 ) -> Decision:
     """Privacy rules, budgets, then the route. With ``request_id`` (a real request, not a
     preview) a cloud route reserves its expected cost; 429 or a local route when it cannot."""
     budgets: Budgets | None = runtime.budgets
     if budgets is None or not budgets.enabled:
-        decision: Decision = runtime.decide(body, model, key_id)
+        decision: Decision = runtime.router.decide(
+            body, model, runtime.pool.views(), key_id, neighbours=neighbours
+        )
         return decision
     views = runtime.pool.views()
     remaining, line = await budgets.remaining(key_id)
     if remaining is not None and line is not None and remaining <= 0:
         return _over_budget(runtime, budgets, body, model, key_id=key_id, line=line)
-    decision = runtime.router.decide(body, model, views, key_id, budget_remaining=remaining)
+    decision = runtime.router.decide(
+        body, model, views, key_id, budget_remaining=remaining, neighbours=neighbours
+    )
     if decision.route != "cloud" or decision.backend is None:
         return decision
     cost = runtime.router.expected_cost(decision.backend, body)
@@ -309,8 +314,7 @@ class BudgetSink:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def emit(self, record: RequestRecord) -> None:
-        if record.cache_hit:
-            return
+        # cache hits too: a request answered from a cache gives its reservation back
         task = asyncio.get_running_loop().create_task(self._settle(record))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -115,6 +115,14 @@ class RoutingConfig(_Model):
     )
     long_prompt_tokens: int = Field(default=3000, ge=1)
     deep_conversation_turns: int = Field(default=12, ge=1)
+    knowledge_neighbours: bool = Field(
+        default=False,
+        description="Let the ratings of similar past questions weigh in on learned routing "
+        "(one embedding and one knowledge-base search per request).",
+    )
+    knowledge_timeout_s: float = Field(
+        default=0.05, gt=0, description="Longest wait for that search; routing goes on without."
+    )
 
 
 class AuthConfig(_Model):
@@ -228,10 +236,20 @@ class RedisConfig(_Model):
         return value
 
 
+class SemanticCacheConfig(_Model):
+    enabled: bool = Field(
+        default=False,
+        description="Answer a near-duplicate single-turn question from the knowledge base.",
+    )
+    min_similarity: float = Field(default=0.95, gt=0, le=1)
+    min_rating: float = Field(default=0.5, ge=-1, le=1)
+
+
 class CacheConfig(_Model):
     enabled: bool = True
     ttl_s: float = Field(default=3600.0, gt=0)
     max_entry_bytes: int = Field(default=1024 * 1024, ge=1)
+    semantic: SemanticCacheConfig = SemanticCacheConfig()
 
 
 class RateLimit(_Model):

@@ -138,6 +138,11 @@ class CoordinatorServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        """Run a coroutine on the server's own event loop (where its stores live)."""
+        loop = self.server.servers[0].get_loop()
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
     @property
     def runtime(self) -> Any:
         return self.app.state.runtime

@@ -15,6 +15,7 @@ from ..budgets import route_within_budget
 from ..errors import BadRequest, HydraError, NotFound, error_response
 from ..proxy import Call
 from ..routing.router import Decision, UnknownModel
+from ..semantic import neighbours, semantic_answer, similar_questions
 from ..stores.cache import parse_cache_header
 from ..stores.lifecycle import CACHE_HEADER, after_answer, cache_lookup, check_rate_limit
 from .body import read_json_object
@@ -61,9 +62,10 @@ async def handle_chat(
     model, stream = _check_chat_body(body)
     await check_rate_limit(runtime, key_id)
     request_id = os.urandom(12).hex()
+    similar = await similar_questions(runtime, body, key_id, stream=stream)
     try:
         decision: Decision = await route_within_budget(
-            runtime, body, model, key_id, request_id=request_id
+            runtime, body, model, key_id, request_id=request_id, neighbours=neighbours(similar)
         )
     except UnknownModel:
         raise NotFound(
@@ -85,6 +87,18 @@ async def handle_chat(
     )
     if cached is not None:
         return cached
+    semantic = semantic_answer(
+        runtime,
+        similar,
+        body,
+        stream=stream,
+        decision=decision,
+        key_id=key_id,
+        request_id=request_id,
+        started=started,
+    )
+    if semantic is not None:
+        return semantic
     call = Call(
         request_id=request_id,
         key_id=key_id,

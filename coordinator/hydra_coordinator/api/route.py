@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..budgets import route_within_budget
 from ..errors import BadRequest, NotFound
 from ..routing.router import Decision, UnknownModel
+from ..semantic import neighbours, similar_questions
 from .body import read_json_object
 
 router = APIRouter()
@@ -44,7 +45,10 @@ async def decide_query(
     body = {"messages": messages, "tools": context.get("tools")}
     model = context.get("model", "auto")
     try:
-        decision: Decision = await route_within_budget(runtime, body, str(model), key_id)
+        similar = await similar_questions(runtime, body, key_id, stream=False)
+        decision: Decision = await route_within_budget(
+            runtime, body, str(model), key_id, neighbours=neighbours(similar)
+        )
     except UnknownModel:
         raise NotFound(
             f"the model {model!r} does not exist on any backend", code="model_not_found"

@@ -66,6 +66,7 @@ class Router:
         cloud_allowed: bool = True,
         cloud_blocked_by: str | None = None,
         budget_remaining: float | None = None,
+        neighbours: Sequence[tuple[str, float, float]] = (),
     ) -> Decision:
         """Privacy, then the route. Raises Forbidden (block) or UnknownModel.
 
@@ -93,6 +94,7 @@ class Router:
             views,
             cloud_allowed=cloud_allowed,
             budget_remaining=budget_remaining,
+            neighbours=neighbours,
         )
         return replace(
             decision,
@@ -111,18 +113,28 @@ class Router:
         *,
         cloud_allowed: bool,
         budget_remaining: float | None,
+        neighbours: Sequence[tuple[str, float, float]],
     ) -> Decision:
         if model != "auto" or self.learned is None or self.config.strategy != "learned":
             return decide(features, model, views, self.config)
-        return self._learned(body, features, views, cloud_allowed, budget_remaining)
+        return self._learned(
+            body,
+            features,
+            views,
+            cloud_allowed=cloud_allowed,
+            budget_remaining=budget_remaining,
+            neighbours=neighbours,
+        )
 
     def _learned(
         self,
         body: dict[str, Any],
         features: Features,
         views: Sequence[BackendView],
+        *,
         cloud_allowed: bool,
         budget_remaining: float | None,
+        neighbours: Sequence[tuple[str, float, float]],
     ) -> Decision:
         assert self.learned is not None
         confidence, why = local_confidence(features, self.config)
@@ -142,6 +154,7 @@ class Router:
                 cloud_allowed=cloud_allowed,
                 local_prior_mean=confidence,
                 budget_remaining=budget_remaining,
+                neighbours=neighbours,
             )
         except NoEligibleBackend as exc:
             return Decision("local", None, confidence, (*why, str(exc)), (), task_class=task_class)
