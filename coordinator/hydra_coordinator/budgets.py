@@ -40,6 +40,7 @@ __all__ = [
     "BudgetSink",
     "Budgets",
     "Line",
+    "period_start",
     "reset_time",
     "route_within_budget",
 ]
@@ -67,6 +68,13 @@ return 0
 
 def _period_id(period: Period, now: float) -> str:
     return time.strftime("%Y-%m-%d" if period == "daily" else "%Y-%m", time.gmtime(now))
+
+
+def period_start(period: Period, now: float) -> float:
+    """When the current period began (UTC)."""
+    t = time.gmtime(now)
+    day = 1 if period == "monthly" else t.tm_mday
+    return float(calendar.timegm((t.tm_year, t.tm_mon, day, 0, 0, 0)))
 
 
 def reset_time(period: Period, now: float) -> float:
@@ -145,6 +153,7 @@ class Budgets:
 
     @staticmethod
     def lines_for(scope: str, limits: BudgetLimit) -> list[Line]:
+        """The budgets ``limits`` sets for ``scope`` (also used by ``stats``, from telemetry)."""
         found = []
         if limits.daily_usd is not None:
             found.append(Line(scope, "daily", limits.daily_usd))

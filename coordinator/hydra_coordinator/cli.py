@@ -206,7 +206,7 @@ def stats(config_path: str | None, since: str, as_json: bool) -> None:
         from .telemetry.stats import stats as query
 
         await db.migrate()  # a fresh SQLite file or database: an empty table, not an error
-        return await query(db, since_s)
+        return await query(db, since_s, settings.budgets)
 
     result: dict[str, Any] = _run_db(settings, work)
     if as_json:
@@ -234,6 +234,11 @@ def stats(config_path: str | None, since: str, as_json: bool) -> None:
     tokens = result["tokens"]
     click.echo(f"tokens:     {tokens['prompt']} prompt, {tokens['completion']} completion")
     click.echo(f"cost:       ${result['cost_usd']:.4f}")
+    for b in result["budgets"]:
+        click.echo(
+            f"budget:     {b['period']} {b['scope']}: ${b['spent_usd']:.4f} of "
+            f"${b['limit_usd']:g} spent, ${b['remaining_usd']:.4f} left, resets {b['resets_at']}"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -82,6 +82,24 @@ def test_exhausted_budget_routes_local(fakes, tmp_path):
         metrics = fetch(f"{server.url}/metrics").decode()
         assert 'hydra_budget_limit_usd{period="daily",scope="global"} 5.0' in metrics
         assert 'hydra_budget_spent_usd{period="daily",scope="global"} 4.0' in metrics
+        deadline = time.monotonic() + 10  # telemetry is written in the background
+        while True:
+            budgets = server.run(server.runtime.telemetry.stats(3600))["budgets"]
+            if (budgets and budgets[0]["spent_usd"] == 4.0) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert budgets == [
+            {
+                "scope": "global",
+                "period": "daily",
+                "limit_usd": 5.0,
+                "spent_usd": 4.0,
+                "remaining_usd": 1.0,
+                "resets_at": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_time("daily", time.time()))
+                ),
+            }
+        ]
 
 
 def test_reject_policy_answers_429_with_the_budget_and_reset(fakes, tmp_path):

@@ -7,11 +7,13 @@ linear interpolation.
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from ..config import BudgetsConfig
 from .db import Database
 
 __all__ = ["percentile", "recent_decisions", "stats"]
@@ -37,9 +39,46 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 3)
 
 
-async def stats(db: Database, since_s: float) -> dict[str, Any]:
+async def budget_status(db: Database, config: BudgetsConfig) -> list[dict[str, Any]]:
+    """Each configured cloud budget with its spend so far this period, from the telemetry."""
+    from ..budgets import Budgets, period_start, reset_time
+
+    p = "?" if db.kind == "sqlite" else "%s"
+    now = time.time()
+    lines = [
+        *Budgets.lines_for("global", config),
+        *(line for k, v in config.keys.items() for line in Budgets.lines_for(k, v)),
+    ]
+    result = []
+    for line in lines:
+        since = _since(db, now - period_start(line.period, now))
+        sql = f"SELECT sum(cost_usd) FROM telemetry WHERE route = 'cloud' AND timestamp > {p}"
+        params: tuple[Any, ...] = (since,)
+        if line.scope != "global":
+            sql += f" AND key_id = {p}"
+            params = (since, line.scope)
+        ((spent,),) = await db.fetch(sql, params)
+        spent = float(spent or 0.0)
+        result.append(
+            {
+                "scope": line.scope,
+                "period": line.period,
+                "limit_usd": line.limit,
+                "spent_usd": round(spent, 6),
+                "remaining_usd": round(max(0.0, line.limit - spent), 6),
+                "resets_at": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_time(line.period, now))
+                ),
+            }
+        )
+    return result
+
+
+async def stats(
+    db: Database, since_s: float, budgets: BudgetsConfig | None = None
+) -> dict[str, Any]:
     """Requests, errors, route mix, per-backend counts, latency p50/p95/p99, tokens and cost of
-    the requests answered in the last ``since_s`` seconds."""
+    the requests answered in the last ``since_s`` seconds, and each cloud budget's spend."""
     p = "?" if db.kind == "sqlite" else "%s"
     since = _since(db, since_s)
     where = f"WHERE timestamp > {p}"
@@ -86,6 +125,7 @@ async def stats(db: Database, since_s: float) -> dict[str, Any]:
         },
         "tokens": {"prompt": int(prompt_tokens or 0), "completion": int(completion_tokens or 0)},
         "cost_usd": round(float(cost or 0.0), 6),
+        "budgets": await budget_status(db, budgets) if budgets is not None else [],
     }
 
 

@@ -307,7 +307,7 @@ class TelemetryStore:
         Raises ``ServiceUnavailable`` (a ``HydraError``) when the database is unreachable."""
         try:
             await self._ensure_schema()
-            return await stats_queries.stats(self.db, since_s)
+            return await stats_queries.stats(self.db, since_s, self.settings.budgets)
         except Exception as exc:
             raise self._unavailable(exc) from None
 
