@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import subprocess
@@ -508,3 +509,40 @@ async def test_stdio_serves_the_same_tools(tmp_path, local_fake, cloud_fake):
     assert isinstance(recent.contents[0], TextResourceContents)
     kinds = [d["kind"] for d in json.loads(recent.contents[0].text)["decisions"]]
     assert kinds == ["chat", "route"]
+
+
+async def test_service_tools_end_to_end_with_the_real_services(local_fake, cloud_fake, tmp_path):
+    """ask, then rate it, find it in the knowledge base and see it in the stats, all over MCP
+    against the coordinator's real telemetry (SQLite), feedback and knowledge base."""
+    keys = tmp_path / "client-key"
+    keys.write_text(KEY + "\n")
+    settings = coordinator_settings(
+        backends(local_fake, cloud_fake),
+        auth={"api_key_files": [str(keys)]},
+        state_dir=str(tmp_path / "state"),
+    )
+    question = "Which planet is closest to the sun?"
+    with running(settings) as server:
+        async with http_session(server) as session:
+            asked = ok(await session.call_tool("ask", {"query": question}))
+            rated = ok(
+                await session.call_tool(
+                    "record_feedback",
+                    {"request_id": asked["request_id"], "rating": 1, "comment": "right"},
+                )
+            )
+            assert rated["recorded"] is True and rated["backend"] == asked["backend"]
+            for _ in range(100):  # the knowledge base and telemetry are written in the background
+                found = ok(await session.call_tool("search_knowledge", {"query": question}))
+                stats = ok(await session.call_tool("coordinator_stats", {"since": "1h"}))
+                results = found.get("results") or []
+                if results and results[0].get("rating") == 1 and stats.get("requests", 0) >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert results[0]["question"] == question and results[0]["rating"] == 1
+            assert stats["requests"] >= 1
+            assert stats["routes"].get(asked["route"], 0) >= 1
+            unknown = await session.call_tool(
+                "record_feedback", {"request_id": "nope", "rating": 1}
+            )
+            assert unknown.isError and "no request" in text_of(unknown)
