@@ -410,6 +410,8 @@ def bench_server(server: Server, direct_url: str, opts: Options, pin: Pinning) -
 def hydra_server(client: str, upstream: str, opts: Options) -> Server:
     port = free_port()
     key_file = opts.workdir / "client-key"
+    state = opts.workdir / f"state-{client}"
+    shutil.rmtree(state, ignore_errors=True)
     key_file.write_text(KEY + "\n")
     config = {
         "listen": {"host": "127.0.0.1", "port": port},
@@ -425,6 +427,7 @@ def hydra_server(client: str, upstream: str, opts: Options) -> Server:
         ],
         "auth": {"api_key_files": [str(key_file)]},
         "upstream": {"client": client},
+        "state_dir": str(state),  # fresh telemetry and knowledge base for every run
         "log": {"level": "info", "access": True},  # the defaults: one JSON line per request
     }
     path = opts.workdir / f"hydra-{client}.json"

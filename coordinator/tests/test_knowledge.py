@@ -120,8 +120,9 @@ def test_a_store_locked_by_another_process_degrades_to_memory(tmp_path):
 
         async def run() -> None:
             async with knowledge(path) as kb:
-                assert kb.status() == "degraded"
+                assert kb.status() == "healthy"  # opened on first use
                 await kb.add("question", "answer", "ollama", None, "r1")
+                assert kb.status() == "degraded"  # in memory: the store was locked
                 assert (await kb.search("question"))[0]["request_id"] == "r1"
 
         asyncio.run(run())

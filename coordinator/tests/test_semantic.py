@@ -113,3 +113,17 @@ def test_rated_neighbours_weigh_in_on_learned_routing(local, tmp_path):
         )
         reasons = json.loads(fetch(request))["reasons"]
         assert any("similar past queries: 'ollama' +" in r for r in reasons), reasons
+
+
+def test_a_repeated_answer_is_stored_once_and_rating_the_repeat_rates_it(local, tmp_path):
+    with running(keyed_settings(local, tmp_path)) as server:
+        ask(server, "key-a")
+        repeat = ask(server, "key-a")
+        server.run(server.runtime.knowledge.drain())
+        found = server.run(server.runtime.knowledge.search(QUESTION, 5, key_id("key-a")))
+        assert len(found) == 1
+        rate(server, "key-a", repeat.headers["x-hydra-request-id"], 1)
+        wait_stored(server, key_id("key-a"), rated=True)
+        ask(server, "key-b")  # another key: its own entry
+        server.run(server.runtime.knowledge.drain())
+        assert len(server.run(server.runtime.knowledge.search(QUESTION, 5, None))) == 2

@@ -71,6 +71,7 @@ def test_missing_usage_is_counted_and_priced(tmp_path, stream):
             state_dir=str(tmp_path),
         )
         with running(settings) as server:
+            server.runtime.proxy.tokens.load_in_background()
             server.runtime.proxy.tokens.wait_loaded(30)
             client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
             result = client.chat.completions.create(

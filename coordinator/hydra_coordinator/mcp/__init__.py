@@ -6,20 +6,23 @@ Streamable HTTP at ``/mcp`` in the API's app (:func:`mount_mcp`) and stdio
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from mcp.server.fastmcp import FastMCP
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..api.body import read_body
+from ..durations import parse_since
 from ..errors import PayloadTooLarge, error_response
-from .server import RuntimeProvider, build_mcp, parse_since
 
-__all__ = ["build_mcp", "mount_mcp", "parse_since", "run_stdio"]
+__all__ = ["LazyMcpEndpoint", "mount_mcp", "parse_since", "run_stdio"]
+
+RuntimeProvider = Callable[[], Any]
 
 log = logging.getLogger("hydra_coordinator.mcp")
 
@@ -53,22 +56,70 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-def mount_mcp(app: FastAPI, runtime_provider: RuntimeProvider) -> FastMCP[Any]:
-    """Serve the MCP server at ``/mcp`` in ``app``: the endpoint is a plain route of the API's
-    router (no sub-app, no redirect from ``/mcp`` to ``/mcp/``), so the API's middleware (auth)
-    and error handling apply. The app's lifespan must run ``mcp.session_manager.run()``."""
-    mcp = build_mcp(runtime_provider)
-    limit = runtime_provider().settings.limits.max_body_bytes
-    for route in mcp.streamable_http_app().routes:
-        assert isinstance(route, Route), route
-        app.router.routes.append(Route(route.path, BodyLimit(route.endpoint, limit), name="mcp"))
-    return mcp
+class LazyMcpEndpoint:
+    """``/mcp``, built on its first request: importing the MCP SDK and building its models
+    costs about 0.4 s, which the coordinator's start should not pay for a surface some labs
+    never use. The SDK's session manager then runs in a task of its own until :meth:`aclose`
+    (the app's lifespan calls it at shutdown)."""
+
+    def __init__(self, runtime_provider: RuntimeProvider, limit: int) -> None:
+        self.runtime_provider = runtime_provider
+        self.limit = limit
+        self._endpoint: ASGIApp | None = None
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _start(self) -> ASGIApp:
+        from .server import build_mcp
+
+        mcp = build_mcp(self.runtime_provider)
+        (route,) = (r for r in mcp.streamable_http_app().routes if isinstance(r, Route))
+        ready = asyncio.Event()
+
+        async def serve() -> None:
+            async with mcp.session_manager.run():
+                ready.set()
+                await self._stop.wait()
+
+        self._task = asyncio.create_task(serve(), name="mcp-session-manager")
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            waiter.cancel()
+            await self._task  # raises what stopped the session manager
+        return BodyLimit(route.endpoint, self.limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self._endpoint
+        if endpoint is None:
+            async with self._lock:
+                if self._endpoint is None:
+                    self._endpoint = await self._start()
+                endpoint = self._endpoint
+        await endpoint(scope, receive, send)
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+def mount_mcp(app: FastAPI, runtime_provider: RuntimeProvider) -> LazyMcpEndpoint:
+    """Serve the MCP server at ``/mcp`` in ``app``: a plain route of the API's router (no
+    sub-app, no redirect from ``/mcp`` to ``/mcp/``), so the API's middleware (auth) and error
+    handling apply. The app's lifespan must call ``aclose()`` at shutdown."""
+    endpoint = LazyMcpEndpoint(runtime_provider, runtime_provider().settings.limits.max_body_bytes)
+    app.router.routes.append(Route("/mcp", endpoint, name="mcp"))
+    return endpoint
 
 
 async def run_stdio(runtime: Any) -> None:
     """Serve ``runtime`` over stdio until the client closes stdin (stdout is the protocol)."""
     from .. import __version__
     from ..app import runtime_context
+    from .server import build_mcp
 
     mcp = build_mcp(lambda: runtime)
     async with runtime_context(runtime):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import warnings
 from collections.abc import Callable
@@ -28,9 +27,10 @@ from ..api.chat import handle_chat
 from ..api.health import health_report
 from ..api.route import decide_query
 from ..config import redacted
+from ..durations import parse_since
 from ..errors import HydraError
 
-__all__ = ["build_mcp", "parse_since"]
+__all__ = ["build_mcp"]
 
 log = logging.getLogger("hydra_coordinator.mcp")
 
@@ -42,25 +42,6 @@ Use route_query to see where a query would go and why (no model call), ask to ge
 answer, search_knowledge for similar past questions and answers, record_feedback to rate an
 earlier answer by its request_id, coordinator_stats for the route mix, latency and spend, and
 backend_health for the state of each backend and dependency."""
-
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-MAX_SINCE_S = 366 * 86400
-
-
-def parse_since(text: str) -> float:
-    """``"30m"``, ``"24h"``, ``"7d"`` (also ``s`` and ``w``) to seconds; ValueError when invalid."""
-    match = _SINCE.match(text)
-    if match is None:
-        raise ValueError(
-            f"since must be a number and a unit (s, m, h, d or w), like '30m', '24h' or '7d';"
-            f" got {text!r}"
-        )
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
-    if not 0 < seconds <= MAX_SINCE_S:
-        raise ValueError(f"since must be more than 0 and at most 366d; got {text!r}")
-    return seconds
-
 
 # --- results (structured output: each tool publishes its output schema) ---------------------
 

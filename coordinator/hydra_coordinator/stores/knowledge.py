@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -167,9 +169,15 @@ class KnowledgeBase:
         )
         self.stored = 0
         self.dropped = 0
+        # The same answer to the same question (per key) is stored once: a repeat maps to the
+        # stored one, so rating the repeat rates it. Bounded; a forgotten repeat is stored again.
+        self._stored_pairs: OrderedDict[str, str] = OrderedDict()  # digest -> request id
+        self._aliases: OrderedDict[str, str] = OrderedDict()  # repeat's request id -> stored
         self._store: _Store | None = None
         self._shared = True
         self._ok = True
+        self._tried_open = False
+        self._open_lock = asyncio.Lock()
         self._collections: dict[int, str] = {}
         self._worker: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -191,11 +199,9 @@ class KnowledgeBase:
         if not self.enabled:
             return
         await self.embedder.start()
-        try:
-            await asyncio.to_thread(self._open)
-        except Exception as exc:
-            self._ok = False
-            log.warning("qdrant at %s cannot be opened: %s", self.where, exc)
+        # Qdrant is opened on first use, not here: importing and opening it takes about a
+        # second, which would delay the start (and compete with it for the GIL).
+        self._open_lock = asyncio.Lock()
         self._worker = asyncio.create_task(self._store_answers(), name="knowledge-store")
         self._watcher = asyncio.create_task(self._watch(), name="knowledge-watch")
 
@@ -206,10 +212,7 @@ class KnowledgeBase:
         while True:
             await asyncio.sleep(interval_s)
             if self.qdrant.url or self._store is None:
-                if self._store is None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.to_thread(self._open)
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # opens it when that failed before
                     await self._call(lambda c: c.get_collections())
             if self.embedder.status() == "down":
                 with contextlib.suppress(Exception):
@@ -240,13 +243,34 @@ class KnowledgeBase:
         await self.embedder.stop()
 
     def status(self) -> State:
-        if not self._ok or (self.enabled and self._store is None):
+        if not self._ok:
             return "down"
+        if self.enabled and self._store is None:
+            return "down" if self._tried_open else "healthy"  # opened on first use
         return "healthy" if self._shared else "degraded"
 
     # --- Qdrant calls, in a thread -------------------------------------------------------------
 
+    async def _ensure_open(self) -> None:
+        if self._store is None:
+            async with self._open_lock:
+                await self._open_once()
+
+    async def _open_once(self) -> None:
+        """Open Qdrant unless another task did while this one waited for the lock."""
+        if self._store is not None:
+            return
+        self._tried_open = True
+        try:
+            await asyncio.to_thread(self._open)
+        except Exception as exc:
+            self._ok = False
+            log.warning("qdrant at %s cannot be opened: %s", self.where, exc)
+            raise ConnectionError(f"qdrant at {self.where} cannot be opened") from exc
+        self._ok = True
+
     async def _call(self, fn: Callable[[Any], T]) -> T:
+        await self._ensure_open()
         store = self._store
         if store is None:
             raise ConnectionError("qdrant is not open")
@@ -408,7 +432,7 @@ class KnowledgeBase:
         """Set the rating of the answer to ``request_id``; False when it is not stored."""
         if not self.enabled:
             return False
-        point_id = str(uuid.uuid5(_NAMESPACE, request_id))
+        point_id = str(uuid.uuid5(_NAMESPACE, self._aliases.get(request_id, request_id)))
         dimensions = self.embedder.dimensions
         if dimensions is None:
             dimensions = len(await self._embed_one("dimensions"))
@@ -456,6 +480,8 @@ class KnowledgeBase:
                     question = question_text(body)
                     answer = answer_text(response_body)
                     if question and answer and self.should_store(body, answer):
+                        if self._repeat(key_id, question, answer, request_id):
+                            continue
                         items.append((question, answer, backend, key_id, request_id, None))
                 await self._add_many(items)
                 self.stored += len(items)
@@ -467,6 +493,27 @@ class KnowledgeBase:
                 for _ in queued:
                     self.queue.task_done()
 
+    def _repeat(self, key_id: str | None, question: str, answer: str, request_id: str) -> bool:
+        """True (and remember the alias) when this exact pair is already stored for this key."""
+        digest = hashlib.sha256(f"{key_id}\0{question}\0{answer}".encode()).hexdigest()
+        stored = self._stored_pairs.get(digest)
+        if stored is None:
+            self._stored_pairs[digest] = request_id
+            _trim(self._stored_pairs)
+            return False
+        self._stored_pairs.move_to_end(digest)
+        self._aliases[request_id] = stored
+        _trim(self._aliases)
+        return True
+
     async def drain(self) -> None:
         """Wait until the queued answers are stored (for tests)."""
         await self.queue.join()
+
+
+_REMEMBERED = 10_000
+
+
+def _trim(mapping: OrderedDict[str, str]) -> None:
+    while len(mapping) > _REMEMBERED:
+        mapping.popitem(last=False)
