@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from .backends.backend import Backend, QueueFull
@@ -431,15 +431,20 @@ class Proxy:
 
 class _RelayResponse(StreamingResponse):
     """A streaming response that always closes the upstream and runs ``done`` exactly once,
-    whether the stream ends, fails, or the client goes away."""
+    whether the stream ends, fails, or the client goes away.
+
+    Starlette's own streaming response starts an anyio task group per response to notice a
+    client that disconnects (uvicorn speaks ASGI 2.3); a plain task that waits for
+    ``http.disconnect`` costs far less on the hot path. The relay stops at the next chunk after
+    the client left, and the upstream's connection is closed, freeing its GPU slot."""
 
     def __init__(
         self, content: AsyncIterator[bytes], upstream: UpstreamResponse, done: Any, **kwargs: Any
     ) -> None:
         super().__init__(content, **kwargs)
+        self._content = content
         self._upstream = upstream
         self._done = done
-        self.background = BackgroundTask(self._cleanup)
         self._cleaned = False
 
     async def _cleanup(self) -> None:
@@ -450,7 +455,33 @@ class _RelayResponse(StreamingResponse):
         self._done()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
         try:
-            await super().__call__(scope, receive, send)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for chunk in self._content:
+                if gone.is_set():
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away while we wrote
         finally:
+            watcher.cancel()
+            aclose = getattr(self._content, "aclose", None)
+            if aclose is not None:
+                await aclose()
             await self._cleanup()

@@ -4,7 +4,9 @@ ends the stream with an error event; the breaker opens and closes again."""
 from __future__ import annotations
 
 import json
+import time
 
+import httpx
 import openai
 import pytest
 
@@ -104,3 +106,19 @@ def test_all_failing_passes_the_last_upstream_error(pair):
         client(server).chat.completions.create(model="auto", messages=MSG)
     assert caught.value.status_code == 500
     assert "cloud-b failing on purpose" in str(caught.value)
+
+
+def test_a_client_leaving_mid_stream_frees_the_backend(pair):
+    server, a, _ = pair
+    a.control(chunks=20, chunk_delay_s=0.2, answer=" ".join(["word"] * 20))
+    body = {"model": "local", "stream": True, "messages": MSG}
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream("POST", f"{server.url}/v1/chat/completions", json=body) as response,
+    ):
+        assert next(response.iter_bytes())  # the stream has started
+        assert server.runtime.pool["a"].in_flight == 1
+    deadline = time.monotonic() + 3  # well before the upstream's 4 s of chunks end
+    while server.runtime.pool["a"].in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.runtime.pool["a"].in_flight == 0

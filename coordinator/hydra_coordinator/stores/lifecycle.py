@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import Counter
 from starlette.responses import Response
@@ -66,6 +66,10 @@ class Stores:
         task.add_done_callback(self.tasks.discard)
 
 
+def _in_process() -> Literal["healthy"]:
+    return "healthy"
+
+
 def _redact_url(url: str) -> str:
     from ..config import _URL_PASSWORD
 
@@ -85,6 +89,8 @@ def attach_stores(runtime: Runtime) -> None:
         runtime.dependencies["redis"] = link.status
         runtime.dependency_details["redis"] = _redact_url(link.url)
     else:
+        runtime.dependencies["redis"] = _in_process
+        runtime.dependency_details["redis"] = "in process (redis.url unset)"
         cache = MemoryCache(settings.cache.ttl_s)
         limiter = MemoryLimiter(settings.rate_limits)
         usage = MemoryUsage()

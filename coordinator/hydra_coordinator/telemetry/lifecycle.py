@@ -16,7 +16,12 @@ def setup(runtime: Any) -> TelemetryStore:
     runtime.telemetry = store
     if store.enabled:
         runtime.recorder.sinks.append(store)
-        runtime.dependencies[store.dependency] = store.health
+        # /health always names the telemetry database "postgres"; details say when it is the
+        # embedded SQLite file (database.url unset)
+        runtime.dependencies["postgres"] = store.health
+        if store.db.kind == "sqlite":
+            where = getattr(store.db, "where", "")
+            runtime.dependency_details["postgres"] = f"sqlite {where} (database.url unset)"
         runtime.proxy.store_prompts = runtime.settings.telemetry.store_prompts
     return store
 
