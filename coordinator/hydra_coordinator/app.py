@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import FastAPI, Request
 
@@ -25,7 +25,6 @@ from .mcp import mount_mcp
 from .metrics import Metrics
 from .proxy import Proxy
 from .routing.recent import RecentDecisions
-from .routing.router import Decision
 from .routing.service import Router
 from .stores.cache import ResponseCache
 from .stores.knowledge import KnowledgeBase
@@ -72,11 +71,6 @@ class Runtime:
     knowledge: KnowledgeBase = field(init=False)
     stores: Stores = field(init=False)
     budgets: Budgets | None = None  # issue 4: cloud budgets (budgets.py)
-
-    def decide(self, body: dict[str, Any], model: str, key_id: str | None) -> Decision:
-        """Privacy rules, then the route; see :class:`routing.service.Router`."""
-        assert self.router is not None
-        return self.router.decide(body, model, self.pool.views(), key_id)
 
 
 def get_runtime(request: Request) -> Runtime:

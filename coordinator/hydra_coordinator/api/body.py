@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from ..errors import BadRequest, PayloadTooLarge
 
-__all__ = ["read_json_object"]
+__all__ = ["read_json_object", "read_model"]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -35,3 +36,17 @@ async def read_json_object(request: Request, limit: int) -> tuple[dict[str, Any]
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body, raw
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: Request, model: type[M], limit: int) -> M:
+    """The JSON body as ``model``; 400 naming the first bad field otherwise."""
+    body, _ = await read_json_object(request, limit)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(f"{where}: {first['msg']}") from None

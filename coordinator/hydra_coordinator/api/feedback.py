@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BadRequest, ServiceUnavailable
-from .body import read_json_object
+from .body import read_model
 
 router = APIRouter()
 
@@ -24,13 +24,7 @@ class FeedbackRequest(BaseModel):
 @router.post("/v1/feedback")
 async def feedback(request: Request) -> dict[str, Any]:
     runtime = request.app.state.runtime
-    body, _ = await read_json_object(request, runtime.settings.limits.max_body_bytes)
-    try:
-        payload = FeedbackRequest.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadRequest(f"{where}: {first['msg']}") from None
+    payload = await read_model(request, FeedbackRequest, runtime.settings.limits.max_body_bytes)
     if runtime.feedback is None:
         raise ServiceUnavailable("feedback is not available on this coordinator")
     key_id = request.scope.get("state", {}).get("key_id")

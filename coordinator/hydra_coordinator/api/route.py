@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..budgets import route_within_budget
-from ..errors import BadRequest, NotFound
+from ..errors import NotFound
 from ..routing.router import Decision, UnknownModel
 from ..semantic import neighbours, similar_questions
-from .body import read_json_object
+from .body import read_model
 
 router = APIRouter()
 
@@ -60,13 +60,7 @@ async def decide_query(
 @router.post("/route", response_model=RouteResponse)
 async def route_query(request: Request) -> dict[str, object]:
     runtime = request.app.state.runtime
-    body, _ = await read_json_object(request, runtime.settings.limits.max_body_bytes)
-    try:
-        payload = RouteRequest.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadRequest(f"{where}: {first['msg']}") from None
+    payload = await read_model(request, RouteRequest, runtime.settings.limits.max_body_bytes)
     key_id = request.scope.get("state", {}).get("key_id")
     decision = await decide_query(runtime, payload.query, payload.context, key_id)
     return decision.as_dict()
