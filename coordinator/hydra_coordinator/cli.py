@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -239,6 +239,19 @@ def stats(config_path: str | None, since: str, as_json: bool) -> None:
             f"budget:     {b['period']} {b['scope']}: ${b['spent_usd']:.4f} of "
             f"${b['limit_usd']:g} spent, ${b['remaining_usd']:.4f} left, resets {b['resets_at']}"
         )
+
+
+@main.command("key-id")
+@click.argument("file", type=click.File("r"), default="-")
+def key_id_command(file: TextIO) -> None:
+    """Print the key id of the API key in FILE (default: stdin): the id that logs, telemetry,
+    budgets, rate limits and privacy rules use instead of the key."""
+    from .auth import key_id
+
+    key = file.read().strip()
+    if not key:
+        raise click.ClickException("no key given: FILE (or stdin) is empty")
+    click.echo(key_id(key))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,7 +30,16 @@ def test_version():
 
 
 def test_help_on_every_command():
-    for command in ([], ["serve"], ["check-config"], ["route"]):
+    for command in (
+        [],
+        ["serve"],
+        ["check-config"],
+        ["route"],
+        ["migrate"],
+        ["stats"],
+        ["mcp"],
+        ["key-id"],
+    ):
         result = cli(*command, "--help")
         assert result.returncode == 0, result.stderr
         assert "Usage:" in result.stdout
@@ -110,3 +119,17 @@ def test_serve_runs_and_stops_on_sigterm(tmp_path):
     assert process.returncode in (0, -15)
     assert "serving 1 backend" in stderr
     assert "hydra-coordinator stopped" in stderr
+
+
+def test_key_id_prints_the_id_budgets_and_rules_use(tmp_path):
+    from hydra_coordinator.auth import key_id
+
+    path = tmp_path / "key"
+    path.write_text("sk-hydra-example\n")
+    result = cli("key-id", str(path))
+    assert result.returncode == 0
+    assert result.stdout.strip() == key_id("sk-hydra-example") and len(result.stdout.strip()) == 12
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    result = cli("key-id", str(empty))
+    assert result.returncode == 1 and "empty" in result.stderr
