@@ -10,6 +10,7 @@ import click
 
 from . import __version__
 from .config import CONFIG_ENV, ConfigError, Settings, load_settings, redacted, settings_from_dict
+from .durations import unit_seconds
 from .routing.features import extract_features
 from .routing.router import BackendView, UnknownModel, decide
 
@@ -137,18 +138,17 @@ def mcp_stdio(config_path: str | None) -> None:
 
 # --- telemetry (issue 3) -------------------------------------------------------------------
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``30m``, ``24h``, ``7d``, ``2w`` as seconds."""
-    value = text.strip().lower()
-    unit = _UNITS.get(value[-1:])
-    number = value[:-1] if unit else value
-    try:
-        seconds = float(number) * (unit or 1)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a duration like 90s, 30m, 24h or 7d") from None
+    """``90``, ``90s``, ``30m``, ``24h``, ``7d``, ``2w`` as seconds (a bare number is seconds)."""
+    seconds = unit_seconds(text)
+    if seconds is None:
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r} is not a duration like 90s, 30m, 24h or 7d"
+            ) from None
     if seconds <= 0:
         raise click.BadParameter(f"{text!r} must be positive")
     return seconds
