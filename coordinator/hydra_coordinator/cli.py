@@ -198,7 +198,7 @@ def migrate(config_path: str | None) -> None:
 @click.option("--since", default="24h", show_default=True, help="Window: 90s, 30m, 24h, 7d.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(config_path: str | None, since: str, as_json: bool) -> None:
-    """Requests, route mix, backends, latency, tokens and cost from the telemetry table."""
+    """Requests, route mix, backends, latency, tokens, cost and cloud budgets, from telemetry."""
     settings = _load(config_path, secrets=False)
     since_s = parse_duration(since)
 
