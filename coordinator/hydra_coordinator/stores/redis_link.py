@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from ..config import RedisConfig, read_secret
 
