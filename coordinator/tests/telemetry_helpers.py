@@ -6,13 +6,22 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from .servers import FakeUpstream, coordinator_settings
 
-__all__ = ["chat", "events", "metric", "telemetry_settings", "wait_for"]
+__all__ = [
+    "chat",
+    "events",
+    "metric",
+    "seed_spool_with_malformed_lines",
+    "telemetry_settings",
+    "wait_for",
+]
 
 
 def telemetry_settings(fake: FakeUpstream, **extra: Any) -> Any:
@@ -74,3 +83,27 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condi
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def seed_spool_with_malformed_lines(state_dir: Path) -> set[str]:
+    """A spool left by an earlier run: two good events among malformed lines (a power loss can
+    leave garbage mid-file). The request ids of the good ones."""
+    from hydra_coordinator.telemetry.record import RequestRecord
+
+    def good(request_id: str) -> bytes:
+        record = RequestRecord(request_id, "k", "local", "ollama", "llama", 200, False, 0.5)
+        fields = {name: getattr(record, name) for name in RequestRecord.__slots__}
+        return orjson.dumps(fields)
+
+    spool = state_dir / "telemetry-spool"
+    spool.mkdir(parents=True)
+    lines = [
+        good("seeded-1"),
+        b'{"request_id": "bad-timestamp", "timestamp": "soon"}',
+        b"\x00\x00\x00 garbage",
+        b'{"request_id": "no-route", "timestamp": 1.0}',
+        b'{"request_id": "torn in the mid',
+        good("seeded-2"),
+    ]
+    (spool / f"{1:016d}.spool").write_bytes(b"\n".join(lines) + b"\n")
+    return {"seeded-1", "seeded-2"}

@@ -18,7 +18,13 @@ from hydra_coordinator.telemetry.spool import Position, Spool, SpoolLocked
 from hydra_coordinator.telemetry.stats import percentile
 
 from .servers import FakeUpstream, free_port, running
-from .telemetry_helpers import chat, events, telemetry_settings, wait_for
+from .telemetry_helpers import (
+    chat,
+    events,
+    seed_spool_with_malformed_lines,
+    telemetry_settings,
+    wait_for,
+)
 
 # --- the spool ----------------------------------------------------------------------------------
 
@@ -147,6 +153,14 @@ def test_sqlite_default_stores_one_row_per_request_without_prompts(fake, tmp_pat
     assert stream_row[:3] == ("local", "ollama", 200)
     assert stream_row[3] and stream_row[4] and stream_row[5] is not None
     assert isinstance(json.loads(stream_row[6]), list)
+
+
+def test_malformed_spool_lines_are_dropped_and_the_rest_written(fake, tmp_path):
+    seeded = seed_spool_with_malformed_lines(tmp_path)
+    with running(telemetry_settings(fake, state_dir=str(tmp_path))) as server:
+        wait_for(lambda: len(rows(tmp_path)) == 2, what="2 rows")
+        assert wait_for(lambda: events(server.url, "dropped") == 4, what="dropped=4")
+    assert {r[0] for r in rows(tmp_path)} == seeded
 
 
 def test_prompts_are_stored_only_with_the_flag(fake, tmp_path):

@@ -14,13 +14,20 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from hydra_coordinator.telemetry.db import PostgresDatabase, migrations
 
 from .fixtures_pg import PostgresServer, postgres
 from .servers import FakeUpstream, free_port, running, wait_http
-from .telemetry_helpers import chat, events, telemetry_settings, wait_for
+from .telemetry_helpers import (
+    chat,
+    events,
+    seed_spool_with_malformed_lines,
+    telemetry_settings,
+    wait_for,
+)
 
 __all__ = ["postgres"]  # the fixture
 
@@ -292,8 +299,8 @@ def test_copy_keeps_awkward_text_intact(postgres):
         db = PostgresDatabase(url)
         try:
             await db.migrate()
-            await db.insert([event])
-            await db.insert([event])  # a replay: ignored
+            await db.insert([orjson.dumps(event)])
+            await db.insert([orjson.dumps(event)])  # a replay: ignored
         finally:
             await db.close()
 
@@ -306,3 +313,15 @@ def test_copy_keeps_awkward_text_intact(postgres):
     assert prompt == awkward and reasons == [awkward] and backend == "b\tx"
     assert key_id is None and cache_hit is True and float(stamp) == 1_700_000_000.25
     assert count_ == 1
+
+
+def test_malformed_spool_lines_are_dropped_and_the_rest_written(postgres, fake, tmp_path):
+    url = postgres.create_database()
+    seeded = seed_spool_with_malformed_lines(tmp_path)
+    settings = telemetry_settings(fake, state_dir=str(tmp_path), database={"url": url})
+    with running(settings) as server:
+        wait_for(lambda: count(postgres, url) == (2, 2), what="2 rows")
+        assert wait_for(lambda: events(server.url, "dropped") == 4, what="dropped=4")
+        request_id = chat(server.url)
+        wait_for(lambda: count(postgres, url) == (3, 3), what="3 rows")
+    assert ids_in(postgres, url) == seeded | {request_id}
