@@ -104,6 +104,14 @@ def pinned(command: list[str], cpu: int) -> list[str]:
     return command
 
 
+def pin_postgres(server: Any, cpu: str) -> None:
+    """Move a started PostgreSQL (the postmaster and every process it forks) to ``cpu``."""
+    if cpu == "any" or not shutil.which("taskset"):
+        return
+    postmaster = (server.data / "postmaster.pid").read_text().split()[0]
+    subprocess.run(["taskset", "-a", "-p", "-c", cpu, postmaster], check=True, capture_output=True)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -190,8 +198,10 @@ def throughput(
     cpu_us: dict[str, list[float]] = {"off": [], "on": []}
     try:
         wait_http(f"http://127.0.0.1:{fake_port}/v1/models")
+        # off, on, on, off, off, on, ...: each mode runs first in a pair as often as second,
+        # which cancels the edge the first run of a pair was seen to have
         for index in range(rounds * 2):
-            mode = ("off", "on")[index % 2]
+            mode = ("off", "on", "on", "off")[index % 4]
             port = free_port()
             state = tmp / f"state-{index}"
             state.mkdir()
@@ -248,6 +258,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--pg-cpu",
+        default="1",
+        help="the CPU the started PostgreSQL runs on, beside wrk and the fake upstream, away "
+        "from the coordinator's CPU 0 (in the lab it runs on another host); 'any' to not pin",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hydra-telemetry-bench-"))
     server = None
@@ -259,6 +275,7 @@ def main() -> None:
                 sys.exit("no PostgreSQL server binaries; pass --database-url")
             server = PostgresServer(bindir).init()
             server.start(durable=True)
+            pin_postgres(server, args.pg_cpu)
             url = server.create_database()
         events = asyncio.run(events_per_second(url, args.events, tmp / "events"))
         requests = throughput(url, args.rounds, args.duration, args.connections, tmp)
@@ -283,7 +300,9 @@ def main() -> None:
         f"| coordinator CPU per request, off / on | {requests['cpu_off_us']:.0f} µs / "
         f"{requests['cpu_on_us']:.0f} µs ({requests['cpu_cost_pct']:+.1f} %) |"
     )
-    print(f"\nrequests/s by round: {requests['rounds']}")
+    where = "any CPU" if args.database_url or args.pg_cpu == "any" else f"CPU {args.pg_cpu}"
+    print(f"\nCoordinator on CPU 0; wrk and the fake upstream on CPU 1; PostgreSQL on {where}.")
+    print(f"requests/s by round: {requests['rounds']}")
     print(f"CPU µs per request by round: {requests['cpu_rounds']}")
 
 
