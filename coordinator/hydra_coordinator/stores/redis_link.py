@@ -13,22 +13,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
-
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ..config import RedisConfig, read_secret
+
+if TYPE_CHECKING:  # redis is imported only when redis.url is set (~7 MB less when it is not)
+    import redis.asyncio as aioredis
 
 __all__ = ["RedisLink", "RedisUnavailable"]
 
 log = logging.getLogger("hydra_coordinator.redis")
 
 T = TypeVar("T")
-
-_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class RedisUnavailable(Exception):
@@ -37,7 +33,10 @@ class RedisUnavailable(Exception):
 
 class RedisLink:
     def __init__(self, config: RedisConfig) -> None:
+        from redis.exceptions import RedisError
+
         assert config.url is not None
+        self._failures = (RedisError, OSError, TimeoutError)
         self.config = config
         self.url = config.url
         self._client: aioredis.Redis | None = None
@@ -50,6 +49,10 @@ class RedisLink:
     @property
     def client(self) -> aioredis.Redis:
         if self._client is None:  # created lazily, inside the event loop that uses it
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
             timeout = self.config.timeout_s
             password = None
             if self.config.password_file:
@@ -101,7 +104,7 @@ class RedisLink:
             raise RedisUnavailable
         try:
             result = await asyncio.wait_for(operation(self.client), self.config.timeout_s * 2)
-        except _FAILURES as exc:
+        except self._failures as exc:
             self._down(exc)
             raise RedisUnavailable from exc
         if not self._up:
@@ -111,7 +114,7 @@ class RedisLink:
     async def ping(self) -> bool:
         try:
             await asyncio.wait_for(self.client.ping(), self.config.timeout_s * 2)
-        except _FAILURES as exc:
+        except self._failures as exc:
             self._down(exc)
             return False
         await self._recovered()
@@ -131,6 +134,6 @@ class RedisLink:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._client is not None:
-            with contextlib.suppress(*_FAILURES):
+            with contextlib.suppress(*self._failures):
                 await self._client.aclose()
             self._client = None

@@ -15,12 +15,13 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Literal, Protocol
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..telemetry import RequestRecord
 from .redis_link import RedisLink, RedisUnavailable
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 __all__ = [
     "MemoryUsage",
