@@ -297,6 +297,7 @@ class KnowledgeBase:
         name = self._collections.get(dimensions)
         if name is not None:
             return name
+        await self._ensure_open()  # imports qdrant_client in a thread, not on the event loop
         from qdrant_client import models
 
         base = self.qdrant.collection
@@ -353,11 +354,10 @@ class KnowledgeBase:
         """One embeddings call and one upsert for several answers."""
         if not self.enabled or not items:
             return
-        from qdrant_client import models
-
         vectors = await self.embedder.embed([item[0] for item in items])
         collection = await self._collection(len(vectors[0]), create=True)
         assert collection is not None
+        from qdrant_client import models  # imported by _collection, in a thread
         now = time.time()
         points = [
             models.PointStruct(
@@ -396,12 +396,11 @@ class KnowledgeBase:
             return []
 
     async def _search(self, query: str, limit: int, key_id: str | None) -> list[dict[str, Any]]:
-        from qdrant_client import models
-
         vector = await self._embed_one(query)
         collection = await self._collection(len(vector), create=False)
         if collection is None:
             return []
+        from qdrant_client import models  # imported by _collection, in a thread
         flt = None
         if key_id is not None:
             flt = models.Filter(
