@@ -358,6 +358,7 @@ class KnowledgeBase:
         collection = await self._collection(len(vectors[0]), create=True)
         assert collection is not None
         from qdrant_client import models  # imported by _collection, in a thread
+
         now = time.time()
         points = [
             models.PointStruct(
@@ -401,6 +402,7 @@ class KnowledgeBase:
         if collection is None:
             return []
         from qdrant_client import models  # imported by _collection, in a thread
+
         flt = None
         if key_id is not None:
             flt = models.Filter(
