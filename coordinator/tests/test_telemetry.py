@@ -63,9 +63,12 @@ def test_spool_survives_a_crash_and_resumes_from_the_committed_position(tmp_path
         spool.append(line)
     first = spool.read(5)
     spool.commit(first.end)
-    # a crash: nothing closed, a torn line at the end of the active segment
+    # a crash: nothing closed, a torn line after the last one in the active segment (the
+    # rest of the segment is the zeros it was reserved with)
     active = max(tmp_path.glob("*.spool"))
-    with active.open("ab") as file:
+    assert active.stat().st_size == 150 and active.read_bytes().endswith(b"\0")
+    with active.open("r+b") as file:
+        file.seek(spool._sizes[spool._active])
         file.write(b'{"request_id": "tor')
     os.close(spool._lock_fd)  # what the kernel does when the process dies
     spool._lock_fd = -1
@@ -79,6 +82,41 @@ def test_spool_survives_a_crash_and_resumes_from_the_committed_position(tmp_path
     expected = [line.rstrip(b"\n") for line in lines(15, start=5) + lines(3, start=100)]
     assert got == expected  # in order, no duplicates, the torn line skipped
     again.close()
+
+
+def test_spool_segments_are_reserved_then_cut_to_their_lines_on_close(tmp_path):
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=4096)
+    spool.open()
+    (active,) = tmp_path.glob("*.spool")
+    assert active.stat().st_size == 4096  # reserved up front
+    long_line = b'{"request_id": "' + b"x" * 10_000 + b'"}\n'
+    for line in [*lines(3), long_line, *lines(2, start=3)]:
+        assert spool.append(line)
+    spool.close()
+    sizes = sorted(path.stat().st_size for path in tmp_path.glob("*.spool"))
+    assert sizes == sorted([len(b"".join(lines(3))), len(long_line), len(b"".join(lines(2, 3)))])
+    again = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=4096)
+    again.open()
+    expected = [line.rstrip(b"\n") for line in [*lines(3), long_line, *lines(2, start=3)]]
+    assert drain(again) == expected
+    again.close()
+
+
+def test_a_spool_that_cannot_reserve_a_segment_refuses_lines(tmp_path, monkeypatch, caplog):
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=100)
+    spool.open()
+
+    def disk_full(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", disk_full)
+    accepted = [spool.append(line) for line in lines(10)]
+    assert accepted[0] and not all(accepted)  # the first fits; the next segment cannot be made
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "cannot reserve" in caplog.records[0].message
+    monkeypatch.undo()
+    assert spool.append(lines(1, start=99)[0])  # space again: a new segment
+    spool.close()
 
 
 def test_spool_is_capped_and_single_user(tmp_path):
