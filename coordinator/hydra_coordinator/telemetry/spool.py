@@ -66,6 +66,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or max(1, min(16 * 1024 * 1024, max_bytes // 8))
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()  # one sync() at a time (the syncer's, close()'s)
         self._sizes: dict[int, int] = {}  # segment -> bytes of lines in it
         self._total = 0
         self._active = 0
@@ -189,6 +190,10 @@ class Spool:
     def sync(self) -> None:
         """fsync what was appended since the last call (and the directory, for new segments);
         close the segments that are no longer active, cut to their lines."""
+        with self._sync_lock:
+            self._sync()
+
+    def _sync(self) -> None:
         with self._lock:
             if not (self._dirty or self._to_close or self._dir_dirty):
                 return
