@@ -72,7 +72,6 @@ class Spool:
         self._active = 0
         self._fd = -1
         self._map: mmap.mmap | None = None  # the active segment, mapped
-        self._room = 0  # bytes left in the active segment
         self._to_close: list[tuple[int, mmap.mmap | None, int]] = []  # fd, map, lines' bytes
         self._dirty = False
         self._dir_dirty = False
@@ -108,9 +107,8 @@ class Spool:
 
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                self._to_close.append((self._fd, self._map, self._sizes.get(self._active, 0)))
-            self._fd, self._map, self._room = -1, None, 0
+            self._retire_active()
+            self._fd, self._map = -1, None
         self.sync()  # closes (and cuts to their lines) every segment
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
@@ -145,12 +143,16 @@ class Spool:
             self._reserve_failed = True
             return False
         self._reserve_failed = False
-        if self._fd >= 0:  # sync() fsyncs, cuts and closes it
-            self._to_close.append((self._fd, self._map, self._sizes[self._active]))
-        self._fd, self._map, self._active, self._room = fd, mapped, segment, size
+        self._retire_active()
+        self._fd, self._map, self._active = fd, mapped, segment
         self._sizes[segment] = 0
         self._dir_dirty = True
         return True
+
+    def _retire_active(self) -> None:
+        """Hand the active segment to sync(), which fsyncs, cuts and closes it."""
+        if self._fd >= 0:
+            self._to_close.append((self._fd, self._map, self._sizes[self._active]))
 
     def _unlink(self, segment: int) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -173,13 +175,14 @@ class Spool:
         with self._lock:
             if self._map is None or self._total + length > self.max_bytes:
                 return False
-            if length > self._room and not self._open_segment(self._active + 1, length):
-                return False
-            assert self._map is not None
             used = self._sizes[self._active]
+            if used + length > len(self._map):
+                if not self._open_segment(self._active + 1, length):
+                    return False
+                used = 0
+            assert self._map is not None
             self._map[used : used + length] = line
             self._sizes[self._active] = used + length
-            self._room -= length
             self._total += length
             self._dirty = True
             self.appended += 1
