@@ -247,7 +247,6 @@ def throughput(
         "on": on,
         "cost_pct": statistics.median(paired),
         "cost_quartiles": (quartiles[0], quartiles[-1]),
-        "cost_of_medians_pct": (off - on) / off * 100,
         "cpu_off_us": cpu_off,
         "cpu_on_us": cpu_on,
         "cpu_cost_pct": (cpu_on - cpu_off) / cpu_off * 100,

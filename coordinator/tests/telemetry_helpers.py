@@ -92,8 +92,7 @@ def seed_spool_with_malformed_lines(state_dir: Path) -> set[str]:
 
     def good(request_id: str) -> bytes:
         record = RequestRecord(request_id, "k", "local", "ollama", "llama", 200, False, 0.5)
-        fields = {name: getattr(record, name) for name in RequestRecord.__slots__}
-        return orjson.dumps(fields)
+        return orjson.dumps(record)  # as TelemetryStore.emit spools it
 
     spool = state_dir / "telemetry-spool"
     spool.mkdir(parents=True)
