@@ -4,13 +4,16 @@
 1. Sustained telemetry events/s into PostgreSQL: records emitted as fast as the event loop
    allows into a ``TelemetryStore`` (spool append + fsync'd group commits + batched inserts),
    timed until every one is in the table.
-2. Request throughput (wrk, non-streaming chat completions through a fake upstream) with
-   telemetry on (PostgreSQL) and off, in alternating rounds; the median of each.
+2. Request throughput (wrk, non-streaming chat completions through ``bench/fast_upstream.py``)
+   with telemetry on (PostgreSQL) and off, in rounds ordered off, on, on, off, ...; the cost is
+   the median (and quartiles) of each "on" round against the "off" round next to it.
 
-A throwaway PostgreSQL server is started (``coordinator/tests/fixtures_pg.py``, with fsync on)
-unless ``--database-url`` is given. Results: a markdown table on stdout.
+The coordinator runs on CPU 0; wrk, the fake upstream and the PostgreSQL this script starts
+(``coordinator/tests/fixtures_pg.py``, fsync on; ``--pg-cpu any`` leaves it unpinned) on CPU 1.
+``--database-url`` uses another server instead. Results: a markdown table on stdout.
 
-Usage: ``.venv/bin/python bench/telemetry_bench.py [--events N] [--duration S] [--rounds R]``
+Usage: ``.venv/bin/python bench/telemetry_bench.py [--events N] [--duration S] [--rounds R]
+[--pg-cpu CPU|any]``
 """
 
 from __future__ import annotations
