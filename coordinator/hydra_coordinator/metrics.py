@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
@@ -61,6 +61,26 @@ class _DependencyCollector(Collector):
         yield up
 
 
+class _TelemetryEventsCollector(Collector):
+    """``hydra_telemetry_events_total``: plain counts that the telemetry store keeps, read at
+    scrape time. A ``Counter`` takes a lock on every increment, and ``spooled`` counts every
+    request."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "hydra_telemetry_events",
+            "Telemetry events by outcome: spooled (on disk), written or replayed (in the "
+            "database), dropped (spool full)",
+            labels=["outcome"],
+        )
+        for outcome, count in self._counts().items():
+            events.add_metric([outcome], count)
+        yield events
+
+
 class Metrics:
     def __init__(self, backends: Iterable[Backend]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -95,15 +115,15 @@ class Metrics:
             "hydra_route_decisions", "Routing decisions", ["route"], registry=r
         )
         # issue 3: telemetry (see telemetry/store.py)
-        self.telemetry_events = Counter(
-            "hydra_telemetry_events",
-            "Telemetry events by outcome: spooled (on disk), written or replayed (in the "
-            "database), dropped (spool full)",
-            ["outcome"],
-            registry=r,
+        # counted by the telemetry store on the event loop's thread; "spooled" is the spool's own
+        # line count (telemetry_spooled), so the request path counts nothing
+        self.telemetry_events = dict.fromkeys(("written", "replayed", "dropped"), 0)
+        self.telemetry_spooled: Callable[[], int] = lambda: 0
+        r.register(
+            _TelemetryEventsCollector(
+                lambda: {"spooled": self.telemetry_spooled(), **self.telemetry_events}
+            )
         )
-        for outcome in ("written", "spooled", "replayed", "dropped"):
-            self.telemetry_events.labels(outcome)
         self.telemetry_spool_bytes = Gauge(
             "hydra_telemetry_spool_bytes", "Bytes in the telemetry spool on disk", registry=r
         )

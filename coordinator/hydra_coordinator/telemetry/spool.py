@@ -25,13 +25,16 @@ threads. The bookkeeping is guarded by one lock, held only for a few dictionary 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import logging
 import mmap
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 __all__ = ["Batch", "Position", "Spool", "SpoolLocked"]
 
@@ -41,6 +44,8 @@ _SUFFIX = ".spool"
 _COMMITTED = "committed"
 _READ_CHUNK = 4 * 1024 * 1024  # what one read asks for at most, unless a line is longer
 _MIN_READ = 16 * 1024
+_MADV_POPULATE_WRITE = 23  # Linux 5.14+; mmap.MADV_POPULATE_WRITE from Python 3.12 on
+_PREFAULT_MIN = 64 * 1024  # bytes of the active segment kept faulted in ahead of the lines
 
 
 class SpoolLocked(Exception):
@@ -72,14 +77,17 @@ class Spool:
         self._active = 0
         self._fd = -1
         self._map: mmap.mmap | None = None  # the active segment, mapped
+        self._base = 0  # the mapping's address, for madvise without the GIL (_prefault)
+        self._synced = 0  # bytes of lines in the active segment at the last sync
+        self._prefaulting = _libc_madvise is not None
         self._to_close: list[tuple[int, mmap.mmap | None, int]] = []  # fd, map, lines' bytes
         self._dirty = False
         self._dir_dirty = False
         self._reserve_failed = False
         self._lock_fd = -1
         self.committed = Position(0, 0)
-        self.appended = 0  # lines appended by this process
         self._line_bytes = 512  # bytes per line, as last read (sizes the next read)
+        self.appended = 0  # lines appended by this process
 
     # --- opening and closing ----------------------------------------------------------------
 
@@ -145,6 +153,7 @@ class Spool:
         self._reserve_failed = False
         self._retire_active()
         self._fd, self._map, self._active = fd, mapped, segment
+        self._base, self._synced = _address(mapped), 0
         self._sizes[segment] = 0
         self._dir_dirty = True
         return True
@@ -165,23 +174,20 @@ class Spool:
     def size(self) -> int:
         return self._total
 
-    def has_room(self, length: int) -> bool:
-        return self._total + length <= self.max_bytes
-
     def append(self, line: bytes) -> bool:
         """Append one newline-terminated line; False (nothing written) when the spool is full
         or no segment can be reserved."""
         length = len(line)
         with self._lock:
-            if self._map is None or self._total + length > self.max_bytes:
+            mapped = self._map
+            if mapped is None or self._total + length > self.max_bytes:
                 return False
             used = self._sizes[self._active]
-            if used + length > len(self._map):
-                if not self._open_segment(self._active + 1, length):
+            if used + length > len(mapped):
+                if not self._open_segment(self._active + 1, length) or self._map is None:
                     return False
-                used = 0
-            assert self._map is not None
-            self._map[used : used + length] = line
+                mapped, used = self._map, 0
+            mapped[used : used + length] = line
             self._sizes[self._active] = used + length
             self._total += length
             self._dirty = True
@@ -201,7 +207,7 @@ class Spool:
             if not (self._dirty or self._to_close or self._dir_dirty):
                 return
             fd, closing, dir_dirty = self._fd, self._to_close, self._dir_dirty
-            mapped_now, used = self._map, self._sizes.get(self._active, 0)
+            mapped_now, base, used = self._map, self._base, self._sizes.get(self._active, 0)
             self._to_close, self._dirty, self._dir_dirty = [], False, False
         for old, mapped, size in closing:
             if mapped is not None:
@@ -211,13 +217,34 @@ class Spool:
             os.close(old)
         if fd >= 0:
             os.fsync(fd)  # writes back the pages dirtied through the mapping
-            done = used - used % mmap.PAGESIZE
-            if mapped_now is not None and done and not mapped_now.closed:
-                # pages behind the last line are never touched again: unmap them, so the
-                # process's RSS does not grow with the segment (the data stays in the file)
-                mapped_now.madvise(mmap.MADV_DONTNEED, 0, done)
+            if mapped_now is not None and not mapped_now.closed:
+                done = used - used % mmap.PAGESIZE
+                if done:
+                    # pages behind the last line are never touched again: unmap them, so the
+                    # process's RSS does not grow with the segment (the data stays in the file)
+                    mapped_now.madvise(mmap.MADV_DONTNEED, 0, done)
+                self._prefault(mapped_now, base, used)
         if dir_dirty:
             _fsync_dir(self.directory)
+
+    def _prefault(self, mapped: mmap.mmap, base: int, used: int) -> None:
+        """Fault in, writable, the pages that the lines of the next interval will go to.
+
+        A line's first write to a page of a file mapping faults (the file system allocates and
+        dirties the page: ~20-40 µs on ext4), and so does the first write after an fsync, which
+        write-protects every page it writes back. Doing it here, after the fsync, in the
+        syncer's thread and without the GIL, takes that off the request path. Ahead: 1.5 times
+        what was appended since the last sync, at least ``_PREFAULT_MIN``; the zeros it dirties
+        are written back with the next fsync."""
+        if not self._prefaulting or _libc_madvise is None:
+            return
+        grown = max(0, used - self._synced)
+        self._synced = used
+        start = used - used % mmap.PAGESIZE
+        end = min(len(mapped), used + max(_PREFAULT_MIN, grown * 3 // 2))
+        if end > start and _libc_madvise(base + start, end - start, _MADV_POPULATE_WRITE):
+            self._prefaulting = False  # an older kernel: lines fault their pages themselves
+            log.debug("telemetry spool: no MADV_POPULATE_WRITE (errno %d)", ctypes.get_errno())
 
     def backlog(self) -> int:
         """Bytes appended but not yet committed to the database."""
@@ -298,6 +325,30 @@ def _read_range(path: Path, start: int, end: int) -> bytes:
     with path.open("rb") as file:
         file.seek(start)
         return file.read(end - start)
+
+
+def _load_madvise() -> Callable[[int, int, int], int] | None:
+    """libc's madvise through ctypes, which releases the GIL during the call (``mmap.madvise``
+    holds it); None where there is no such libc."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    function.restype = ctypes.c_int
+    return cast(Callable[[int, int, int], int], function)
+
+
+_libc_madvise = _load_madvise()
+
+
+def _address(mapped: mmap.mmap) -> int:
+    """The address of a writable mapping (the ctypes view is dropped at once, so that the
+    mapping can still be closed)."""
+    view = ctypes.c_char.from_buffer(mapped)
+    address = ctypes.addressof(view)
+    del view
+    return address
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -47,10 +47,8 @@ class TelemetryStore:
         self.metrics = metrics
         spool_dir = state_directory(settings) / "telemetry-spool"
         self.spool = Spool(spool_dir, self.config.spool_max_bytes)
-        self._events = {
-            outcome: metrics.telemetry_events.labels(outcome)
-            for outcome in ("written", "spooled", "replayed", "dropped")
-        }
+        self._events = metrics.telemetry_events  # outcome -> count; only the loop's thread counts
+        metrics.telemetry_spooled = lambda: self.spool.appended
         metrics.telemetry_spool_limit.set(self.config.spool_max_bytes)
         metrics.telemetry_spool_bytes.set_function(lambda: float(self.spool.size))
         self._open = False
@@ -58,7 +56,7 @@ class TelemetryStore:
         self._ready = False  # migrated and reachable
         self._failures = 0
         self._replaying = False
-        self._unsent = 0
+        self._appended_at_read = 0  # spool.appended when the writer last read a batch
         self._warned_full = False
         self._dropped = 0
         self._last_drop = -1e9
@@ -71,16 +69,18 @@ class TelemetryStore:
     # --- the sink (request path) ------------------------------------------------------------
 
     def emit(self, record: RequestRecord) -> None:
+        """Copy the record into the spool. This is all the request path pays for telemetry:
+        the spool counts its lines, and the fill warning and waking the writer early happen on
+        the syncer's tick (``_tick``)."""
         if record.prompt is not None and not self.config.store_prompts:
             record = dataclasses.replace(record, prompt=None)
         line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)  # orjson knows dataclasses
         if not (self._open and self.spool.append(line)):
             self._drop()
-            return
-        self._events["spooled"].inc()
-        self._unsent += 1
-        if self._unsent >= self.config.batch_size and self._wake is not None:
-            self._wake.set()
+
+    def _tick(self) -> None:
+        """After each fsync: warn once when the spool nears its cap, and wake the writer when a
+        batch's worth of lines arrived since its last read."""
         size, cap = self.spool.size, self.spool.max_bytes
         if size >= _NEAR_FULL * cap and not self._warned_full:
             self._warned_full = True
@@ -94,9 +94,13 @@ class TelemetryStore:
             )
         elif size < _REARM * cap:
             self._warned_full = False
+        unsent = self.spool.appended - self._appended_at_read
+        if unsent >= self.config.batch_size and self._wake is not None:
+            self._wake.set()
 
     def _drop(self) -> None:
-        self._events["dropped"].inc()
+        self._tick()  # the spool may be full: warn now, not at the next fsync
+        self._events["dropped"] += 1
         self._dropped += 1
         now = time.monotonic()
         self._last_drop = now
@@ -165,6 +169,7 @@ class TelemetryStore:
                 await asyncio.to_thread(self.spool.sync)
             except OSError:
                 log.exception("telemetry: fsync of the spool failed")
+            self._tick()
 
     async def _pause(self, event: asyncio.Event | None, seconds: float) -> None:
         if event is None:
@@ -207,9 +212,10 @@ class TelemetryStore:
                 if self._failures:
                     log.warning("telemetry: %s is back; replaying the spool", self.dependency)
                 self._ready, self._failures = True, 0
-            self._unsent = 0
+            self._appended_at_read = self.spool.appended
             # reading in a worker thread keeps the event loop free for requests
             batch, lines = await asyncio.to_thread(self._read)
+            self._events["dropped"] += batch.skipped + len(batch.lines) - len(lines)
             if not batch.lines:
                 if batch.end != self.spool.committed:
                     await asyncio.to_thread(self.spool.commit, batch.end)
@@ -230,20 +236,18 @@ class TelemetryStore:
                 continue
             await asyncio.to_thread(self.spool.commit, batch.end)
             backoff = _BACKOFF_MIN
-            self._events["replayed" if self._replaying else "written"].inc(written)
+            self._events["replayed" if self._replaying else "written"] += written
             if len(batch.lines) < self.config.batch_size:
                 self._replaying = False
                 if not self._stopping:
                     await self._pause(self._wake, self.config.flush_interval_s)
 
     def _read(self) -> tuple[Batch, list[bytes]]:
+        """A batch from the spool (in a worker thread), and its lines that look like events."""
         batch = self.spool.read(self.config.batch_size)
-        if batch.skipped:
-            self._events["dropped"].inc(batch.skipped)
         # a cheap sanity check; the database refuses whatever else is malformed (_insert_each)
         lines = [line for line in batch.lines if line[:1] == b"{" and line[-1:] == b"}"]
         if len(lines) < len(batch.lines):
-            self._events["dropped"].inc(len(batch.lines) - len(lines))
             log.error("telemetry: dropping %d corrupt spool line(s)", len(batch.lines) - len(lines))
         return batch, lines
 
@@ -268,7 +272,7 @@ class TelemetryStore:
             except Exception as exc:
                 if self.db.is_connection_error(exc):
                     raise
-                self._events["dropped"].inc()
+                self._events["dropped"] += 1
                 log.error(
                     "telemetry: dropping a malformed event (%d bytes): %s",
                     len(line),
