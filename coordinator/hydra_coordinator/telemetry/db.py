@@ -141,9 +141,11 @@ _COLUMN_LIST = ", ".join(COLUMNS)
 # Spool lines are JSON objects (a RequestRecord each). A batch is COPY'd as it is into a
 # session-local staging table of jsonb, and PostgreSQL takes the fields apart: the coordinator
 # does no per-event work beyond escaping backslashes for COPY's text format (one bytes.replace
-# per batch), so the cost of telemetry stays on the database's side. ON CONFLICT makes a
-# replayed batch a no-op.
-_PG_STAGING = "CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming (e jsonb) ON COMMIT DELETE ROWS"
+# per batch), so the cost of telemetry stays on the database's side. One statement then moves
+# the batch from the staging table into telemetry (a DELETE ... RETURNING feeding the INSERT):
+# it commits by itself, so a batch is three round trips (COPY, its data, the move) and no
+# BEGIN/COMMIT. ON CONFLICT makes a replayed batch a no-op.
+_PG_STAGING = "CREATE TEMP TABLE IF NOT EXISTS telemetry_incoming (e jsonb)"
 _PG_COPY = "COPY telemetry_incoming (e) FROM STDIN"
 _PG_EVENT = (
     "timestamp double precision, request_id text, key_id text, route text, backend text, "
@@ -162,9 +164,10 @@ _PG_VALUES = {
     "stream": "COALESCE(r.stream, false)",
 }
 _PG_MOVE = (
+    "WITH batch AS (DELETE FROM telemetry_incoming RETURNING e) "
     f"INSERT INTO telemetry ({_COLUMN_LIST}) SELECT "
     + ", ".join(_PG_VALUES.get(c, f"r.{c}") for c in COLUMNS)
-    + f" FROM telemetry_incoming, jsonb_to_record(e) AS r({_PG_EVENT})"
+    + f" FROM batch, jsonb_to_record(batch.e) AS r({_PG_EVENT})"
     + " ON CONFLICT (request_id) DO NOTHING"
 )
 
@@ -214,7 +217,7 @@ class PostgresDatabase:
         data = copy_data(lines)
         conn = await self._writer_connection()
         try:
-            async with conn.transaction(), conn.cursor() as cursor:
+            async with conn.cursor() as cursor:  # autocommit: the move commits the batch
                 if not self._staging:
                     await cursor.execute(_PG_STAGING)  # once per connection
                     self._staging = True
