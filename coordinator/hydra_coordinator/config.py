@@ -209,7 +209,7 @@ class TelemetryConfig(_Model):
     batch_size: int = Field(default=500, ge=1)
     flush_interval_s: float = Field(default=0.2, gt=0)
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
-    fsync_interval_s: float = Field(default=0.1, gt=0)
+    fsync_interval_s: float = Field(default=1.0, gt=0)
 
 
 # --- stores (issue 3): Redis cache and limits, Qdrant knowledge base, embeddings -------------
