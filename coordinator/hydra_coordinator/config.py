@@ -206,8 +206,8 @@ class TelemetryConfig(_Model):
     store_prompts: bool = Field(
         default=False, description="Also store each request's messages (prompt text)."
     )
-    batch_size: int = Field(default=500, ge=1)
-    flush_interval_s: float = Field(default=0.2, gt=0)
+    batch_size: int = Field(default=1000, ge=1)
+    flush_interval_s: float = Field(default=1.0, gt=0)
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     fsync_interval_s: float = Field(default=1.0, gt=0)
 
