@@ -5,15 +5,19 @@
    allows into a ``TelemetryStore`` (spool append + fsync'd group commits + batched inserts),
    timed until every one is in the table.
 2. Request throughput (wrk, non-streaming chat completions through ``bench/fast_upstream.py``)
-   with telemetry on (PostgreSQL) and off, in rounds ordered off, on, on, off, ...; the cost is
-   the median (and quartiles) of each "on" round against the "off" round next to it.
+   with telemetry off and on (PostgreSQL), in paired rounds; the cost is the median (and
+   quartiles) of each round's "on" against its "off", in requests/s and in CPU per request.
+   ``--mode together`` (the default): an off and an on coordinator run at the same time on
+   CPU 0, each driven by its own wrk, so whatever the machine does during a round (a VM's speed
+   was seen to drift by 20-50 % within minutes) it does to both. ``--mode in-turn``: one
+   coordinator at a time, started afresh each round, in off, on, on, off, ... order.
 
-The coordinator runs on CPU 0; wrk, the fake upstream and the PostgreSQL this script starts
+The coordinators run on CPU 0; wrk, the fake upstream and the PostgreSQL this script starts
 (``coordinator/tests/fixtures_pg.py``, fsync on; ``--pg-cpu any`` leaves it unpinned) on CPU 1.
 ``--database-url`` uses another server instead. Results: a markdown table on stdout.
 
 Usage: ``.venv/bin/python bench/telemetry_bench.py [--events N] [--duration S] [--rounds R]
-[--pg-cpu CPU|any]``
+[--mode together|in-turn] [--pg-cpu CPU|any]``
 """
 
 from __future__ import annotations
@@ -78,8 +82,7 @@ async def events_per_second(url: str, count: int, state: Path) -> dict[str, floa
     store = TelemetryStore(settings, Metrics([]))
     await store.db.migrate()
     await store.start()
-    written = store.metrics.telemetry_events.labels("written")
-    replayed = store.metrics.telemetry_events.labels("replayed")
+    counts = store.metrics.telemetry_events
     started = time.perf_counter()
     emit_time = 0.0
     for i in range(count):
@@ -90,7 +93,7 @@ async def events_per_second(url: str, count: int, state: Path) -> dict[str, floa
             await asyncio.sleep(0)  # let the writer run, as requests would
     emitted = time.perf_counter() - started
     for _ in range(100_000):  # until every event is in the table
-        if written._value.get() + replayed._value.get() >= count:
+        if counts["written"] + counts["replayed"] >= count:
             break
         await asyncio.sleep(0.01)
     total = time.perf_counter() - started
@@ -122,31 +125,51 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wrk_command(url: str, duration: float, connections: int, lua: Path) -> list[str]:
+    return pinned(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{round(duration)}s",
+            "-s",
+            str(lua),
+            f"{url}/v1/chat/completions",
+        ],
+        1,
+    )
+
+
+def wrk_result(stdout: str, stderr: str = "") -> tuple[float, int]:
+    """Requests/s and the number of requests from wrk's report."""
+    match = re.search(r"Requests/sec:\s+([\d.]+)", stdout)
+    count = re.search(r"(\d+) requests in", stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", stdout)
+    if not match or not count or errors:
+        raise RuntimeError(f"wrk failed:\n{stdout}\n{stderr}")
+    return float(match.group(1)), int(count.group(1))
+
+
 def wrk(url: str, duration: float, connections: int, lua: Path) -> tuple[float, int]:
     """Requests/s and the number of requests."""
     result = subprocess.run(
-        pinned(
-            [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{round(duration)}s",
-                "-s",
-                str(lua),
-                f"{url}/v1/chat/completions",
-            ],
-            1,
-        ),
-        capture_output=True,
-        text=True,
-        check=True,
+        wrk_command(url, duration, connections, lua), capture_output=True, text=True, check=True
     )
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    count = re.search(r"(\d+) requests in", result.stdout)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if not match or not count or errors:
-        raise RuntimeError(f"wrk failed:\n{result.stdout}\n{result.stderr}")
-    return float(match.group(1)), int(count.group(1))
+    return wrk_result(result.stdout, result.stderr)
+
+
+def wrk_together(urls: list[str], duration: float, connections: int, lua: Path) -> list[Any]:
+    """One wrk per URL, all at once: each URL's requests/s and number of requests."""
+    runs = [
+        subprocess.Popen(
+            wrk_command(url, duration, connections, lua),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for url in urls
+    ]
+    return [wrk_result(*run.communicate()) for run in runs]
 
 
 def serve(config: dict[str, Any], state: Path) -> subprocess.Popen[bytes]:
@@ -176,86 +199,142 @@ def serve(config: dict[str, Any], state: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-def throughput(
-    url: str, rounds: int, duration: float, connections: int, tmp: Path
-) -> dict[str, Any]:
-    from tests.servers import free_port, wait_http
+class Coordinators:
+    """Coordinators with telemetry off or on (PostgreSQL at ``url``) behind one fake upstream."""
 
-    fake_port = free_port()
-    fake = subprocess.Popen(
-        pinned(
-            [
-                sys.executable,
-                str(FAKE),
-                "--port",
-                str(fake_port),
-            ],
-            1,
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    def __init__(self, url: str, tmp: Path) -> None:
+        from tests.servers import free_port, wait_http
+
+        self.url, self.tmp, self.started = url, tmp, 0
+        self.fake_port = free_port()
+        self.fake = subprocess.Popen(
+            pinned([sys.executable, str(FAKE), "--port", str(self.fake_port)], 1),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.running: list[subprocess.Popen[bytes]] = []
+        wait_http(f"http://127.0.0.1:{self.fake_port}/v1/models")
+
+    def start(self, mode: str) -> tuple[subprocess.Popen[bytes], str]:
+        from tests.servers import free_port
+
+        port = free_port()
+        self.started += 1
+        state = self.tmp / f"state-{self.started}"
+        state.mkdir()
+        backend = {
+            "name": "ollama",
+            "kind": "local",
+            "base_url": f"http://127.0.0.1:{self.fake_port}/v1",
+            "models": ["fake"],
+            "max_concurrency": 256,
+            "max_queue": 1024,
+        }
+        config = {
+            "listen": {"port": port},
+            "backends": [backend],
+            "log": {"level": "warning", "access": False},
+            "database": {"url": self.url},
+            "telemetry": {"enabled": mode == "on"},
+        }
+        process = serve(config, state)
+        self.running.append(process)
+        return process, f"http://127.0.0.1:{port}"
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        self.running.remove(process)
+
+    def close(self) -> None:
+        for process in list(self.running):
+            self.stop(process)
+        self.fake.kill()
+        self.fake.wait()
+
+
+def together(
+    coordinators: Coordinators, rounds: int, duration: float, connections: int, lua: Path
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Both coordinators at once, on the same CPU, each driven by its own wrk: whatever the
+    machine does during a round, it does to both."""
+    servers = {mode: coordinators.start(mode) for mode in ("off", "on")}
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_us: dict[str, list[float]] = {"off": [], "on": []}
+    urls = [url for _, url in servers.values()]
+    wrk_together(urls, 2, connections, lua)  # warm-up
+    for _ in range(rounds):
+        before = {mode: cpu_seconds(process.pid) for mode, (process, _) in servers.items()}
+        results = dict(zip(servers, wrk_together(urls, duration, connections, lua), strict=True))
+        time.sleep(0.2)  # the writer's last batch
+        for mode, (rate, count) in results.items():
+            rates[mode].append(rate)
+            spent = cpu_seconds(servers[mode][0].pid) - before[mode]
+            cpu_us[mode].append(spent / count * 1e6)
+    for process, _ in servers.values():
+        coordinators.stop(process)
+    return rates, cpu_us
+
+
+def in_turn(
+    coordinators: Coordinators, rounds: int, duration: float, connections: int, lua: Path
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """One coordinator at a time, started afresh for each round, in off, on, on, off, ...
+    order: each mode runs first in a pair as often as second, which cancels the edge the first
+    run of a pair was seen to have."""
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_us: dict[str, list[float]] = {"off": [], "on": []}
+    for index in range(rounds * 2):
+        mode = ("off", "on", "on", "off")[index % 4]
+        process, url = coordinators.start(mode)
+        try:
+            wrk(url, 2, connections, lua)  # warm-up
+            before = cpu_seconds(process.pid)
+            rate, count = wrk(url, duration, connections, lua)
+            time.sleep(0.5)  # the writer's last batch
+            cpu_us[mode].append((cpu_seconds(process.pid) - before) / count * 1e6)
+            rates[mode].append(rate)
+        finally:
+            coordinators.stop(process)
+    return rates, cpu_us
+
+
+def throughput(
+    url: str, rounds: int, duration: float, connections: int, tmp: Path, *, mode: str
+) -> dict[str, Any]:
     lua = tmp / "post.lua"
     lua.write_text(LUA)
-    results: dict[str, list[float]] = {"off": [], "on": []}
-    cpu_us: dict[str, list[float]] = {"off": [], "on": []}
+    coordinators = Coordinators(url, tmp)
     try:
-        wait_http(f"http://127.0.0.1:{fake_port}/v1/models")
-        # off, on, on, off, off, on, ...: each mode runs first in a pair as often as second,
-        # which cancels the edge the first run of a pair was seen to have
-        for index in range(rounds * 2):
-            mode = ("off", "on", "on", "off")[index % 4]
-            port = free_port()
-            state = tmp / f"state-{index}"
-            state.mkdir()
-            config = {
-                "listen": {"port": port},
-                "backends": [
-                    {
-                        "name": "ollama",
-                        "kind": "local",
-                        "base_url": f"http://127.0.0.1:{fake_port}/v1",
-                        "models": ["fake"],
-                        "max_concurrency": 256,
-                        "max_queue": 1024,
-                    }
-                ],
-                "log": {"level": "warning", "access": False},
-                "database": {"url": url},
-                "telemetry": {"enabled": mode == "on"},
-            }
-            process = serve(config, state)
-            try:
-                base = f"http://127.0.0.1:{port}"
-                wrk(base, 2, connections, lua)  # warm-up
-                before = cpu_seconds(process.pid)
-                rate, count = wrk(base, duration, connections, lua)
-                time.sleep(0.5)  # the writer's last batch
-                cpu_us[mode].append((cpu_seconds(process.pid) - before) / count * 1e6)
-                results[mode].append(rate)
-            finally:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=30)
+        measure = together if mode == "together" else in_turn
+        results, cpu_us = measure(coordinators, rounds, duration, connections, lua)
     finally:
-        fake.kill()
-        fake.wait()
+        coordinators.close()
     off, on = statistics.median(results["off"]), statistics.median(results["on"])
     cpu_off, cpu_on = statistics.median(cpu_us["off"]), statistics.median(cpu_us["on"])
     # the machine's speed drifts between rounds by more than telemetry costs: compare each
-    # "on" round with the "off" round next to it, and take the median of those costs
+    # "on" round with the "off" round next to it (or beside it), and take the median
     paired = sorted((a - b) / a * 100 for a, b in zip(results["off"], results["on"], strict=True))
-    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+    cpu_paired = sorted((b - a) / a * 100 for a, b in zip(cpu_us["off"], cpu_us["on"], strict=True))
     return {
         "off": off,
         "on": on,
         "cost_pct": statistics.median(paired),
-        "cost_quartiles": (quartiles[0], quartiles[-1]),
+        "cost_quartiles": quartiles(paired),
         "cpu_off_us": cpu_off,
         "cpu_on_us": cpu_on,
-        "cpu_cost_pct": (cpu_on - cpu_off) / cpu_off * 100,
+        "cpu_cost_pct": statistics.median(cpu_paired),
+        "cpu_cost_quartiles": quartiles(cpu_paired),
         "rounds": results,
         "cpu_rounds": cpu_us,
     }
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[-1]
 
 
 def main() -> None:
@@ -265,8 +344,16 @@ def main() -> None:
     parser.add_argument("--database-url", help="PostgreSQL to use (default: start one)")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--mode",
+        choices=("together", "in-turn"),
+        default="together",
+        help="together: the off and the on coordinator share CPU 0 at the same time, each "
+        "driven by its own wrk (the default: both see the same machine); in-turn: one at a "
+        "time, in off, on, on, off order",
+    )
     parser.add_argument(
         "--pg-cpu",
         default="1",
@@ -287,7 +374,9 @@ def main() -> None:
             pin_postgres(server, args.pg_cpu)
             url = server.create_database()
         events = asyncio.run(events_per_second(url, args.events, tmp / "events"))
-        requests = throughput(url, args.rounds, args.duration, args.connections, tmp)
+        requests = throughput(
+            url, args.rounds, args.duration, args.connections, tmp, mode=args.mode
+        )
     finally:
         if server is not None:
             server.destroy()
@@ -299,9 +388,10 @@ def main() -> None:
         f"| {events['events_per_s']:,.0f} events/s |"
     )
     print(f"| `emit()` on the request path (spool append) | {events['emit_us']:.1f} µs/event |")
+    share = " (each with half of CPU 0)" if args.mode == "together" else ""
     print(
-        f"| chat requests/s, telemetry off (wrk -c{args.connections}, median of {args.rounds}) "
-        f"| {requests['off']:,.0f} |"
+        f"| chat requests/s, telemetry off (wrk -c{args.connections}, median of {args.rounds} "
+        f"rounds, {args.mode}){share} | {requests['off']:,.0f} |"
     )
     print(f"| chat requests/s, telemetry on (PostgreSQL) | {requests['on']:,.0f} |")
     low, high = requests["cost_quartiles"]
@@ -309,12 +399,15 @@ def main() -> None:
         f"| throughput cost of telemetry (median of the {args.rounds} paired rounds; "
         f"quartiles) | {requests['cost_pct']:.1f} % ({low:.1f} to {high:.1f} %) |"
     )
+    low, high = requests["cpu_cost_quartiles"]
     print(
-        f"| coordinator CPU per request, off / on | {requests['cpu_off_us']:.0f} µs / "
-        f"{requests['cpu_on_us']:.0f} µs ({requests['cpu_cost_pct']:+.1f} %) |"
+        f"| coordinator CPU per request, off / on (median; paired cost, quartiles) "
+        f"| {requests['cpu_off_us']:.0f} µs / {requests['cpu_on_us']:.0f} µs "
+        f"({requests['cpu_cost_pct']:+.1f} %; {low:+.1f} to {high:+.1f} %) |"
     )
     where = "any CPU" if args.database_url or args.pg_cpu == "any" else f"CPU {args.pg_cpu}"
-    print(f"\nCoordinator on CPU 0; wrk and the fake upstream on CPU 1; PostgreSQL on {where}.")
+    coordinators = "Both coordinators" if args.mode == "together" else "The coordinator"
+    print(f"\n{coordinators} on CPU 0; wrk and the fake upstream on CPU 1; PostgreSQL on {where}.")
     print(f"requests/s by round: {requests['rounds']}")
     print(f"CPU µs per request by round: {requests['cpu_rounds']}")
 
