@@ -11,13 +11,15 @@
    CPU 0, each driven by its own wrk, so whatever the machine does during a round (a VM's speed
    was seen to drift by 20-50 % within minutes) it does to both. ``--mode in-turn``: one
    coordinator at a time, started afresh each round, in off, on, on, off, ... order.
+   ``--mode control``: as together, but with telemetry off in both, so the "cost" it reports is
+   the method's own noise.
 
 The coordinators run on CPU 0; wrk, the fake upstream and the PostgreSQL this script starts
 (``coordinator/tests/fixtures_pg.py``, fsync on; ``--pg-cpu any`` leaves it unpinned) on CPU 1.
 ``--database-url`` uses another server instead. Results: a markdown table on stdout.
 
 Usage: ``.venv/bin/python bench/telemetry_bench.py [--events N] [--duration S] [--rounds R]
-[--mode together|in-turn] [--pg-cpu CPU|any]``
+[--mode together|in-turn|control] [--pg-cpu CPU|any]``
 """
 
 from __future__ import annotations
@@ -254,11 +256,18 @@ class Coordinators:
 
 
 def together(
-    coordinators: Coordinators, rounds: int, duration: float, connections: int, lua: Path
+    coordinators: Coordinators,
+    rounds: int,
+    duration: float,
+    connections: int,
+    lua: Path,
+    *,
+    second: str = "on",
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Both coordinators at once, on the same CPU, each driven by its own wrk: whatever the
-    machine does during a round, it does to both."""
-    servers = {mode: coordinators.start(mode) for mode in ("off", "on")}
+    machine does during a round, it does to both. ``second="off"`` (``--mode control``) runs
+    two identical coordinators: the "cost" it finds is the method's own noise."""
+    servers = {"off": coordinators.start("off"), "on": coordinators.start(second)}
     rates: dict[str, list[float]] = {"off": [], "on": []}
     cpu_us: dict[str, list[float]] = {"off": [], "on": []}
     urls = [url for _, url in servers.values()]
@@ -306,8 +315,13 @@ def throughput(
     lua.write_text(LUA)
     coordinators = Coordinators(url, tmp)
     try:
-        measure = together if mode == "together" else in_turn
-        results, cpu_us = measure(coordinators, rounds, duration, connections, lua)
+        if mode == "in-turn":
+            results, cpu_us = in_turn(coordinators, rounds, duration, connections, lua)
+        else:
+            second = "off" if mode == "control" else "on"
+            results, cpu_us = together(
+                coordinators, rounds, duration, connections, lua, second=second
+            )
     finally:
         coordinators.close()
     off, on = statistics.median(results["off"]), statistics.median(results["on"])
@@ -348,11 +362,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--mode",
-        choices=("together", "in-turn"),
+        choices=("together", "in-turn", "control"),
         default="together",
         help="together: the off and the on coordinator share CPU 0 at the same time, each "
         "driven by its own wrk (the default: both see the same machine); in-turn: one at a "
-        "time, in off, on, on, off order",
+        "time, in off, on, on, off order; control: as together, with telemetry off in both "
+        "(the method's noise)",
     )
     parser.add_argument(
         "--pg-cpu",
@@ -388,12 +403,13 @@ def main() -> None:
         f"| {events['events_per_s']:,.0f} events/s |"
     )
     print(f"| `emit()` on the request path (spool append) | {events['emit_us']:.1f} µs/event |")
-    share = " (each with half of CPU 0)" if args.mode == "together" else ""
+    share = " (each with half of CPU 0)" if args.mode != "in-turn" else ""
     print(
         f"| chat requests/s, telemetry off (wrk -c{args.connections}, median of {args.rounds} "
         f"rounds, {args.mode}){share} | {requests['off']:,.0f} |"
     )
-    print(f"| chat requests/s, telemetry on (PostgreSQL) | {requests['on']:,.0f} |")
+    second = "off too (control)" if args.mode == "control" else "on (PostgreSQL)"
+    print(f"| chat requests/s, telemetry {second} | {requests['on']:,.0f} |")
     low, high = requests["cost_quartiles"]
     print(
         f"| throughput cost of telemetry (median of the {args.rounds} paired rounds; "
@@ -406,7 +422,7 @@ def main() -> None:
         f"({requests['cpu_cost_pct']:+.1f} %; {low:+.1f} to {high:+.1f} %) |"
     )
     where = "any CPU" if args.database_url or args.pg_cpu == "any" else f"CPU {args.pg_cpu}"
-    coordinators = "Both coordinators" if args.mode == "together" else "The coordinator"
+    coordinators = "The coordinator" if args.mode == "in-turn" else "Both coordinators"
     print(f"\n{coordinators} on CPU 0; wrk and the fake upstream on CPU 1; PostgreSQL on {where}.")
     print(f"requests/s by round: {requests['rounds']}")
     print(f"CPU µs per request by round: {requests['cpu_rounds']}")
