@@ -78,7 +78,9 @@ class Spool:
         self._fd = -1
         self._map: mmap.mmap | None = None  # the active segment, mapped
         self._base = 0  # the mapping's address, for madvise without the GIL (_prefault)
-        self._synced = 0  # bytes of lines in the active segment at the last sync
+        # the syncer's own view of the active segment, touched only under _sync_lock:
+        # (segment, bytes of lines at the last sync, bytes already released from memory)
+        self._synced = (0, 0, 0)
         self._prefaulting = _libc_madvise is not None
         self._to_close: list[tuple[int, mmap.mmap | None, int]] = []  # fd, map, lines' bytes
         self._dirty = False
@@ -153,7 +155,7 @@ class Spool:
         self._reserve_failed = False
         self._retire_active()
         self._fd, self._map, self._active = fd, mapped, segment
-        self._base, self._synced = _address(mapped), 0
+        self._base = _address(mapped)
         self._sizes[segment] = 0
         self._dir_dirty = True
         return True
@@ -207,7 +209,8 @@ class Spool:
             if not (self._dirty or self._to_close or self._dir_dirty):
                 return
             fd, closing, dir_dirty = self._fd, self._to_close, self._dir_dirty
-            mapped_now, base, used = self._map, self._base, self._sizes.get(self._active, 0)
+            mapped_now, base, active = self._map, self._base, self._active
+            used = self._sizes.get(active, 0)
             self._to_close, self._dirty, self._dir_dirty = [], False, False
         for old, mapped, size in closing:
             if mapped is not None:
@@ -218,30 +221,32 @@ class Spool:
         if fd >= 0:
             os.fsync(fd)  # writes back the pages dirtied through the mapping
             if mapped_now is not None and not mapped_now.closed:
+                segment, before, released = self._synced
+                if segment != active:  # a new segment since the last sync
+                    before = released = 0
                 done = used - used % mmap.PAGESIZE
-                if done:
+                if done > released:
                     # pages behind the last line are never touched again: unmap them, so the
                     # process's RSS does not grow with the segment (the data stays in the file)
-                    mapped_now.madvise(mmap.MADV_DONTNEED, 0, done)
-                self._prefault(mapped_now, base, used)
+                    mapped_now.madvise(mmap.MADV_DONTNEED, released, done - released)
+                self._synced = (active, used, max(done, released))
+                self._prefault(base, used, used - before, len(mapped_now))
         if dir_dirty:
             _fsync_dir(self.directory)
 
-    def _prefault(self, mapped: mmap.mmap, base: int, used: int) -> None:
+    def _prefault(self, base: int, used: int, grown: int, size: int) -> None:
         """Fault in, writable, the pages that the lines of the next interval will go to.
 
         A line's first write to a page of a file mapping faults (the file system allocates and
         dirties the page: ~20-40 µs on ext4), and so does the first write after an fsync, which
         write-protects every page it writes back. Doing it here, after the fsync, in the
         syncer's thread and without the GIL, takes that off the request path. Ahead: 1.5 times
-        what was appended since the last sync, at least ``_PREFAULT_MIN``; the zeros it dirties
-        are written back with the next fsync."""
+        what was appended since the last sync (``grown``), at least ``_PREFAULT_MIN``, within
+        the segment's ``size``; the zeros it dirties are written back with the next fsync."""
         if not self._prefaulting or _libc_madvise is None:
             return
-        grown = max(0, used - self._synced)
-        self._synced = used
         start = used - used % mmap.PAGESIZE
-        end = min(len(mapped), used + max(_PREFAULT_MIN, grown * 3 // 2))
+        end = min(size, used + max(_PREFAULT_MIN, grown * 3 // 2))
         if end > start and _libc_madvise(base + start, end - start, _MADV_POPULATE_WRITE):
             self._prefaulting = False  # an older kernel: lines fault their pages themselves
             log.debug("telemetry spool: no MADV_POPULATE_WRITE (errno %d)", ctypes.get_errno())
