@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -42,6 +41,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "coordinator"))  # hydra_coordinator and its tests' helpers
+sys.path.insert(0, str(ROOT / "bench"))
+
+from run import cpu_seconds, parse_wrk  # noqa: E402  (bench/run.py, the proxy benchmark)
 
 # the benchmark's fast fake upstream: the tests' aiohttp fake costs about as much CPU per request
 # as the coordinator, and sharing CPU 1 with wrk and PostgreSQL it would be the bottleneck
@@ -122,11 +124,6 @@ def pin_postgres(server: Any, cpu: str) -> None:
     subprocess.run(["taskset", "-a", "-p", "-c", cpu, postmaster], check=True, capture_output=True)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wrk_command(url: str, duration: float, connections: int, lua: Path) -> list[str]:
     return pinned(
         [
@@ -134,6 +131,7 @@ def wrk_command(url: str, duration: float, connections: int, lua: Path) -> list[
             "-t1",
             f"-c{connections}",
             f"-d{round(duration)}s",
+            "--latency",  # parse_wrk reads the latency lines too
             "-s",
             str(lua),
             f"{url}/v1/chat/completions",
@@ -143,13 +141,12 @@ def wrk_command(url: str, duration: float, connections: int, lua: Path) -> list[
 
 
 def wrk_result(stdout: str, stderr: str = "") -> tuple[float, int]:
-    """Requests/s and the number of requests from wrk's report."""
-    match = re.search(r"Requests/sec:\s+([\d.]+)", stdout)
-    count = re.search(r"(\d+) requests in", stdout)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", stdout)
-    if not match or not count or errors:
-        raise RuntimeError(f"wrk failed:\n{stdout}\n{stderr}")
-    return float(match.group(1)), int(count.group(1))
+    """Requests/s and the number of requests from wrk's report (read by bench/run.py's parser);
+    any failed request fails the benchmark."""
+    result = parse_wrk(stdout, 0)
+    if result.errors:
+        raise RuntimeError(f"wrk saw {result.errors} failed requests:\n{stdout}\n{stderr}")
+    return result.rps, result.requests
 
 
 def wrk(url: str, duration: float, connections: int, lua: Path) -> tuple[float, int]:
@@ -273,12 +270,12 @@ def together(
     urls = [url for _, url in servers.values()]
     wrk_together(urls, 2, connections, lua)  # warm-up
     for _ in range(rounds):
-        before = {mode: cpu_seconds(process.pid) for mode, (process, _) in servers.items()}
+        before = {mode: cpu_seconds([process.pid]) for mode, (process, _) in servers.items()}
         results = dict(zip(servers, wrk_together(urls, duration, connections, lua), strict=True))
         time.sleep(0.2)  # the writer's last batch
         for mode, (rate, count) in results.items():
             rates[mode].append(rate)
-            spent = cpu_seconds(servers[mode][0].pid) - before[mode]
+            spent = cpu_seconds([servers[mode][0].pid]) - before[mode]
             cpu_us[mode].append(spent / count * 1e6)
     for process, _ in servers.values():
         coordinators.stop(process)
@@ -298,10 +295,10 @@ def in_turn(
         process, url = coordinators.start(mode)
         try:
             wrk(url, 2, connections, lua)  # warm-up
-            before = cpu_seconds(process.pid)
+            before = cpu_seconds([process.pid])
             rate, count = wrk(url, duration, connections, lua)
             time.sleep(0.5)  # the writer's last batch
-            cpu_us[mode].append((cpu_seconds(process.pid) - before) / count * 1e6)
+            cpu_us[mode].append((cpu_seconds([process.pid]) - before) / count * 1e6)
             rates[mode].append(rate)
         finally:
             coordinators.stop(process)
