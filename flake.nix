@@ -16,7 +16,7 @@
   description = "Hydra: NixOS flake for a home AI lab and its hybrid LLM coordinator";
 
   inputs = {
-    # Update with `nix flake update nixpkgs` (see README.md, "Updating nixpkgs").
+    # Update with `nix flake update nixpkgs` (see docs/nixos.md, "Updating nixpkgs").
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
   };
 

@@ -5,7 +5,7 @@
 # The package is not in nixpkgs. `package` defaults to `pkgs.hydra-coordinator`
 # when the flake's `overlays.default` (or an overlay of your own) provides it,
 # and otherwise to ../pkgs/hydra-coordinator/package.nix built with the
-# `pkgs` of the system that imports this module. See README.md, "NixOS".
+# `pkgs` of the system that imports this module. See docs/nixos.md.
 {
   config,
   lib,
