@@ -55,7 +55,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 KEY = "sk-bench-" + os.urandom(12).hex()
 HEADERS = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
 
-# What issue 2 asks for, and what LiteLLM 1.106 did on the reference 2-core machine.
+# The coordinator's targets, and what LiteLLM 1.106 did on the reference 2-core machine.
 TARGET_ADDED_P50_MS = 1.0
 TARGET_THROUGHPUT_X = 10.0
 TARGET_START_S = 1.5

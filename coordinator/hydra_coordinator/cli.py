@@ -136,7 +136,7 @@ def mcp_stdio(config_path: str | None) -> None:
     anyio.run(run_stdio, runtime)
 
 
-# --- telemetry (issue 3) -------------------------------------------------------------------
+# --- telemetry ---------------------------------------------------------------------------
 
 
 def parse_duration(text: str) -> float:

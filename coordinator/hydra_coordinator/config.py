@@ -181,7 +181,7 @@ class LogConfig(_Model):
     access: bool = True
 
 
-# --- telemetry and its database (issue 3) ---------------------------------------------------
+# --- telemetry and its database -------------------------------------------------------------
 
 
 class DatabaseConfig(_Model):
@@ -212,7 +212,7 @@ class TelemetryConfig(_Model):
     fsync_interval_s: float = Field(default=1.0, gt=0)
 
 
-# --- stores (issue 3): Redis cache and limits, Qdrant knowledge base, embeddings -------------
+# --- stores: Redis cache and limits, Qdrant knowledge base, embeddings -----------------------
 
 
 class RedisConfig(_Model):
@@ -317,11 +317,11 @@ class Settings(_Model):
     cost: CostConfig = CostConfig()
     budgets: BudgetsConfig = BudgetsConfig()
     log: LogConfig = LogConfig()
-    # issue 3: telemetry
+    # telemetry
     state_dir: str | None = None
     database: DatabaseConfig = DatabaseConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
-    # stores (issue 3: Redis, Qdrant, embeddings)
+    # stores (Redis, Qdrant, embeddings)
     redis: RedisConfig = RedisConfig()
     cache: CacheConfig = CacheConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()

@@ -114,7 +114,7 @@ class Metrics:
         self.decisions = Counter(
             "hydra_route_decisions", "Routing decisions", ["route"], registry=r
         )
-        # issue 3: telemetry (see telemetry/store.py)
+        # telemetry (see telemetry/store.py)
         # counted by the telemetry store on the event loop's thread; "spooled" is the spool's own
         # line count (telemetry_spooled), so the request path counts nothing
         self.telemetry_events = dict.fromkeys(("written", "replayed", "dropped"), 0)
@@ -133,7 +133,7 @@ class Metrics:
         info = Gauge("hydra_build_info", "The coordinator's version", ["version"], registry=r)
         info.labels(__version__).set(1)
         r.register(_BackendCollector(backends))
-        # stores (issue 3)
+        # stores
         self.cache_requests = Counter(
             "hydra_cache_requests",
             "Response cache lookups of eligible requests",

@@ -301,9 +301,9 @@ async def test_service_tools_pass_arguments_through(keyed, monkeypatch):
 
 
 async def test_service_tools_say_when_a_service_is_missing(keyed, monkeypatch):
-    monkeypatch.setattr(keyed.runtime, "knowledge", None)  # the base exists since issue 3
-    monkeypatch.setattr(keyed.runtime, "telemetry", None)  # the store exists since issue 3
-    monkeypatch.setattr(keyed.runtime, "feedback", None)  # and feedback since issue 4
+    monkeypatch.setattr(keyed.runtime, "knowledge", None)  # as without a knowledge base
+    monkeypatch.setattr(keyed.runtime, "telemetry", None)  # as without telemetry
+    monkeypatch.setattr(keyed.runtime, "feedback", None)  # and without feedback
     for name in ("knowledge", "telemetry", "feedback"):
         assert getattr(keyed.runtime, name, None) is None
     async with http_session(keyed) as session:
@@ -502,7 +502,7 @@ async def test_stdio_serves_the_same_tools(tmp_path, local_fake, cloud_fake):
     assert local_fake.requests()[-1]["body"]["messages"][-1]["content"] == "Hello over stdio"
     assert bad.isError
     assert "invalid arguments for ask: query: Input should be a valid string" in text_of(bad)
-    # the knowledge base (issue 3) runs under stdio too; the answer may not be stored yet
+    # the knowledge base runs under stdio too; the answer may not be stored yet
     assert isinstance(knowledge["results"], list)
     assert set(health["backends"]) == {"ollama", "openai"}
     assert resources == {"hydra://config", "hydra://decisions/recent"}

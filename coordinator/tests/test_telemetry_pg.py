@@ -180,7 +180,7 @@ def test_migrations_are_idempotent_and_run_once_under_concurrent_starts(postgres
     rows = postgres.query(url, "SELECT version FROM schema_migrations ORDER BY version")
     assert [r[0] for r in rows] == versions
     assert asyncio.run(many()) == [[], [], [], []]
-    assert postgres.query(url, "SELECT count(*) FROM feedback") == [(0,)]  # ready for issue 4
+    assert postgres.query(url, "SELECT count(*) FROM feedback") == [(0,)]  # with telemetry
 
 
 def test_two_coordinators_starting_together_migrate_once(postgres, fake, tmp_path):

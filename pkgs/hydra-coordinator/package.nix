@@ -49,8 +49,7 @@ let
       # the `speed` extra: uvicorn picks them up when importable
       httptools
       uvloop
-      # stores and features of later issues, listed now so that those issues
-      # need no package change
+      # privacy detectors, MCP, stores
       detect-secrets
       mcp
       phonenumbers
@@ -93,8 +92,8 @@ python3Packages.buildPythonApplication (finalAttrs: {
     export HOME=$TMPDIR
   '';
 
-  # The suite is added by the coordinator's own issues; until it exists there
-  # is nothing to run (pytest would exit 5, "no tests collected").
+  # Without a tests/ directory there is nothing to run (pytest would exit 5,
+  # "no tests collected").
   doCheck = builtins.pathExists (root + "/tests");
 
   # Tests that need a PostgreSQL or Redis server carry the `needs_server`

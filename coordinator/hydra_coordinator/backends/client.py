@@ -1,9 +1,9 @@
 """The shared, pooled HTTP client that talks to upstream servers.
 
 Two implementations sit behind one small interface, picked by name (``upstream.client``):
-``aiohttp`` (the default: the faster of the two in ``bench/``, see docs/performance.md) and ``httpx``.
-Both keep connections alive and hand the response over as soon as its headers arrive, so a
-stream is passed through chunk by chunk.
+``aiohttp`` (the default: the faster of the two in ``bench/``, see docs/performance.md) and
+``httpx``. Both keep connections alive and hand the response over as soon as its headers
+arrive, so a stream is passed through chunk by chunk.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ _NAMESPACE = uuid.UUID("6d1f2c52-7a0e-4b8e-9d3c-2f5a1c9e8b70")
 def should_store(body: dict[str, Any], answer: str) -> bool:
     """Whether an answered request may be kept in the knowledge base.
 
-    Privacy hook: the privacy rules (issue 4) replace this (``runtime.knowledge.should_store``)
+    Privacy hook: the privacy rules replace this (``runtime.knowledge.should_store``)
     to keep answers with secrets or personal data out. The default keeps everything.
     """
     return True

@@ -1,4 +1,4 @@
--- One row per answered request, and the feedback table issue 4 writes to.
+-- One row per answered request, and the feedback table (POST /v1/feedback).
 CREATE TABLE telemetry (
     id                bigserial PRIMARY KEY,
     timestamp         timestamptz NOT NULL,          -- when the answer completed
