@@ -20,6 +20,9 @@ let
   cfg = config.hydra.roles.storage;
   pg = config.services.postgresql;
   identifier = lib.types.strMatching "[a-z_][a-z0-9_]*";
+  # Stronger than the mkDefault (1000) of nixpkgs' modules, weaker than a
+  # plain definition (100).
+  labDefault = lib.mkOverride 900;
   computeNodes = lib.attrValues (lib.filterAttrs (_: n: lib.elem "compute" n.roles) lab.nodes);
 
   embeddingsUrl =
@@ -186,10 +189,14 @@ in
 
         services.qdrant = {
           enable = true;
+          # nixpkgs' qdrant module sets these with mkDefault (host 127.0.0.1,
+          # ports 6333/6334); a second mkDefault would be a conflicting
+          # definition. labDefault beats mkDefault and still loses to a plain
+          # definition of yours.
           settings.service = {
-            host = lib.mkDefault lab.node.address;
-            http_port = lib.mkDefault lab.ports.qdrantHttp;
-            grpc_port = lib.mkDefault lab.ports.qdrantGrpc;
+            host = labDefault lab.node.address;
+            http_port = labDefault lab.ports.qdrantHttp;
+            grpc_port = labDefault lab.ports.qdrantGrpc;
           };
         };
         systemd.services.qdrant = {

@@ -348,7 +348,9 @@ in
       redis = {
         inherit (storage.services.redis.servers.hydra) enable port bind;
       };
-      qdrant = storage.services.qdrant.settings.service;
+      qdrant = {
+        inherit (storage.services.qdrant.settings.service) host http_port grpc_port;
+      };
       tei = {
         inherit (storage.services.text-embeddings-inference) hostname port modelId;
       };
@@ -384,6 +386,34 @@ in
         embeddings = "http://127.0.0.1:8081";
         qdrant = "http://192.168.50.10:6333";
       };
+    };
+  };
+  # nixpkgs' qdrant module sets service.{host,http_port,grpc_port} with
+  # mkDefault: the lab's values must win over those, and yours over the lab's.
+  testStorageQdrantOverridesNixpkgsDefaults = {
+    expr =
+      let
+        moved = (import ./lib/eval-host.nix {
+          inherit lib;
+          host = "hydra-storage";
+          modules = [ { hydra.lab.ports.qdrantHttp = 7333; } ];
+        }).config;
+        mine = (import ./lib/eval-host.nix {
+          inherit lib;
+          host = "hydra-storage";
+          modules = [ { services.qdrant.settings.service.host = "127.0.0.1"; } ];
+        }).config;
+      in
+      {
+        port = moved.services.qdrant.settings.service.http_port;
+        host = mine.services.qdrant.settings.service.host;
+        # the rest of nixpkgs' defaults stay
+        telemetry = storage.services.qdrant.settings.telemetry_disabled;
+      };
+    expected = {
+      port = 7333;
+      host = "127.0.0.1";
+      telemetry = true;
     };
   };
   testStorageRetentionTimer = {

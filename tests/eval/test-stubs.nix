@@ -7,6 +7,7 @@ let
     module:
     (lib.evalModules {
       modules = [
+        { _module.args.pkgs = import ./lib/fake-pkgs.nix { inherit lib; }; }
         ./lib/stubs.nix
         module
       ];

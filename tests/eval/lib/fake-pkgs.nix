@@ -121,6 +121,7 @@ in
   postgresql = mkPackage "postgresql" "17.6" "psql";
   redis = mkPackage "redis" "8.2.1" "redis-server";
   qdrant = mkPackage "qdrant" "1.15.4" "qdrant";
+  qdrant-web-ui = mkPackage "qdrant-web-ui" "0.1.42" null;
   curl = mkPackage "curl" "8.15.0" "curl";
   jq = mkPackage "jq" "1.8.1" "jq";
   coreutils = mkPackage "coreutils" "9.7" "coreutils";

@@ -199,9 +199,6 @@ in
       )) (_: [ ]);
     };
 
-    # nixos/modules/services/search/qdrant.nix
-    services.qdrant.settings = opt yamlValue { };
-
     # nixos/modules/services/misc/text-embeddings-inference.nix
     services.text-embeddings-inference = {
       enable = bool;

@@ -20,13 +20,19 @@
 #   services.redis.servers.<name>.{enable, port, bind, unixSocket,
 #     unixSocketPerm, user, group, settings, openFirewall, requirePassFile,
 #     save, appendOnly, databases, maxclients, logLevel, extraParams}
-#   services.qdrant.enable
+#   services.qdrant.{enable, package, webUIPackage, settings} and what its
+#     `config` section defines (the settings mkDefaults, the qdrant unit)
 #   environment.systemPackages
 #   nixpkgs.overlays
 #
 # Options only the lab modules need live in stubs-lab.nix, imported next to
 # this file by the tests that need them.
-{ lib, ... }:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 
 let
   inherit (lib) mkOption types;
@@ -411,9 +417,14 @@ in
     };
 
     # nixos/modules/services/search/qdrant.nix
-    services.qdrant.enable = mkOption {
-      type = types.bool;
-      default = false;
+    services.qdrant = {
+      enable = lib.mkEnableOption "Qdrant";
+      package = lib.mkPackageOption pkgs "qdrant" { };
+      webUIPackage = lib.mkPackageOption pkgs "qdrant-web-ui" { };
+      settings = mkOption {
+        type = (pkgs.formats.yaml { }).type;
+        default = { };
+      };
     };
 
     # nixos/modules/config/system-path.nix
@@ -428,4 +439,39 @@ in
       default = [ ];
     };
   };
+
+  # What nixpkgs' modules define in their `config` sections, so that a
+  # definition of ours that collides with one of theirs fails here as it does
+  # on a real system (tests/eval/NIXPKGS-FACTS.md lists each).
+  config = lib.mkMerge [
+    # nixos/modules/services/search/qdrant.nix
+    (lib.mkIf config.services.qdrant.enable {
+      services.qdrant.settings = {
+        service.static_content_dir = lib.mkDefault config.services.qdrant.webUIPackage;
+        storage.storage_path = lib.mkDefault "/var/lib/qdrant/storage";
+        storage.snapshots_path = lib.mkDefault "/var/lib/qdrant/snapshots";
+        service.http_port = lib.mkDefault 6333;
+        service.grpc_port = lib.mkDefault 6334;
+        service.enable_cors = lib.mkDefault true;
+        cluster.enabled = lib.mkDefault false;
+        service.host = lib.mkDefault "127.0.0.1";
+        telemetry_disabled = lib.mkDefault true;
+      };
+      systemd.services.qdrant = {
+        description = "Vector Search Engine for the next generation of AI applications";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "network.target" ];
+        serviceConfig = {
+          LimitNOFILE = 65536;
+          ExecStart = "${config.services.qdrant.package}/bin/qdrant --config-path ${
+            (pkgs.formats.yaml { }).generate "config.yaml" config.services.qdrant.settings
+          }";
+          DynamicUser = true;
+          StateDirectory = "qdrant";
+          ProtectProc = "noaccess";
+          ProcSubset = "pid";
+        };
+      };
+    })
+  ];
 }
