@@ -456,7 +456,7 @@ in
         LoadCredential = lib.mapAttrsToList (credential: path: "${credential}:${path}") cfg.credentials;
         EnvironmentFile = lib.optional (cfg.environmentFile != null) cfg.environmentFile;
 
-        # Hardening, after nixpkgs' ollama/text-embeddings-inference modules.
+        # Hardening, after nixpkgs' ollama and qdrant modules.
         CapabilityBoundingSet = [ "" ];
         AmbientCapabilities = [ "" ];
         NoNewPrivileges = true;

@@ -109,6 +109,15 @@ in
         qdrant.url = lib.mkIf onStorage (
           lib.mkDefault "http://${lab.node.address}:${toString lab.ports.qdrantHttp}"
         );
+        # The lab's embeddings service (modules/lab/embeddings.nix) feeds the
+        # knowledge base; without one the coordinator uses its built-in embedder.
+        settings.embeddings = lib.mkIf (lab.embeddings.url != null) {
+          url = lib.mkDefault lab.embeddings.url;
+          model = lib.mkDefault lab.embeddings.model;
+        };
+      };
+      systemd.services.hydra-coordinator = lib.mkIf (lab.embeddings.serverNode == lab.thisNode) {
+        after = [ "ollama.service" ];
       };
       hydra.lab.firewall.labTCPPorts = [ coord.listen.port ];
     })

@@ -123,7 +123,11 @@ in
           package = lib.mkDefault pkgs.ollama-cuda;
           host = lib.mkDefault lab.node.address;
           port = lib.mkDefault lab.ports.ollama;
-          loadModels = cfg.models;
+          # plus the lab's embedding model when this node serves embeddings
+          # (modules/lab/embeddings.nix)
+          loadModels =
+            cfg.models
+            ++ lib.optional (lab.embeddings.serverNode == lab.thisNode) lab.embeddings.model;
           environmentVariables = {
             OLLAMA_SCHED_SPREAD = lib.mkDefault "1";
             OLLAMA_NUM_PARALLEL = lib.mkDefault (toString cfg.numParallel);

@@ -1,14 +1,9 @@
 # Role "storage": the lab's data services (PostgreSQL with a telemetry
-# retention job, Redis, Qdrant on the lab network, an embeddings service),
-# Jellyfin with Arc transcoding, and optional MindsDB / Letta containers.
-# Monitoring (Prometheus, Grafana) lives in modules/monitoring and follows
-# this role; the coordinator follows hydra.lab.coordinatorNode.
-#
-# Embeddings: nixpkgs has a text-embeddings-inference module (CPU candle
-# build, no CUDA) and Ollama serves embeddings on the compute node's GPUs.
-# Default: TEI here, with a small model, so embeddings keep working while
-# the compute node is busy or down; set embeddings.provider = "ollama" to
-# use the compute node instead.
+# retention job, Redis, Qdrant on the lab network, the embeddings service
+# when hydra.lab.embeddings.provider = "storage"), Jellyfin with Arc
+# transcoding, and optional MindsDB / Letta containers. Monitoring
+# (Prometheus, Grafana) lives in modules/monitoring and follows this role;
+# the coordinator follows hydra.lab.coordinatorNode.
 {
   config,
   lib,
@@ -18,21 +13,16 @@
 let
   lab = config.hydra.lab;
   cfg = config.hydra.roles.storage;
+  embeddings = lab.embeddings;
+  servesEmbeddings = embeddings.provider == "storage" && embeddings.serverNode == lab.thisNode;
+  # A node that also has the compute role serves embeddings from the Ollama
+  # of that role (modules/roles/compute.nix).
+  alsoCompute = lib.elem "compute" lab.node.roles;
   pg = config.services.postgresql;
   identifier = lib.types.strMatching "[a-z_][a-z0-9_]*";
   # Stronger than the mkDefault (1000) of nixpkgs' modules, weaker than a
   # plain definition (100).
   labDefault = lib.mkOverride 900;
-  computeNodes = lib.attrValues (lib.filterAttrs (_: n: lib.elem "compute" n.roles) lab.nodes);
-
-  embeddingsUrl =
-    if cfg.embeddings.provider == "text-embeddings-inference" then
-      "http://127.0.0.1:${toString lab.ports.embeddings}"
-    else if cfg.embeddings.provider == "ollama" && computeNodes != [ ] then
-      "http://${(lib.head computeNodes).address}:${toString lab.ports.ollama}"
-    else
-      null;
-
   retention = cfg.telemetryRetention;
   # Identifiers are quoted: `timestamp` is an SQL keyword.
   retentionSql = ''
@@ -90,37 +80,6 @@ in
         type = lib.types.str;
         default = "daily";
         description = "systemd calendar expression of the job.";
-      };
-    };
-
-    embeddings = {
-      provider = lib.mkOption {
-        type = lib.types.enum [
-          "text-embeddings-inference"
-          "ollama"
-          "none"
-        ];
-        default = "text-embeddings-inference";
-        description = "Which embeddings service the coordinator uses (see the header of this module).";
-      };
-      url = lib.mkOption {
-        type = lib.types.nullOr lib.types.str;
-        readOnly = true;
-        default = embeddingsUrl;
-        defaultText = lib.literalMD "the URL of the service chosen by `provider`, `null` for `none`";
-        description = ''
-          Base URL of the embeddings service, for its clients. The coordinator
-          is not pointed at it yet: its config has no `embeddings` key.
-        '';
-      };
-      model = lib.mkOption {
-        type = lib.types.str;
-        default = "BAAI/bge-small-en-v1.5";
-        description = ''
-          Embedding model: a Hugging Face id for text-embeddings-inference
-          (downloaded on first start), an Ollama model name (pull it with
-          hydra.roles.compute.models) for "ollama".
-        '';
       };
     };
 
@@ -212,21 +171,34 @@ in
       }
 
       (lib.mkIf config.hydra.lab.coordinator.enable {
-        # Only keys modules/coordinator.nix itself manages (database.url,
-        # redis.url, qdrant.url): the coordinator rejects unknown keys. The
-        # embeddings service is published as hydra.roles.storage.embeddings.url
-        # until the coordinator's config has an `embeddings` key.
+        # The role's Redis instance (above).
         services.hydra-coordinator.settings.redis.url = lib.mkDefault "redis://127.0.0.1:${toString lab.ports.redis}/0";
       })
 
-      (lib.mkIf (cfg.embeddings.provider == "text-embeddings-inference") {
-        services.text-embeddings-inference = {
+      (lib.mkIf (servesEmbeddings && alsoCompute) { services.ollama.loadModels = [ embeddings.model ]; })
+
+      # A CPU-only Ollama that serves the embedding model (see
+      # modules/lab/embeddings.nix for the choice).
+      (lib.mkIf (servesEmbeddings && !alsoCompute) {
+        services.ollama = {
           enable = true;
-          modelId = lib.mkDefault cfg.embeddings.model;
-          # The module's default is 0.0.0.0; only the coordinator needs it.
-          hostname = lib.mkDefault "127.0.0.1";
+          package = lib.mkDefault pkgs.ollama-cpu;
+          host = lib.mkDefault embeddings.listenAddress;
           port = lib.mkDefault lab.ports.embeddings;
+          loadModels = [ embeddings.model ];
+          # Keep the (small) model loaded: every knowledge-base lookup embeds.
+          environmentVariables.OLLAMA_KEEP_ALIVE = lib.mkDefault "-1";
         };
+        systemd.services.ollama = {
+          # nixpkgs' unit keeps /dev visible for GPUs; this one uses the CPU only.
+          serviceConfig.PrivateDevices = lib.mkForce true;
+          # It may bind the lab address, which must exist first.
+          after = [ "network-online.target" ];
+          wants = [ "network-online.target" ];
+        };
+        hydra.lab.firewall.labTCPPorts = lib.optional (
+          embeddings.listenAddress != "127.0.0.1"
+        ) lab.ports.embeddings;
       })
 
       (lib.mkIf retention.enable {
@@ -325,10 +297,6 @@ in
           {
             assertion = !cfg.letta.enable || cfg.letta.environmentFile != null;
             message = "hydra.roles.storage.letta needs environmentFile with LETTA_PG_URI (the database password stays out of the store).";
-          }
-          {
-            assertion = cfg.embeddings.provider != "ollama" || computeNodes != [ ];
-            message = ''hydra.roles.storage.embeddings.provider = "ollama" but no node in hydra.lab.nodes has the "compute" role.'';
           }
         ];
       }

@@ -182,6 +182,16 @@ in
     expected = true;
   };
 
+  testEmbeddingsProviderWithoutThatRole = {
+    expr = firesWith [ ''hydra.lab.embeddings.provider = "compute" but no node'' ''provider = "none"'' ] (
+      evalWith "hydra-storage" {
+        hydra.lab.embeddings.provider = "compute";
+        hydra.lab.nodes.hydra-compute.roles = lib.mkForce [ ];
+      }
+    );
+    expected = true;
+  };
+
   testMindsdbNeedsEnvironmentFile = {
     expr = firesWith [ "mindsdb needs environmentFile" ] (
       evalWith "hydra-storage" { hydra.roles.storage.mindsdb.enable = true; }

@@ -281,6 +281,7 @@ in
           "database"
           "redis"
           "qdrant"
+          "embeddings"
         ] json;
         backends = lib.concatMap (unknown [
           "name"
@@ -351,13 +352,8 @@ in
       qdrant = {
         inherit (storage.services.qdrant.settings.service) host http_port grpc_port;
       };
-      tei = {
-        inherit (storage.services.text-embeddings-inference) hostname port modelId;
-      };
       coordinatorDeps = {
-        inherit (storage.services.hydra-coordinator.settings) redis;
-        hasEmbeddingsKey = storage.services.hydra-coordinator.settings ? embeddings;
-        embeddings = storage.hydra.roles.storage.embeddings.url;
+        inherit (storage.services.hydra-coordinator.settings) redis embeddings;
         qdrant = storage.services.hydra-coordinator.qdrant.url;
       };
     };
@@ -374,19 +370,132 @@ in
         http_port = 6333;
         grpc_port = 6334;
       };
-      tei = {
-        hostname = "127.0.0.1";
-        port = 8081;
-        modelId = "BAAI/bge-small-en-v1.5";
-      };
       coordinatorDeps = {
         redis.url = "redis://127.0.0.1:6379/0";
-        # the coordinator rejects keys it does not know (no `embeddings` yet)
-        hasEmbeddingsKey = false;
-        embeddings = "http://127.0.0.1:8081";
+        embeddings = {
+          url = "http://127.0.0.1:8081/v1";
+          model = "nomic-embed-text";
+        };
         qdrant = "http://192.168.50.10:6333";
       };
     };
+  };
+  # The embeddings service: a CPU-only Ollama on the storage node, on
+  # loopback because the coordinator runs there too.
+  testStorageEmbeddingsService = {
+    expr = {
+      inherit (storage.services.ollama) enable host port loadModels;
+      package = lib.getName storage.services.ollama.package;
+      keepAlive = storage.services.ollama.environmentVariables.OLLAMA_KEEP_ALIVE;
+      privateDevices = storage.systemd.services.ollama.serviceConfig.PrivateDevices;
+      loader = storage.systemd.services ? ollama-model-loader;
+      coordinatorAfterOllama = lib.elem "ollama.service" storage.systemd.services.hydra-coordinator.after;
+      labPort = lib.hasInfix "8081" storage.networking.firewall.extraInputRules;
+    };
+    expected = {
+      enable = true;
+      host = "127.0.0.1";
+      port = 8081;
+      loadModels = [ "nomic-embed-text" ];
+      package = "ollama-cpu";
+      keepAlive = "-1";
+      privateDevices = true;
+      loader = true;
+      coordinatorAfterOllama = true;
+      labPort = false;
+    };
+  };
+  testEmbeddingsOnTheComputeNode = {
+    expr =
+      let
+        with' = host: (import ./lib/eval-host.nix {
+          inherit lib host;
+          modules = [ { hydra.lab.embeddings.provider = "compute"; } ];
+        }).config;
+        s = with' "hydra-storage";
+        c = with' "hydra-compute";
+      in
+      {
+        storageOllama = s.services.ollama.enable;
+        inherit (s.services.hydra-coordinator.settings) embeddings;
+        computeModels = c.services.ollama.loadModels;
+      };
+    expected = {
+      storageOllama = false;
+      embeddings = {
+        url = "http://192.168.50.12:11434/v1";
+        model = "nomic-embed-text";
+      };
+      computeModels = [
+        "qwen3:14b"
+        "gemma3:12b"
+        "nomic-embed-text"
+      ];
+    };
+  };
+  # With the coordinator on another node, the storage node's Ollama listens
+  # on its lab address (lab-only port) and the coordinator uses that.
+  testEmbeddingsWhenTheCoordinatorRunsElsewhere = {
+    expr =
+      let
+        with' = host: (import ./lib/eval-host.nix {
+          inherit lib host;
+          modules = [ { hydra.lab.coordinatorNode = lib.mkForce "hydra-compute"; } ];
+        }).config;
+        s = with' "hydra-storage";
+        c = with' "hydra-compute";
+      in
+      {
+        inherit (s.services.ollama) host;
+        labPort = lib.hasInfix "8081" s.networking.firewall.extraInputRules;
+        url = c.services.hydra-coordinator.settings.embeddings.url;
+      };
+    expected = {
+      host = "192.168.50.10";
+      labPort = true;
+      url = "http://192.168.50.10:8081/v1";
+    };
+  };
+  testEmbeddingsNone = {
+    expr =
+      let
+        s = (import ./lib/eval-host.nix {
+          inherit lib;
+          host = "hydra-storage";
+          modules = [ { hydra.lab.embeddings.provider = "none"; } ];
+        }).config;
+      in
+      {
+        ollama = s.services.ollama.enable;
+        key = s.services.hydra-coordinator.settings ? embeddings;
+      };
+    expected = {
+      ollama = false;
+      key = false;
+    };
+  };
+  # The option the storage role had before (tests/vm/lab.nix sets it).
+  testOldEmbeddingsProviderOptionMaps = {
+    expr =
+      map
+        (
+          old:
+          (import ./lib/eval-host.nix {
+            inherit lib;
+            host = "hydra-storage";
+            modules = [ { hydra.roles.storage.embeddings.provider = old; } ];
+          }).config.hydra.lab.embeddings.provider
+        )
+        [
+          "none"
+          "ollama"
+          "text-embeddings-inference"
+        ];
+    expected = [
+      "none"
+      "compute"
+      "storage"
+    ];
   };
   # nixpkgs' qdrant module sets service.{host,http_port,grpc_port} with
   # mkDefault: the lab's values must win over those, and yours over the lab's.

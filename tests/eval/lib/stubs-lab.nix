@@ -128,15 +128,25 @@ in
     nixpkgs.hostPlatform = opt (types.either types.str types.attrs) "x86_64-linux";
     system.stateVersion = opt types.str "26.05";
 
-    # nixos/modules/services/misc/ollama.nix
+    # nixos/modules/services/misc/ollama.nix (config section below)
     services.ollama = {
       enable = bool;
       package = opt types.package pkgs.ollama;
+      user = opt (types.nullOr types.str) null;
+      group = opt (types.nullOr types.str) config.services.ollama.user;
+      home = opt types.str "/var/lib/ollama";
+      models = opt types.str "${config.services.ollama.home}/models";
       host = opt types.str "127.0.0.1";
       port = port 11434;
-      openFirewall = bool;
-      loadModels = strs;
+      rocmOverrideGfx = opt (types.nullOr types.str) null;
       environmentVariables = opt (types.attrsOf types.str) { };
+      loadModels = mkOption {
+        type = types.listOf types.str;
+        apply = builtins.filter (model: model != "");
+        default = [ ];
+      };
+      syncModels = bool;
+      openFirewall = bool;
     };
 
     # nixos/modules/services/misc/open-webui.nix
@@ -197,15 +207,6 @@ in
       extensions = opt (types.coercedTo (types.listOf types.package) (l: _: l) (
         types.functionTo (types.listOf types.package)
       )) (_: [ ]);
-    };
-
-    # nixos/modules/services/misc/text-embeddings-inference.nix
-    services.text-embeddings-inference = {
-      enable = bool;
-      modelId = mkOption { type = types.str; };
-      hostname = opt types.str "0.0.0.0";
-      port = port 8080;
-      openFirewall = bool;
     };
 
     # nixos/modules/services/monitoring/prometheus/{default,exporters}.nix
@@ -324,4 +325,63 @@ in
       };
     };
   };
+
+  # What nixpkgs' modules define in their `config` sections (see
+  # tests/eval/NIXPKGS-FACTS.md), so that our definitions merge with them,
+  # or collide, as on a real system.
+  config = lib.mkMerge [
+    # nixos/modules/services/misc/ollama.nix
+    (lib.mkIf config.services.ollama.enable {
+      systemd.services.ollama = {
+        description = "Server for local large language models";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "network.target" ];
+        environment = config.services.ollama.environmentVariables // {
+          HOME = config.services.ollama.home;
+          OLLAMA_MODELS = config.services.ollama.models;
+          OLLAMA_HOST = "${config.services.ollama.host}:${toString config.services.ollama.port}";
+        };
+        serviceConfig = {
+          Type = "exec";
+          DynamicUser = true;
+          ExecStart = "${lib.getExe config.services.ollama.package} serve";
+          StateDirectory = [ "ollama" ];
+          DeviceAllow = [
+            "char-nvidiactl"
+            "char-nvidia-caps"
+            "char-nvidia-frontend"
+            "char-nvidia-uvm"
+            "char-drm"
+            "char-fb"
+            "char-kfd"
+            "/dev/dxg"
+          ];
+          DevicePolicy = "closed";
+          PrivateDevices = false;
+          ProcSubset = "all";
+          ProtectSystem = "strict";
+          SupplementaryGroups = [ "render" ];
+        };
+      };
+      systemd.services.ollama-model-loader =
+        lib.mkIf (config.services.ollama.loadModels != [ ] || config.services.ollama.syncModels)
+          {
+            description = "Download ollama models in the background";
+            wantedBy = [
+              "multi-user.target"
+              "ollama.service"
+            ];
+            after = [
+              "ollama.service"
+              "network-online.target"
+            ];
+            wants = [ "network-online.target" ];
+            bindsTo = [ "ollama.service" ];
+            script = "ollama pull ${lib.escapeShellArgs config.services.ollama.loadModels}";
+          };
+      networking.firewall = lib.mkIf config.services.ollama.openFirewall {
+        allowedTCPPorts = [ config.services.ollama.port ];
+      };
+    })
+  ];
 }
