@@ -124,9 +124,9 @@ def mcp_stdio(config_path: str | None) -> None:
     settings = _load(config_path)
     import anyio
 
-    from .app import build_runtime
     from .logs import setup_logging
     from .mcp import run_stdio
+    from .runtime import build_runtime
 
     setup_logging(settings.log.level, access=False)
     try:

@@ -13,7 +13,7 @@ import urllib.request
 import openai
 import pytest
 
-from hydra_coordinator.budgets import reset_time
+from hydra_coordinator.routing.budgets import reset_time
 
 from .fixtures_redis import redis_server  # noqa: F401  (a fixture)
 from .servers import FakeUpstream, coordinator_settings, fetch, free_port, running, wait_http

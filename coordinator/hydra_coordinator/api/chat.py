@@ -11,13 +11,20 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..budgets import route_within_budget
 from ..errors import BadRequest, HydraError, NotFound, error_response
 from ..proxy import Call
-from ..routing.router import Decision, UnknownModel
-from ..semantic import neighbours, semantic_answer, similar_questions
+from ..routing.neighbours import neighbours, similar_questions
+from ..routing.pipeline import route_within_budget
+from ..routing.router import UnknownModel
+from ..runtime import Runtime, get_runtime
 from ..stores.cache import parse_cache_header
-from ..stores.lifecycle import CACHE_HEADER, after_answer, cache_lookup, check_rate_limit
+from ..stores.hooks import (
+    CACHE_HEADER,
+    after_answer,
+    cache_lookup,
+    check_rate_limit,
+    semantic_answer,
+)
 from .body import read_json_object
 
 __all__ = ["PATH", "ChatFastPath", "handle_chat", "router"]
@@ -48,7 +55,7 @@ def _check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
 
 
 async def handle_chat(
-    runtime: Any,
+    runtime: Runtime,
     body: dict[str, Any],
     raw: bytes,
     key_id: str | None,
@@ -62,9 +69,11 @@ async def handle_chat(
     model, stream = _check_chat_body(body)
     await check_rate_limit(runtime, key_id)
     request_id = os.urandom(12).hex()
-    similar = await similar_questions(runtime, body, key_id, stream=stream)
+    similar = await similar_questions(
+        runtime.settings, runtime.knowledge, body, key_id, stream=stream
+    )
     try:
-        decision: Decision = await route_within_budget(
+        decision = await route_within_budget(
             runtime, body, model, key_id, request_id=request_id, neighbours=neighbours(similar)
         )
     except UnknownModel:
@@ -117,7 +126,7 @@ async def handle_chat(
 @router.post(PATH)
 async def chat_completions(request: Request) -> Response:
     started = time.perf_counter()
-    runtime = request.app.state.runtime
+    runtime = get_runtime(request)
     body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
     key_id = request.scope.get("state", {}).get("key_id")
     cache = parse_cache_header(request.headers.get(CACHE_HEADER))
@@ -130,7 +139,7 @@ class ChatFastPath:
     see bench/). Sits inside the auth middleware; any other request, and this path with another
     method or a trailing slash, goes on to the FastAPI route, which behaves the same."""
 
-    def __init__(self, app: ASGIApp, runtime: Any) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
 

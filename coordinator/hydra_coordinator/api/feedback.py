@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import BadRequest, ServiceUnavailable
+from ..errors import BadRequest
+from ..runtime import get_runtime
 from .body import read_model
 
 router = APIRouter()
@@ -23,15 +24,12 @@ class FeedbackRequest(BaseModel):
 
 @router.post("/v1/feedback")
 async def feedback(request: Request) -> dict[str, Any]:
-    runtime = request.app.state.runtime
+    runtime = get_runtime(request)
     payload = await read_model(request, FeedbackRequest, runtime.settings.limits.max_body_bytes)
-    if runtime.feedback is None:
-        raise ServiceUnavailable("feedback is not available on this coordinator")
     key_id = request.scope.get("state", {}).get("key_id")
     try:
-        result: dict[str, Any] = await runtime.feedback.record(
+        return await runtime.feedback.record(
             payload.request_id, payload.rating, payload.comment, key_id
         )
     except ValueError as exc:
         raise BadRequest(str(exc), code="invalid_rating") from None
-    return result

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ..metrics import CONTENT_TYPE
+from ..runtime import get_runtime
 
 router = APIRouter()
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(request.app.state.runtime.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(get_runtime(request).metrics.render(), media_type=CONTENT_TYPE)

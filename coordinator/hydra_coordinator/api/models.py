@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ..routing.router import VIRTUAL_MODELS
+from ..runtime import get_runtime
 
 router = APIRouter()
 
@@ -15,7 +16,7 @@ _VIRTUAL_OWNER = "hydra"
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    runtime = request.app.state.runtime
+    runtime = get_runtime(request)
     data: list[dict[str, Any]] = [
         {"id": name, "object": "model", "created": 0, "owned_by": _VIRTUAL_OWNER}
         for name in VIRTUAL_MODELS

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -20,9 +20,12 @@ from ..api.body import read_body
 from ..durations import parse_since
 from ..errors import PayloadTooLarge, error_response
 
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
 __all__ = ["LazyMcpEndpoint", "mount_mcp", "parse_since", "run_stdio"]
 
-RuntimeProvider = Callable[[], Any]
+RuntimeProvider = Callable[[], "Runtime"]
 
 log = logging.getLogger("hydra_coordinator.mcp")
 
@@ -115,10 +118,10 @@ def mount_mcp(app: FastAPI, runtime_provider: RuntimeProvider) -> LazyMcpEndpoin
     return endpoint
 
 
-async def run_stdio(runtime: Any) -> None:
+async def run_stdio(runtime: Runtime) -> None:
     """Serve ``runtime`` over stdio until the client closes stdin (stdout is the protocol)."""
     from .. import __version__
-    from ..app import runtime_context
+    from ..runtime import runtime_context
     from .server import build_mcp
 
     mcp = build_mcp(lambda: runtime)

@@ -13,7 +13,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from mcp.server.fastmcp import Context, FastMCP
@@ -25,16 +25,19 @@ from pydantic import BaseModel, Field, ValidationError
 from .. import __version__
 from ..api.chat import handle_chat
 from ..api.health import health_report
-from ..api.route import decide_query
 from ..config import redacted
 from ..durations import parse_since
 from ..errors import HydraError
+from ..routing.pipeline import decide_query
+from ..runtime import Runtime
 
 __all__ = ["build_mcp"]
 
 log = logging.getLogger("hydra_coordinator.mcp")
 
-RuntimeProvider = Callable[[], Any]
+_Service = TypeVar("_Service")
+
+RuntimeProvider = Callable[[], Runtime]
 
 INSTRUCTIONS = """\
 Hydra's hybrid coordinator routes each LLM request between local GPU models and cloud APIs.
@@ -109,8 +112,8 @@ def _key_id(ctx: Context[Any, Any, Any]) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _service(runtime: Any, name: str, what: str) -> Any:
-    service = getattr(runtime, name, None)
+def _service(service: _Service | None, what: str) -> _Service:
+    """``service``, or a tool error saying it is not available."""
     if service is None:
         raise ToolError(f"{what} is not available on this coordinator")
     return service
@@ -143,7 +146,7 @@ def _answer(body: bytes) -> tuple[str, str | None, str | None, dict[str, Any] | 
     )
 
 
-def _default_security(runtime: Any) -> TransportSecuritySettings:
+def _default_security(runtime: Runtime) -> TransportSecuritySettings:
     """DNS-rebinding protection only where it protects something.
 
     Without API keys (allowed only on loopback) a web page could reach the API through a
@@ -331,7 +334,7 @@ def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         ctx: Context[Any, Any, Any],
         limit: Annotated[int, Field(ge=1, le=50, description="how many results")] = 5,
     ) -> KnowledgeResult:
-        knowledge = _service(runtime_provider(), "knowledge", "the knowledge base")
+        knowledge = _service(runtime_provider().knowledge, "the knowledge base")
         try:
             results = await knowledge.search(query, limit, _key_id(ctx))
         except HydraError as exc:
@@ -356,7 +359,7 @@ def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         ctx: Context[Any, Any, Any],
         comment: Annotated[str | None, Field(max_length=4000)] = None,
     ) -> dict[str, Any]:
-        feedback = _service(runtime_provider(), "feedback", "feedback")
+        feedback = _service(runtime_provider().feedback, "feedback")
         try:
             result = await feedback.record(request_id, rating, comment, _key_id(ctx))
         except HydraError as exc:
@@ -381,7 +384,7 @@ def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
             since_s = parse_since(since)
         except ValueError as exc:
             raise ToolError(str(exc)) from None
-        telemetry = _service(runtime_provider(), "telemetry", "the telemetry store")
+        telemetry = _service(runtime_provider().telemetry, "the telemetry store")
         try:
             stats = await telemetry.stats(since_s)
         except HydraError as exc:

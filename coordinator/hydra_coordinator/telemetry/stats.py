@@ -41,7 +41,7 @@ def _ms(value: float | None) -> float | None:
 
 async def budget_status(db: Database, config: BudgetsConfig) -> list[dict[str, Any]]:
     """Each configured cloud budget with its spend so far this period, from the telemetry."""
-    from ..budgets import Budgets, period_start, reset_time
+    from ..routing.budgets import Budgets, period_start, reset_time
 
     p = "?" if db.kind == "sqlite" else "%s"
     now = time.time()

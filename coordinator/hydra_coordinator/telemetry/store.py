@@ -12,11 +12,12 @@ import contextlib
 import dataclasses
 import logging
 import time
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from ..config import Settings
+from ..dependencies import DependencyState
 from ..errors import ServiceUnavailable
 from ..metrics import Metrics
 from ..paths import state_directory
@@ -29,7 +30,6 @@ __all__ = ["TelemetryStore"]
 
 log = logging.getLogger("hydra_coordinator.telemetry")
 
-DependencyState = Literal["healthy", "degraded", "down"]
 
 _BACKOFF_MIN, _BACKOFF_MAX = 0.25, 10.0
 _NEAR_FULL, _REARM = 0.8, 0.5  # warn at 80% of the cap, again after falling under 50%

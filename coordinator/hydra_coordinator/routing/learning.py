@@ -1,51 +1,34 @@
-"""How the router learns: outcomes of every request, ratings from feedback, state kept on disk.
+"""How the learned router is fed and kept: outcomes of every request, state kept on disk.
 
 - :class:`Outcomes` is a telemetry sink: the outcome of every request (ok, error, timeout,
   truncated) teaches the learned router's reliability posterior at once; it also remembers
   recent requests so feedback can find them. Cache hits and refused (4xx) requests say
   nothing about a backend and are not taught.
-- :class:`Feedback` takes a rating for an earlier request (``POST /v1/feedback`` and the MCP
-  tool ``record_feedback`` share it), stores it with the request's telemetry, teaches the
-  router's satisfaction posterior and rates the answer in the knowledge base.
 - :class:`RouterState` loads the learned state at start and saves it periodically and at stop.
+- :func:`open_learner` makes the learned router a runtime's :class:`~.service.Router` uses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
-from .errors import NotFound
-from .routing.learned import LearnedRouter, rating_reward
-from .telemetry.record import RequestInfo, RequestRecord
+from ..config import Settings
+from ..paths import state_directory
+from ..telemetry import Recorder
+from ..telemetry.record import RequestInfo, RequestRecord
+from .learned import LearnedRouter
+from .service import Router
 
-__all__ = ["Feedback", "Outcomes", "RequestInfo", "RouterState", "parse_rating"]
+__all__ = ["Outcomes", "RequestInfo", "RouterState", "open_learner", "outcome_kind"]
 
 log = logging.getLogger("hydra_coordinator.learning")
-
-_THUMBS = {"up": 1.0, "thumbs_up": 1.0, "+1": 1.0, "down": -1.0, "thumbs_down": -1.0, "-1": -1.0}
-
-
-def parse_rating(value: float | str) -> float:
-    """A rating in [-1, 1], or thumbs (``up``/``down``); ValueError otherwise."""
-    if isinstance(value, str):
-        try:
-            return _THUMBS[value.strip().lower()]
-        except KeyError:
-            raise ValueError(
-                f"rating must be a number in [-1, 1] or up/down, got {value!r}"
-            ) from None
-    rating = float(value)
-    if not -1.0 <= rating <= 1.0:
-        raise ValueError(f"rating must be between -1 and 1, got {rating}")
-    return rating
 
 
 def _outcome(record: RequestRecord) -> Literal["ok", "error", "timeout", "truncated"] | None:
@@ -80,7 +63,7 @@ class Outcomes:
         outcome = _outcome(record)
         if outcome is not None and record.task_class and record.backend:
             self.router.record_outcome(
-                record.task_class, record.backend, outcome, kind=_kind(record.route)
+                record.task_class, record.backend, outcome, kind=outcome_kind(record.route)
             )
             self.changed = True
 
@@ -88,50 +71,9 @@ class Outcomes:
         return self._recent.get(request_id)
 
 
-def _kind(route: str) -> Literal["local", "cloud"]:
+def outcome_kind(route: str) -> Literal["local", "cloud"]:
+    """The backend kind a request's ``route`` names."""
     return "cloud" if route == "cloud" else "local"
-
-
-class Feedback:
-    def __init__(self, runtime: Any, outcomes: Outcomes) -> None:
-        self.runtime = runtime
-        self.outcomes = outcomes
-
-    async def _find(self, request_id: str) -> RequestInfo | None:
-        found = self.outcomes.get(request_id)
-        if found is not None or self.runtime.telemetry is None:
-            return found
-        info: RequestInfo | None = await self.runtime.telemetry.lookup(request_id)
-        return info
-
-    async def record(
-        self, request_id: str, rating: float | str, comment: str | None, key_id: str | None
-    ) -> dict[str, Any]:
-        """Rate an earlier request. Only the API key that made a request may rate it."""
-        value = parse_rating(rating)
-        info = await self._find(request_id)
-        if info is None or info.key_id != key_id:
-            raise NotFound(f"no request {request_id!r} to rate", code="request_not_found")
-        telemetry = self.runtime.telemetry
-        if telemetry is not None:
-            await telemetry.record_feedback(request_id, value, comment, key_id)
-        if info.task_class:
-            self.outcomes.router.update(
-                info.task_class, info.backend, rating_reward(value), kind=_kind(info.route)
-            )
-            self.outcomes.changed = True
-        knowledge = getattr(self.runtime, "knowledge", None)
-        if knowledge is not None:
-            with contextlib.suppress(Exception):  # the rating is recorded; the KB is a bonus
-                await knowledge.rate(request_id, value)
-        return {
-            "request_id": request_id,
-            "rating": value,
-            "backend": info.backend,
-            "route": info.route,
-            "task_class": info.task_class,
-            "recorded": True,
-        }
 
 
 class RouterState:
@@ -190,30 +132,17 @@ class RouterState:
             log.error("cannot save the learned router state to %s: %s", self.path, exc)
 
 
-def setup(runtime: Any) -> None:
-    """The learned router (restored from the state directory), its outcome sink and feedback."""
-    from .paths import state_directory
-
-    knobs = {
-        **runtime.settings.routing.learned.model_dump(),
-        "threshold": runtime.settings.routing.threshold,
-    }
+def open_learner(settings: Settings, router: Router, recorder: Recorder) -> RouterState:
+    """The learned router, restored from the state directory, as ``router``'s learner, with its
+    outcome sink on ``recorder``; the returned keeper saves it (start and stop it)."""
+    knobs = {**settings.routing.learned.model_dump(), "threshold": settings.routing.threshold}
     outcomes = Outcomes(LearnedRouter(**knobs))
-    state = RouterState(state_directory(runtime.settings) / "router-state.json", outcomes)
+    state = RouterState(state_directory(settings) / "router-state.json", outcomes)
     restored = state.load()
     if restored is not None:
         for name, value in knobs.items():  # the config's knobs win over saved ones
             setattr(restored, name, value)
         outcomes.router = restored
-    runtime.router.learned = outcomes.router
-    runtime.recorder.sinks.append(outcomes)
-    runtime.feedback = Feedback(runtime, outcomes)
-    runtime.router_state = state
-
-
-async def start(runtime: Any) -> None:
-    runtime.router_state.start()
-
-
-async def stop(runtime: Any) -> None:
-    await runtime.router_state.stop()
+    router.learned = outcomes.router
+    recorder.sinks.append(outcomes)
+    return state

@@ -19,20 +19,19 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .config import BudgetLimit, BudgetsConfig
-from .errors import TooManyRequests
-from .routing.router import Decision
-from .telemetry.record import RequestRecord
+from ..config import BudgetLimit, BudgetsConfig
+from ..errors import TooManyRequests
+from ..telemetry.record import RequestRecord
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from .stores.redis_link import RedisLink
+    from ..stores.redis_link import RedisLink
 
 __all__ = [
     "BudgetCollector",
@@ -42,7 +41,6 @@ __all__ = [
     "Line",
     "period_start",
     "reset_time",
-    "route_within_budget",
 ]
 
 log = logging.getLogger("hydra_coordinator.budgets")
@@ -163,7 +161,7 @@ class Budgets:
 
     async def _read(self, keys: list[str]) -> list[float]:
         if self.link is not None:
-            from .stores.redis_link import RedisUnavailable
+            from ..stores.redis_link import RedisUnavailable
 
             async def read(r: aioredis.Redis) -> list[float]:
                 values = await r.mget(keys)
@@ -208,7 +206,7 @@ class Budgets:
         self, keys: list[str], amount: float, limits: list[float], ttls: list[int]
     ) -> int:
         if self.link is not None:
-            from .stores.redis_link import RedisUnavailable
+            from ..stores.redis_link import RedisUnavailable
 
             async def run(r: aioredis.Redis) -> int:
                 return int(await r.eval(_RESERVE, len(keys), *keys, amount, *limits, *ttls))
@@ -228,7 +226,7 @@ class Budgets:
         if not keys or abs(delta) < 1e-12:
             return
         if self.link is not None:
-            from .stores.redis_link import RedisUnavailable
+            from ..stores.redis_link import RedisUnavailable
 
             async def add(r: aioredis.Redis) -> None:
                 pipe = r.pipeline(transaction=False)
@@ -251,68 +249,6 @@ class Budgets:
             f"the {line.describe()} is exhausted; it resets at {stamp}",
             headers={"retry-after": str(max(1, int(resets - moment)))},
         )
-
-
-async def route_within_budget(
-    runtime: Any,
-    body: dict[str, Any],
-    model: str,
-    key_id: str | None,
-    *,
-    request_id: str | None = None,
-    neighbours: Sequence[tuple[str, float, float]] = (),
-) -> Decision:
-    """Privacy rules, budgets, then the route. With ``request_id`` (a real request, not a
-    preview) a cloud route reserves its expected cost; 429 or a local route when it cannot."""
-    budgets: Budgets | None = runtime.budgets
-    if budgets is None or not budgets.enabled:
-        decision: Decision = runtime.router.decide(
-            body, model, runtime.pool.views(), key_id, neighbours=neighbours
-        )
-        return decision
-    views = runtime.pool.views()
-    remaining, line = await budgets.remaining(key_id)
-    if remaining is not None and line is not None and remaining <= 0:
-        return _over_budget(runtime, budgets, body, model, key_id=key_id, line=line)
-    decision = runtime.router.decide(
-        body, model, views, key_id, budget_remaining=remaining, neighbours=neighbours
-    )
-    if decision.route != "cloud" or decision.backend is None:
-        return decision
-    cost = runtime.router.expected_cost(decision.backend, body)
-    if request_id is None:  # a preview: say what a real request would get, reserve nothing
-        if remaining is None or line is None or cost <= remaining:
-            return decision
-        return _over_budget(runtime, budgets, body, model, key_id=key_id, line=line)
-    failed = await budgets.reserve(request_id, key_id, cost)
-    if failed is None:
-        return decision
-    return _over_budget(runtime, budgets, body, model, key_id=key_id, line=failed)
-
-
-def _over_budget(
-    runtime: Any,
-    budgets: Budgets,
-    body: dict[str, Any],
-    model: str,
-    *,
-    key_id: str | None,
-    line: Line,
-) -> Decision:
-    views = runtime.pool.views()
-    if budgets.config.on_exhausted == "reject":
-        wanted: Decision = runtime.router.decide(body, model, views, key_id)
-        if wanted.route == "cloud":
-            raise budgets.exhausted_error(line)
-    local: Decision = runtime.router.decide(
-        body,
-        model,
-        views,
-        key_id,
-        cloud_allowed=False,
-        cloud_blocked_by=f"the {line.describe()} is exhausted: cloud backends are skipped",
-    )
-    return local
 
 
 class BudgetSink:
