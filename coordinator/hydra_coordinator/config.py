@@ -39,6 +39,7 @@ __all__ = [
     "Settings",
     "TelemetryConfig",
     "UpstreamConfig",
+    "backend_api_key",
     "default_settings",
     "is_loopback",
     "load_settings",
@@ -59,32 +60,68 @@ class _Model(BaseModel):
 
 
 class ListenConfig(_Model):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8092, ge=0, le=65535)
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the API listens on. Anything but loopback needs auth.api_key_files.",
+    )
+    port: int = Field(default=8092, ge=0, le=65535, description="TCP port of the API.")
 
 
 class Price(_Model):
     """US dollars per million tokens."""
 
-    input: float = Field(default=0.0, ge=0)
-    output: float = Field(default=0.0, ge=0)
+    input: float = Field(default=0.0, ge=0, description="US$ per million prompt tokens.")
+    output: float = Field(default=0.0, ge=0, description="US$ per million completion tokens.")
 
 
 class BackendConfig(_Model):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["local", "cloud"]
-    base_url: str
-    api_key_file: str | None = None
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Unique name (letters, digits, `_.-`): in headers, metrics, logs, telemetry.",
+    )
+    kind: Literal["local", "cloud"] = Field(
+        description="`local` (your GPUs: TabbyAPI, Ollama, ...) or `cloud` (a paid API; never "
+        "sent requests a privacy rule keeps local)."
+    )
+    base_url: str = Field(
+        description="The upstream's OpenAI API root, e.g. `http://gpu-box:11434/v1`."
+    )
+    api_key_file: str | None = Field(
+        default=None,
+        description="File holding the upstream's API key (relative: in $CREDENTIALS_DIRECTORY "
+        "under systemd, else the working directory). The recommended way under systemd.",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the upstream's API key, e.g. "
+        "`OPENAI_API_KEY`, for running by hand; instead of api_key_file.",
+    )
     models: list[str] = Field(
         default_factory=list,
         description="Models this backend serves; empty means ask the upstream's /models.",
     )
-    price_per_mtok: Price = Price()
-    max_concurrency: int = Field(default=4, ge=1)
-    max_queue: int = Field(default=64, ge=0)
-    timeout_s: float = Field(default=300.0, gt=0)
-    connect_timeout_s: float = Field(default=3.0, gt=0)
-    context_window: int | None = Field(default=None, ge=1)
+    price_per_mtok: Price = Field(
+        default_factory=Price, description="Price per million tokens (cost metrics, budgets)."
+    )
+    max_concurrency: int = Field(
+        default=4, ge=1, description="Requests in flight at once (a GPU serves few)."
+    )
+    max_queue: int = Field(
+        default=64,
+        ge=0,
+        description="Requests allowed to wait for a slot; beyond that 429 with Retry-After.",
+    )
+    timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest wait for the answer's headers or for the next stream chunk.",
+    )
+    connect_timeout_s: float = Field(default=3.0, gt=0, description="TCP connect timeout.")
+    context_window: int | None = Field(
+        default=None, ge=1, description="The model's context size, in tokens."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -92,6 +129,12 @@ class BackendConfig(_Model):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> BackendConfig:
+        if self.api_key_file and self.api_key_env:
+            raise ValueError("api_key_file and api_key_env: set one of them, not both")
+        return self
 
 
 class LearnedRoutingConfig(_Model):
@@ -106,15 +149,21 @@ class RoutingConfig(_Model):
         default="learned",
         description="learned: Thompson sampling over ratings and outcomes; threshold: v1 only.",
     )
-    learned: LearnedRoutingConfig = LearnedRoutingConfig()
+    learned: LearnedRoutingConfig = Field(
+        default_factory=LearnedRoutingConfig, description="The learned router (`learned` only)."
+    )
     threshold: float = Field(
         default=0.7,
         ge=0,
         le=1,
         description="Route local when the confidence that a local model suffices is >= this.",
     )
-    long_prompt_tokens: int = Field(default=3000, ge=1)
-    deep_conversation_turns: int = Field(default=12, ge=1)
+    long_prompt_tokens: int = Field(
+        default=3000, ge=1, description='A prompt this long counts as fully "long".'
+    )
+    deep_conversation_turns: int = Field(
+        default=12, ge=1, description='A conversation this deep counts as fully "deep".'
+    )
     knowledge_neighbours: bool = Field(
         default=False,
         description="Let the ratings of similar past questions weigh in on learned routing "
@@ -126,21 +175,37 @@ class RoutingConfig(_Model):
 
 
 class AuthConfig(_Model):
-    api_key_files: list[str] = Field(default_factory=list)
+    api_key_files: list[str] = Field(
+        default_factory=list,
+        description="Files with client keys (one key each). None: no auth, only allowed on "
+        "loopback.",
+    )
     public_metrics: bool = Field(
         default=True, description="Serve /metrics without a key (for Prometheus scrapers)."
     )
 
 
 class LimitsConfig(_Model):
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
+    )
 
 
 class HealthConfig(_Model):
-    interval_s: float = Field(default=10.0, gt=0)
-    timeout_s: float = Field(default=3.0, gt=0)
-    failure_threshold: int = Field(default=3, ge=1)
-    cooldown_s: float = Field(default=15.0, gt=0)
+    interval_s: float = Field(
+        default=10.0, gt=0, description="How often each backend is probed (GET {base_url}/models)."
+    )
+    timeout_s: float = Field(default=3.0, gt=0, description="Longest wait for a probe.")
+    failure_threshold: int = Field(
+        default=3,
+        ge=1,
+        description="Failures in a row (probes or requests) that open a backend's circuit breaker.",
+    )
+    cooldown_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long an open breaker waits before one try goes through.",
+    )
 
 
 class UpstreamConfig(_Model):
@@ -158,8 +223,14 @@ class CostConfig(_Model):
 
 
 class BudgetLimit(_Model):
-    daily_usd: float | None = Field(default=None, ge=0)
-    monthly_usd: float | None = Field(default=None, ge=0)
+    daily_usd: float | None = Field(
+        default=None, ge=0, description="Cloud spend allowed per UTC day, in US$; unset: no limit."
+    )
+    monthly_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Cloud spend allowed per UTC month, in US$; unset: no limit.",
+    )
 
 
 class BudgetsConfig(BudgetLimit):
@@ -169,7 +240,9 @@ class BudgetsConfig(BudgetLimit):
         default_factory=BudgetLimit, description="Limits every API key gets on its own."
     )
     keys: dict[str, BudgetLimit] = Field(
-        default_factory=dict, description="Per API key id overrides of per_key."
+        default_factory=dict,
+        description="Per API key id overrides of per_key.",
+        json_schema_extra={"doc_key": "<key id>"},
     )
     on_exhausted: Literal["local", "reject"] = Field(
         default="local", description="local: route to a local backend; reject: answer 429."
@@ -177,8 +250,12 @@ class BudgetsConfig(BudgetLimit):
 
 
 class LogConfig(_Model):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    access: bool = True
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level."
+    )
+    access: bool = Field(
+        default=True, description="One JSON line per answered request (never the prompt text)."
+    )
 
 
 # --- telemetry and its database -------------------------------------------------------------
@@ -190,8 +267,10 @@ class DatabaseConfig(_Model):
         description="PostgreSQL URL (postgresql://...; postgresql:///db?host=/run/postgresql for "
         "peer auth); unset: an SQLite file in the state directory.",
     )
-    pool_min: int = Field(default=1, ge=0)
-    pool_max: int = Field(default=4, ge=1)
+    pool_min: int = Field(default=1, ge=0, description="Connections kept open for queries.")
+    pool_max: int = Field(
+        default=4, ge=1, description="Most connections for queries (stats); writes use one more."
+    )
 
     @field_validator("url")
     @classmethod
@@ -202,14 +281,27 @@ class DatabaseConfig(_Model):
 
 
 class TelemetryConfig(_Model):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Record every answered request.")
     store_prompts: bool = Field(
         default=False, description="Also store each request's messages (prompt text)."
     )
-    batch_size: int = Field(default=1000, ge=1)
-    flush_interval_s: float = Field(default=1.0, gt=0)
-    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
-    fsync_interval_s: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1, description="Most rows per database write.")
+    flush_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest wait before a write (how far the table lags behind).",
+    )
+    spool_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="Size cap of the on-disk spool; kept in segments of an eighth of it (at most "
+        "16 MiB), each reserved when started. When full, new events are dropped and counted.",
+    )
+    fsync_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the spool is fsync'd: what a power loss can lose.",
+    )
 
 
 # --- stores: Redis cache and limits, Qdrant knowledge base, embeddings -----------------------
@@ -241,19 +333,35 @@ class SemanticCacheConfig(_Model):
         default=False,
         description="Answer a near-duplicate single-turn question from the knowledge base.",
     )
-    min_similarity: float = Field(default=0.95, gt=0, le=1)
-    min_rating: float = Field(default=0.5, ge=-1, le=1)
+    min_similarity: float = Field(
+        default=0.95, gt=0, le=1, description="Cosine similarity a past question needs."
+    )
+    min_rating: float = Field(
+        default=0.5, ge=-1, le=1, description="Rating the past answer needs (-1 to 1)."
+    )
 
 
 class CacheConfig(_Model):
-    enabled: bool = True
-    ttl_s: float = Field(default=3600.0, gt=0)
-    max_entry_bytes: int = Field(default=1024 * 1024, ge=1)
-    semantic: SemanticCacheConfig = SemanticCacheConfig()
+    enabled: bool = Field(
+        default=True,
+        description="Exact-match response cache for non-streamed requests with temperature 0 "
+        "(or x-hydra-cache: true).",
+    )
+    ttl_s: float = Field(default=3600.0, gt=0, description="How long an answer is kept.")
+    max_entry_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Larger answers are not cached."
+    )
+    semantic: SemanticCacheConfig = Field(
+        default_factory=SemanticCacheConfig,
+        description="Answers from the knowledge base for near-duplicate questions (never across "
+        "API keys, for streams or for multi-turn conversations).",
+    )
 
 
 class RateLimit(_Model):
-    requests_per_minute: float | None = Field(default=None, gt=0)
+    requests_per_minute: float | None = Field(
+        default=None, gt=0, description="Token-bucket refill rate per API key id; unset: no limit."
+    )
     burst: int | None = Field(
         default=None, ge=1, description="Bucket size; default: requests_per_minute."
     )
@@ -261,17 +369,27 @@ class RateLimit(_Model):
 
 class RateLimitsConfig(RateLimit):
     keys: dict[str, RateLimit] = Field(
-        default_factory=dict, description="Per API key id overrides of the defaults."
+        default_factory=dict,
+        description="Per API key id overrides of the defaults (`anon` without auth).",
+        json_schema_extra={"doc_key": "<key id>"},
     )
 
 
 class QdrantConfig(_Model):
     url: str | None = Field(default=None, description="A Qdrant server; unset = embedded.")
     path: str | None = Field(
-        default=None, description="Embedded store; relative to the state directory."
+        default=None,
+        description="Embedded store; relative to the state directory (unset: `qdrant`).",
     )
-    collection: str = Field(default="hydra_knowledge", min_length=1)
-    api_key_file: str | None = None
+    collection: str = Field(
+        default="hydra_knowledge",
+        min_length=1,
+        description="Collection name (`<name>_<N>d` when the embedder's size differs from an "
+        "existing collection's).",
+    )
+    api_key_file: str | None = Field(
+        default=None, description="File holding the Qdrant server's API key."
+    )
 
 
 class EmbeddingsConfig(_Model):
@@ -279,10 +397,17 @@ class EmbeddingsConfig(_Model):
         default=None,
         description="An OpenAI-compatible API root serving /embeddings; unset = built-in.",
     )
-    model: str = "nomic-embed-text"
-    api_key_file: str | None = None
-    dimensions: int | None = Field(default=None, ge=1)
-    timeout_s: float = Field(default=10.0, gt=0)
+    model: str = Field(default="nomic-embed-text", description="Embedding model to ask for.")
+    api_key_file: str | None = Field(
+        default=None, description="File holding the embeddings service's API key."
+    )
+    dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Vector size to ask the service for (sent as `dimensions`; leave unset "
+        "unless the model supports it). The built-in embedder: 384.",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="Longest wait for an embedding.")
 
     @field_validator("url")
     @classmethod
@@ -293,9 +418,15 @@ class EmbeddingsConfig(_Model):
 
 
 class KnowledgeConfig(_Model):
-    enabled: bool = True
-    store_answers: bool = True
-    queue_size: int = Field(default=256, ge=1)
+    enabled: bool = Field(
+        default=True, description="The knowledge base at all (off: no Qdrant, nothing stored)."
+    )
+    store_answers: bool = Field(default=True, description="Store answered questions.")
+    queue_size: int = Field(
+        default=256,
+        ge=1,
+        description="Answers waiting to be stored; when full, an answer is skipped and counted.",
+    )
 
 
 # --- end of stores ---------------------------------------------------------------------------
@@ -306,28 +437,77 @@ def _default_backends() -> list[BackendConfig]:
 
 
 class Settings(_Model):
-    listen: ListenConfig = ListenConfig()
-    backends: list[BackendConfig] = Field(default_factory=_default_backends, min_length=1)
-    routing: RoutingConfig = RoutingConfig()
-    auth: AuthConfig = AuthConfig()
-    limits: LimitsConfig = LimitsConfig()
-    health: HealthConfig = HealthConfig()
-    upstream: UpstreamConfig = UpstreamConfig()
-    privacy: PrivacyConfig = PrivacyConfig()
-    cost: CostConfig = CostConfig()
-    budgets: BudgetsConfig = BudgetsConfig()
-    log: LogConfig = LogConfig()
+    listen: ListenConfig = Field(default_factory=ListenConfig, description="Where the API listens.")
+    backends: list[BackendConfig] = Field(
+        default_factory=_default_backends,
+        min_length=1,
+        description="The upstream servers, local and cloud, in order of preference within a kind.",
+        json_schema_extra={"doc_default": "one: `ollama`, local, at `http://127.0.0.1:11434/v1`"},
+    )
+    routing: RoutingConfig = Field(
+        default_factory=RoutingConfig,
+        description="How a request is routed between local and cloud: see routing.md.",
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig, description="Client API keys: see security.md."
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Request limits.")
+    health: HealthConfig = Field(
+        default_factory=HealthConfig,
+        description="Backend health probes and the circuit breaker.",
+    )
+    upstream: UpstreamConfig = Field(
+        default_factory=UpstreamConfig,
+        description="How upstreams are called (see performance.md for the choice of client).",
+    )
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig,
+        description="Which requests may leave the lab: see privacy.md.",
+    )
+    cost: CostConfig = Field(
+        default_factory=CostConfig, description="Counting tokens when an upstream does not."
+    )
+    budgets: BudgetsConfig = Field(
+        default_factory=BudgetsConfig,
+        description="Cloud spend limits per UTC day and month; global, per key, for some keys.",
+    )
+    log: LogConfig = Field(default_factory=LogConfig, description="Logging, to stderr.")
     # telemetry
-    state_dir: str | None = None
-    database: DatabaseConfig = DatabaseConfig()
-    telemetry: TelemetryConfig = TelemetryConfig()
+    state_dir: str | None = Field(
+        default=None,
+        description="State directory when $STATE_DIRECTORY is unset (unset: "
+        "~/.local/state/hydra-coordinator).",
+    )
+    database: DatabaseConfig = Field(
+        default_factory=DatabaseConfig,
+        description="Where telemetry and feedback are stored: see state.md.",
+    )
+    telemetry: TelemetryConfig = Field(
+        default_factory=TelemetryConfig,
+        description="One row per answered request, spooled on disk first: see state.md.",
+    )
     # stores (Redis, Qdrant, embeddings)
-    redis: RedisConfig = RedisConfig()
-    cache: CacheConfig = CacheConfig()
-    rate_limits: RateLimitsConfig = RateLimitsConfig()
-    qdrant: QdrantConfig = QdrantConfig()
-    embeddings: EmbeddingsConfig = EmbeddingsConfig()
-    knowledge: KnowledgeConfig = KnowledgeConfig()
+    redis: RedisConfig = Field(
+        default_factory=RedisConfig,
+        description="Shared cache, rate limits, usage and budget counters; unset: in process.",
+    )
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="The response cache.")
+    rate_limits: RateLimitsConfig = Field(
+        default_factory=RateLimitsConfig, description="Token buckets per API key id."
+    )
+    qdrant: QdrantConfig = Field(
+        default_factory=QdrantConfig,
+        description="The knowledge base's vector store: a server, or embedded in the state "
+        "directory.",
+    )
+    embeddings: EmbeddingsConfig = Field(
+        default_factory=EmbeddingsConfig,
+        description="The embedding model for the knowledge base; unset url: a built-in embedder.",
+    )
+    knowledge: KnowledgeConfig = Field(
+        default_factory=KnowledgeConfig,
+        description="The knowledge base of answered questions (Qdrant).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -434,9 +614,28 @@ def secret_files(settings: Settings) -> list[tuple[str, str]]:
     return found
 
 
+def read_env_secret(name: str, key: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{key}: the environment variable {name} is not set or empty")
+    return value
+
+
+def backend_api_key(backend: BackendConfig, index: int) -> str | None:
+    """The upstream's API key, from its file or its environment variable (None: no key)."""
+    if backend.api_key_file:
+        return read_secret(backend.api_key_file, f"backends.{index}.api_key_file")
+    if backend.api_key_env:
+        return read_env_secret(backend.api_key_env, f"backends.{index}.api_key_env")
+    return None
+
+
 def check_secrets(settings: Settings) -> None:
     for key, path in secret_files(settings):
         read_secret(path, key)
+    for index, backend in enumerate(settings.backends):
+        if backend.api_key_env:
+            read_env_secret(backend.api_key_env, f"backends.{index}.api_key_env")
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, *, secrets: bool = True) -> Settings:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 
-from ..config import Settings, read_secret
+from ..config import Settings, backend_api_key
 from ..routing.router import BackendView
 from .backend import Backend
 from .client import Timeouts, UpstreamClient, UpstreamError
@@ -21,13 +21,7 @@ class BackendPool:
         self._settings = settings
         self._client = client
         self._backends = {
-            b.name: Backend(
-                b,
-                settings.health,
-                read_secret(b.api_key_file, f"backends.{i}.api_key_file")
-                if b.api_key_file
-                else None,
-            )
+            b.name: Backend(b, settings.health, backend_api_key(b, i))
             for i, b in enumerate(settings.backends)
         }
         self._task: asyncio.Task[None] | None = None

@@ -79,8 +79,11 @@ class PrivacyRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1)
-    action: Action
+    name: str = Field(min_length=1, description="Unique name, shown in reasons and telemetry.")
+    action: Action = Field(
+        description="`block` (answer 403), `local_only` (never a cloud backend) or `allow` "
+        "(exempt from the rules after this one)."
+    )
     detectors: list[str] = Field(
         default_factory=list, description="detector names or the categories 'secret' / 'pii'"
     )
@@ -138,8 +141,15 @@ class PrivacyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = True
-    rules: list[PrivacyRule] = Field(default_factory=default_rules)
+    enabled: bool = Field(default=True, description="Apply the rules at all.")
+    rules: list[PrivacyRule] = Field(
+        default_factory=default_rules,
+        description="Read in order: a matching `allow` stops; else the strictest match wins.",
+        json_schema_extra={
+            "doc_default": "secrets and personal data `local_only` (`secrets-stay-local`, "
+            "`personal-data-stays-local`)"
+        },
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> PrivacyConfig:

@@ -6,7 +6,7 @@ It depends only on aiohttp and serves:
 - ``GET  /v1/models``                 the models given with ``--models``
 - ``POST /v1/chat/completions``       a deterministic answer, streaming or not
 - ``POST /v1/embeddings``             a deterministic embedding per input
-- ``GET  /_requests``                 every request body received so far (JSON list)
+- ``GET  /_requests``                 every request received so far: path, body, authorization
 - ``POST /_control``                  change behaviour at run time (JSON object, see ``Behaviour``)
 
 The answer text is ``"<name>: <last user message>"`` so a test can see which upstream answered.
@@ -60,8 +60,14 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def _record(state: FakeState, path: str, body: dict[str, Any]) -> None:
-    entry = {"path": path, "body": body, "time": time.time()}
+def _record(request: web.Request, body: dict[str, Any]) -> None:
+    state = request.app[STATE]
+    entry = {
+        "path": request.path,
+        "body": body,
+        "authorization": request.headers.get("authorization"),
+        "time": time.time(),
+    }
     state.requests.append(entry)
     if state.log_path:
         with open(state.log_path, "a", encoding="utf-8") as log:
@@ -153,7 +159,7 @@ async def _stream(
 async def chat(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await request.json()
-    _record(state, request.path, body)
+    _record(request, body)
     behaviour = state.behaviour
     if behaviour.delay_s:
         await asyncio.sleep(behaviour.delay_s)
@@ -173,9 +179,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 async def embeddings(request: web.Request) -> web.Response:
-    state = request.app[STATE]
     body = await request.json()
-    _record(state, request.path, body)
+    _record(request, body)
     inputs = body.get("input")
     items = inputs if isinstance(inputs, list) else [inputs]
     data = []
