@@ -83,7 +83,10 @@ python3Packages.buildPythonApplication (finalAttrs: {
       pytest-asyncio
       pytestCheckHook
     ])
-    ++ [ prometheus ]; # promtool checks the /metrics output
+    # promtool checks the /metrics output. nixpkgs' prometheus moves bin/promtool
+    # to its `cli` output (outputs = [ "out" "doc" "cli" ]); `prometheus` alone
+    # is `out`, which has no promtool.
+    ++ [ prometheus.cli ];
 
   makeWrapperArgs = [ "--set-default HYDRA_TOKENIZER_FILE ${cl100k}" ];
 
