@@ -506,6 +506,4 @@ in
       };
     };
   };
-
-  meta.maintainers = [ ];
 }

@@ -1,5 +1,13 @@
-# services.tabbyapi: TabbyAPI (exllamav2/v3, OpenAI-compatible) as a
-# hardened systemd service. nixpkgs packages `tabbyapi` but has no module.
+# hydra.tabbyapi: TabbyAPI (exllamav2/exllamav3, OpenAI-compatible) as a
+# hardened systemd service, `hydra-tabbyapi.service`.
+#
+# nixpkgs packages `tabbyapi`, and newer nixpkgs also has a
+# `services.tabbyapi` module (nixos/modules/services/web-apps/tabbyapi.nix,
+# unit `tabbyapi`). So that this module works whether or not the nixpkgs in
+# use has that one, its options live under `hydra.tabbyapi` and its unit,
+# state and cache directories are called `hydra-tabbyapi`: nothing can be
+# "already declared" or define the same unit twice. An assertion refuses
+# running both.
 #
 # TabbyAPI reads `config.yml` and `api_tokens.yml` from its working
 # directory (common/tabby_config.py, common/auth.py upstream). The unit runs
@@ -8,19 +16,36 @@
 # enters the Nix store.
 {
   config,
+  options,
   lib,
   pkgs,
   ...
 }:
 let
-  cfg = config.services.tabbyapi;
+  cfg = config.hydra.tabbyapi;
   settingsFormat = pkgs.formats.yaml { };
   configFile = settingsFormat.generate "tabbyapi-config.yml" cfg.settings;
-  stateDir = "/var/lib/tabbyapi";
+  name = "hydra-tabbyapi";
+  stateDir = "/var/lib/${name}";
+
+  secretFile = lib.types.nullOr (
+    lib.types.pathWith {
+      inStore = false;
+      absolute = true;
+    }
+  );
+
+  # What TabbyAPI's config model accepts for model.cache_mode
+  # (common/config_models.py: CACHE_TYPE = Literal["FP16", "Q8", "Q6", "Q4"]
+  # or r"^[2-8]\s*,\s*[2-8]$"); anything else stops it at start.
+  cacheModeType = lib.types.strMatching "FP16|Q8|Q6|Q4|[2-8][[:space:]]*,[[:space:]]*[2-8]";
+
+  nixpkgsTabbyEnabled =
+    lib.hasAttrByPath [ "services" "tabbyapi" "enable" ] options && config.services.tabbyapi.enable;
 
   # Keys go into YAML unquoted-safe only: refuse anything else instead of
   # escaping it.
-  prepare = pkgs.writeShellScript "tabbyapi-prepare" ''
+  prepare = pkgs.writeShellScript "${name}-prepare" ''
     set -eu
     umask 077
     cp --no-preserve=mode ${configFile} config.yml
@@ -29,7 +54,7 @@ let
       key=$(tr -d '\n\r' < "$file")
       case "$key" in
         "" | *[!A-Za-z0-9._~+/=-]*)
-          echo "tabbyapi: credential $1 is empty or has characters other than A-Za-z0-9._~+/=-" >&2
+          echo "${name}: credential $1 is empty or has characters other than A-Za-z0-9._~+/=-" >&2
           exit 1 ;;
       esac
       printf '%s' "$key"
@@ -48,10 +73,17 @@ let
   '';
 in
 {
-  options.services.tabbyapi = {
-    enable = lib.mkEnableOption "TabbyAPI, an OpenAI-compatible server for exllamav2/exllamav3 models";
+  options.hydra.tabbyapi = {
+    enable = lib.mkEnableOption "TabbyAPI, an OpenAI-compatible server for exllamav2/exllamav3 models (unit `hydra-tabbyapi`)";
 
-    package = lib.mkPackageOption pkgs "tabbyapi" { };
+    package = lib.mkPackageOption pkgs [ "pkgsCuda" "tabbyapi" ] {
+      extraDescription = ''
+        TabbyAPI only runs on CUDA: the default is nixpkgs' `tabbyapi` built
+        with CUDA (`pkgsCuda`, your nixpkgs config with `cudaSupport = true`,
+        so only TabbyAPI's own stack is built with CUDA), for the
+        capabilities in `nixpkgs.config.cudaCapabilities`.
+      '';
+    };
 
     host = lib.mkOption {
       type = lib.types.str;
@@ -76,20 +108,24 @@ in
     };
 
     apiKeyFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.str;
+      type = secretFile;
       default = null;
       example = "/run/secrets/tabbyapi-api-key";
       description = ''
-        File with the API key clients must send. Passed with LoadCredential
-        and written to api_tokens.yml at start. Null: TabbyAPI generates
-        keys itself on first start (printed to the journal).
+        File (an absolute path outside the Nix store) with the API key
+        clients must send. Passed with LoadCredential and written to
+        api_tokens.yml at start. Null: TabbyAPI generates keys itself on
+        first start (printed to the journal).
       '';
     };
 
     adminKeyFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.str;
+      type = secretFile;
       default = null;
-      description = "File with the admin key (model load/unload over the API). Null: a random, unknown one.";
+      description = ''
+        File (an absolute path outside the Nix store) with the admin key
+        (model load/unload over the API). Null: a random, unknown one.
+      '';
     };
 
     openFirewall = lib.mkOption {
@@ -99,14 +135,27 @@ in
     };
 
     settings = lib.mkOption {
-      type = settingsFormat.type;
+      type = lib.types.submodule {
+        freeformType = settingsFormat.type;
+        options.model.cache_mode = lib.mkOption {
+          type = cacheModeType;
+          default = "FP16";
+          example = "8,8";
+          description = ''
+            KV cache quantisation (`model.cache_mode`): `FP16`, `Q8`, `Q6`,
+            `Q4` for exl2 models; for exl3 models the pair `"k_bits,v_bits"`
+            with bits from 2 to 8, e.g. `"8,8"` (exl3 also maps `Q8` to
+            `8,8`, `Q6` to `6,6`, `Q4` to `4,4`).
+          '';
+        };
+      };
       default = { };
       example = lib.literalExpression ''
         {
           model = {
             model_name = "Qwen3-32B-exl3";
             max_seq_len = 32768;
-            cache_mode = "Q8";
+            cache_mode = "8,8";
             gpu_split_auto = false;
             gpu_split = [ 30 22 ];
           };
@@ -122,7 +171,7 @@ in
   };
 
   config = lib.mkIf cfg.enable {
-    services.tabbyapi.settings = {
+    hydra.tabbyapi.settings = {
       network = {
         host = lib.mkDefault cfg.host;
         port = lib.mkDefault cfg.port;
@@ -137,7 +186,7 @@ in
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.port ];
 
-    systemd.services.tabbyapi = {
+    systemd.services.${name} = {
       description = "TabbyAPI LLM server";
       wantedBy = [ "multi-user.target" ];
       after = [ "network-online.target" ];
@@ -145,8 +194,8 @@ in
       environment = {
         HOME = stateDir;
         HF_HOME = "${stateDir}/huggingface";
-        TRITON_CACHE_DIR = "/var/cache/tabbyapi/triton";
-        CUDA_CACHE_PATH = "/var/cache/tabbyapi/cuda";
+        TRITON_CACHE_DIR = "/var/cache/${name}/triton";
+        CUDA_CACHE_PATH = "/var/cache/${name}/cuda";
       };
       serviceConfig = {
         ExecStartPre = [ prepare ];
@@ -160,8 +209,10 @@ in
         TimeoutStartSec = "15min"; # large models take a while to load
 
         DynamicUser = true;
-        StateDirectory = "tabbyapi";
-        CacheDirectory = "tabbyapi";
+        User = name;
+        Group = name;
+        StateDirectory = name;
+        CacheDirectory = name;
         UMask = "0077";
 
         # GPU access (like nixpkgs' ollama unit)
@@ -212,9 +263,25 @@ in
       {
         assertion = config.hardware.nvidia.enabled;
         message = ''
-          services.tabbyapi needs the NVIDIA driver: TabbyAPI (exllamav2/exllamav3) only runs on CUDA.
+          hydra.tabbyapi needs the NVIDIA driver: TabbyAPI (exllamav2/exllamav3) only runs on CUDA.
           Enable hydra.gpu.nvidia.enable (or add "nvidia" to services.xserver.videoDrivers), or use
           hydra.lab.fakeGpuServers for a GPU-less test setup.
+        '';
+      }
+      {
+        assertion = cfg.package.passthru.cudaSupport or true;
+        message = ''
+          hydra.tabbyapi.package (${cfg.package.name or "tabbyapi"}) is built without CUDA, which TabbyAPI
+          needs. Use the default, pkgs.pkgsCuda.tabbyapi, or a tabbyapi from a nixpkgs with cudaSupport.
+        '';
+      }
+      {
+        assertion = !nixpkgsTabbyEnabled;
+        message = ''
+          Both hydra.tabbyapi and nixpkgs' services.tabbyapi are enabled: two TabbyAPI servers would
+          compete for the same GPUs (and, with the defaults, port 5000). Keep one: set
+          services.tabbyapi.enable = false, or hydra.tabbyapi.enable = false (hydra.roles.ai turns
+          hydra.tabbyapi on).
         '';
       }
       {
@@ -226,9 +293,9 @@ in
             "localhost"
           ];
         message = ''
-          services.tabbyapi.settings.network.disable_auth = true while listening on
+          hydra.tabbyapi.settings.network.disable_auth = true while listening on
           ${cfg.settings.network.host}: anyone who can reach the port could use the GPUs.
-          Keep auth on (services.tabbyapi.apiKeyFile) or listen on 127.0.0.1.
+          Keep auth on (hydra.tabbyapi.apiKeyFile) or listen on 127.0.0.1.
         '';
       }
       {
@@ -238,7 +305,7 @@ in
           in
           (m.gpu_split_auto or true) || (m.gpu_split or [ ]) != [ ] || (m.tensor_parallel or false);
         message = ''
-          services.tabbyapi.settings.model.gpu_split_auto = false needs model.gpu_split
+          hydra.tabbyapi.settings.model.gpu_split_auto = false needs model.gpu_split
           (GB per GPU, e.g. [ 30 22 ] for an RTX 5090 + RTX 4090).
         '';
       }

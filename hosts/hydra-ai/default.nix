@@ -26,8 +26,22 @@
     }
   ];
 
-  # A model folder under /var/lib/tabbyapi/models (exl3 or exl2).
+  # A model folder under /var/lib/hydra-tabbyapi/models (exl3 or exl2).
   hydra.roles.ai.model.name = "Qwen3-32B-exl3-6.0bpw";
+
+  # nixpkgs settings belong to the host (the modules may be used with a
+  # nixpkgs passed in from outside). The NVIDIA driver and CUDA are unfree.
+  # CUDA code is built for this host's cards only, RTX 5090 (12.0) and
+  # RTX 4090 (8.9); an assertion checks the list against
+  # hydra.gpu.nvidia.gpus. cudaSupport stays off: only TabbyAPI's stack
+  # (pkgsCuda.tabbyapi) is a CUDA build.
+  nixpkgs.config = {
+    allowUnfree = true;
+    cudaCapabilities = [
+      "12.0"
+      "8.9"
+    ];
+  };
 
   system.stateVersion = "26.05";
 }

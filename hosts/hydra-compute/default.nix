@@ -32,5 +32,15 @@
     openWebui.environmentFile = "/run/secrets/hydra/open-webui.env";
   };
 
+  # nixpkgs settings belong to the host (the modules may be used with a
+  # nixpkgs passed in from outside). The NVIDIA driver and CUDA are unfree.
+  # CUDA code is built for this host's cards only, RTX 5070 Ti (12.0); an
+  # assertion checks the list against hydra.gpu.nvidia.gpus. cudaSupport
+  # stays off: only Ollama (ollama-cuda) is a CUDA build.
+  nixpkgs.config = {
+    allowUnfree = true;
+    cudaCapabilities = [ "12.0" ];
+  };
+
   system.stateVersion = "26.05";
 }

@@ -2,13 +2,33 @@
 # Ada (RTX 40xx) cards: open kernel module (Blackwell only works with it),
 # a >= 570 driver branch, the persistence daemon, no X server, per-GPU power
 # limits, CDI for containers, and GPU device access for chosen services.
-{ config, lib, ... }:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
   cfg = config.hydra.gpu.nvidia;
   inherit (lib) mkOption types;
   nvidiaSmi = "${lib.getBin config.hardware.nvidia.package}/bin/nvidia-smi";
 
-  gpuType = types.submodule {
+  # CUDA compute capability of the GeForce/RTX cards of each generation
+  # (NVIDIA's CUDA GPU list): RTX 20xx 7.5, RTX 30xx 8.6, RTX 40xx 8.9,
+  # H100 9.0, RTX 50xx 12.0. Datacenter cards of a generation differ (A100
+  # 8.0, B200 10.0): set `cudaCapability` for those.
+  capabilityOf = {
+    turing = "7.5";
+    ampere = "8.6";
+    ada = "8.9";
+    hopper = "9.0";
+    blackwell = "12.0";
+    other = null;
+  };
+
+  gpuType = types.submodule (
+    { config, ... }:
+    {
     options = {
       name = mkOption {
         type = types.str;
@@ -38,8 +58,29 @@ let
         example = 450;
         description = "Power limit applied at boot with `nvidia-smi -i INDEX -pl WATTS` (null: leave the default).";
       };
+      cudaCapability = mkOption {
+        type = types.nullOr (types.strMatching "[0-9]+\\.[0-9]+[af]?");
+        default = capabilityOf.${config.architecture};
+        defaultText = lib.literalMD ''
+          from `architecture`, for GeForce/RTX cards: `turing` 7.5, `ampere` 8.6, `ada` 8.9,
+          `hopper` 9.0, `blackwell` 12.0 (RTX 50xx); `null` for `other`
+        '';
+        example = "8.0";
+        description = ''
+          CUDA compute capability of the card (`nvidia-smi --query-gpu=compute_cap --format=csv`):
+          what CUDA code is built for (`hydra.gpu.nvidia.cudaCapabilities`).
+        '';
+      };
     };
-  };
+    }
+  );
+
+  builtCapabilities =
+    let
+      c = pkgs.config.cudaCapabilities or [ ];
+    in
+    if lib.isList c then c else [ ];
+  missingCapabilities = lib.subtractLists builtCapabilities cfg.cudaCapabilities;
 
   limited = lib.filter (g: g.value.powerLimitWatts != null) (
     lib.imap0 (index: value: { inherit index value; }) cfg.gpus
@@ -76,6 +117,19 @@ in
       '';
     };
 
+    cudaCapabilities = mkOption {
+      type = types.listOf types.str;
+      readOnly = true;
+      default = lib.unique (lib.filter (c: c != null) (map (g: g.cudaCapability) cfg.gpus));
+      defaultText = lib.literalMD "the `cudaCapability` of every card in `gpus`";
+      description = ''
+        The CUDA capabilities of this host's cards, for
+        `nixpkgs.config.cudaCapabilities` (set in the host's configuration:
+        reusable modules do not set `nixpkgs.config`). An assertion checks that
+        the nixpkgs in use builds CUDA code for each of them.
+      '';
+    };
+
     deviceAllow = mkOption {
       type = types.listOf types.str;
       readOnly = true;
@@ -89,10 +143,10 @@ in
     };
   };
 
+  # The driver, persistenced and CUDA are unfree: the host allows them in
+  # nixpkgs.config (hosts/hydra-ai, hosts/hydra-compute), not this module,
+  # which may be used with a nixpkgs passed in from outside (nixpkgs.pkgs).
   config = lib.mkIf cfg.enable {
-    # The driver, persistenced and CUDA are unfree.
-    nixpkgs.config.allowUnfree = lib.mkDefault true;
-
     # "nvidia" in videoDrivers is what turns hardware.nvidia on; it does not
     # start an X server (services.xserver.enable stays false).
     services.xserver.videoDrivers = [ "nvidia" ];
@@ -150,6 +204,17 @@ in
           hydra.gpu.nvidia: ${
             lib.concatMapStringsSep ", " (g: g.name) (lib.filter (g: g.architecture == "blackwell") cfg.gpus)
           } (Blackwell) only work with the open kernel module; set hardware.nvidia.open = true.
+        '';
+      }
+      {
+        # [ ] is nixpkgs' "every capability the CUDA release supports".
+        assertion = builtCapabilities == [ ] || missingCapabilities == [ ];
+        message = ''
+          hydra.gpu.nvidia: nixpkgs.config.cudaCapabilities = [ ${lib.concatMapStringsSep " " (c: ''"${c}"'') builtCapabilities} ]
+          builds no CUDA code for ${lib.concatStringsSep ", " missingCapabilities}, which the cards in hydra.gpu.nvidia.gpus
+          need ("no kernel image is available for execution on the device"). Set, in the host's configuration
+          (or in the nixpkgs you pass with nixpkgs.pkgs):
+            nixpkgs.config.cudaCapabilities = [ ${lib.concatMapStringsSep " " (c: ''"${c}"'') cfg.cudaCapabilities} ];
         '';
       }
       {

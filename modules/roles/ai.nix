@@ -1,8 +1,8 @@
-# Role "ai": TabbyAPI on the node's NVIDIA cards, split across all of them
-# (RTX 5090 32 GB + RTX 4090 24 GB in the reference lab), reachable only
-# from the lab. The model itself is a host fact: set
-# hydra.roles.ai.model.name and put the model folder in
-# services.tabbyapi.modelDir.
+# Role "ai": TabbyAPI (hydra.tabbyapi, modules/tabbyapi.nix) on the node's
+# NVIDIA cards, split across all of them (RTX 5090 32 GB + RTX 4090 24 GB in
+# the reference lab), reachable only from the lab. The model itself is a
+# host fact: set hydra.roles.ai.model.name and put the model folder in
+# hydra.tabbyapi.modelDir.
 { config, lib, ... }:
 let
   lab = config.hydra.lab;
@@ -22,7 +22,7 @@ in
         type = lib.types.nullOr lib.types.str;
         default = null;
         example = "Qwen3-32B-exl3-6.0bpw";
-        description = "Model folder (under services.tabbyapi.modelDir) loaded at start; null loads nothing.";
+        description = "Model folder (under hydra.tabbyapi.modelDir) loaded at start; null loads nothing.";
       };
       maxSeqLen = lib.mkOption {
         type = lib.types.nullOr lib.types.ints.positive;
@@ -30,9 +30,16 @@ in
         description = "Context length (`model.max_seq_len`).";
       };
       cacheMode = lib.mkOption {
-        type = lib.types.str;
-        default = "Q8";
-        description = "KV cache mode (`model.cache_mode`: FP16, Q8, Q6, Q4 for exl2; \"k,v\" bits for exl3).";
+        # the values TabbyAPI's config model accepts (see modules/tabbyapi.nix)
+        type = lib.types.strMatching "FP16|Q8|Q6|Q4|[2-8][[:space:]]*,[[:space:]]*[2-8]";
+        default = "8,8";
+        example = "Q8";
+        description = ''
+          KV cache mode (`model.cache_mode`). For exl3 models (ExLlamaV3, the
+          default model here) a `"k_bits,v_bits"` pair with bits from 2 to 8,
+          e.g. `"8,8"`; for exl2 models `FP16`, `Q8`, `Q6` or `Q4` (a pair
+          falls back to an FP16 cache there).
+        '';
       };
     };
     vramReserveGiB = lib.mkOption {
@@ -46,11 +53,9 @@ in
     lib.mkMerge [
       (lib.mkIf (!lab.fakeGpuServers) {
         hydra.gpu.nvidia.enable = lib.mkDefault true;
-        hydra.gpu.nvidia.services = [ "tabbyapi" ];
-        # exllama needs a CUDA build of torch.
-        nixpkgs.config.cudaSupport = lib.mkDefault true;
+        hydra.gpu.nvidia.services = [ "hydra-tabbyapi" ];
 
-        services.tabbyapi = {
+        hydra.tabbyapi = {
           enable = true;
           host = lib.mkDefault lab.node.address;
           port = lib.mkDefault lab.ports.tabbyapi;
@@ -64,7 +69,7 @@ in
             gpu_split = lib.mkDefault (map (g: lib.max 1 (g.memoryGiB - cfg.vramReserveGiB)) gpus);
           };
         };
-        hydra.lab.firewall.labTCPPorts = [ config.services.tabbyapi.port ];
+        hydra.lab.firewall.labTCPPorts = [ config.hydra.tabbyapi.port ];
       })
     ]
   );

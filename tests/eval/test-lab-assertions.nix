@@ -16,7 +16,7 @@ in
 {
   testTabbyApiWithoutNvidiaDriver = {
     expr = firesWith [
-      "services.tabbyapi needs the NVIDIA driver"
+      "hydra.tabbyapi needs the NVIDIA driver"
       "hydra.gpu.nvidia.enable"
     ] (evalWith "hydra-ai" { hydra.gpu.nvidia.enable = lib.mkForce false; });
     expected = true;
@@ -170,14 +170,14 @@ in
 
   testTabbyApiAuthOffOnLan = {
     expr = firesWith [ "disable_auth = true while listening on" ] (
-      evalWith "hydra-ai" { services.tabbyapi.settings.network.disable_auth = true; }
+      evalWith "hydra-ai" { hydra.tabbyapi.settings.network.disable_auth = true; }
     );
     expected = true;
   };
 
   testTabbyApiManualSplitNeedsSizes = {
     expr = firesWith [ "gpu_split_auto = false needs model.gpu_split" ] (
-      evalWith "hydra-ai" { services.tabbyapi.settings.model.gpu_split = lib.mkForce [ ]; }
+      evalWith "hydra-ai" { hydra.tabbyapi.settings.model.gpu_split = lib.mkForce [ ]; }
     );
     expected = true;
   };
@@ -189,6 +189,74 @@ in
         hydra.lab.nodes.hydra-compute.roles = lib.mkForce [ ];
       }
     );
+    expected = true;
+  };
+
+  testBothTabbyApiModulesRefused = {
+    expr = firesWith [ "Both hydra.tabbyapi and nixpkgs' services.tabbyapi are enabled" ] (
+      evalWith "hydra-ai" { services.tabbyapi.enable = true; }
+    );
+    expected = true;
+  };
+
+  testTabbyApiPackageWithoutCuda = {
+    expr = firesWith [ "is built without CUDA" "pkgs.pkgsCuda.tabbyapi" ] (
+      evalWith "hydra-ai" ({ pkgs, ... }: { hydra.tabbyapi.package = pkgs.tabbyapi; })
+    );
+    expected = true;
+  };
+
+  # TabbyAPI's config model refuses other cache modes at start: here it is an
+  # evaluation error naming the option.
+  testTabbyApiCacheModeChecked = {
+    expr =
+      let
+        valueOf =
+          mode:
+          builtins.tryEval (
+            (evalWith "hydra-ai" { hydra.roles.ai.model.cacheMode = mode; }).hydra.tabbyapi.settings.model.cache_mode
+          );
+      in
+      map (m: (valueOf m).success) [
+        "8,8"
+        "4, 6"
+        "Q6"
+        "FP16"
+        "Q5"
+        "9,9"
+        "8"
+      ];
+    expected = [
+      true
+      true
+      true
+      true
+      false
+      false
+      false
+    ];
+  };
+
+  # A third card (an RTX 3090, 8.6) that the host's
+  # nixpkgs.config.cudaCapabilities = [ "12.0" "8.9" ] does not build for.
+  testCudaCapabilitiesMustCoverTheCards = {
+    expr =
+      firesWith
+        [
+          "builds no CUDA code for 8.6"
+          ''nixpkgs.config.cudaCapabilities = [ "8.6" "12.0" "8.9" ];''
+        ]
+        (
+          evalWith "hydra-ai" {
+            hydra.gpu.nvidia.gpus = [
+              {
+                name = "RTX 3090";
+                architecture = "ampere";
+                memoryGiB = 24;
+              }
+            ];
+          }
+        );
     expected = true;
   };
 
@@ -248,7 +316,7 @@ in
       in
       {
         failed = failed c ++ failed cc;
-        tabby = c.services.tabbyapi.enable or false;
+        tabby = c.hydra.tabbyapi.enable;
         nvidia = c.hydra.gpu.nvidia.enable;
         ai = lib.attrNames c.systemd.services;
         compute = lib.attrNames cc.systemd.services;

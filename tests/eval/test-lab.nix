@@ -16,7 +16,7 @@ let
     "char-nvidia-uvm"
   ];
   hasAll = needles: haystack: lib.all (n: lib.elem n haystack) needles;
-  tabby = ai.systemd.services.tabbyapi;
+  tabby = ai.systemd.services.hydra-tabbyapi;
 in
 {
   testHostsHaveNoFailedAssertions = {
@@ -90,8 +90,8 @@ in
   };
   testAiTabbySettings = {
     expr = {
-      inherit (ai.services.tabbyapi.settings) network;
-      inherit (ai.services.tabbyapi.settings.model)
+      inherit (ai.hydra.tabbyapi.settings) network;
+      inherit (ai.hydra.tabbyapi.settings.model)
         model_dir
         model_name
         gpu_split_auto
@@ -106,14 +106,14 @@ in
         port = 5000;
         disable_auth = false;
       };
-      model_dir = "/var/lib/tabbyapi/models";
+      model_dir = "/var/lib/hydra-tabbyapi/models";
       model_name = "Qwen3-32B-exl3-6.0bpw";
       gpu_split_auto = false;
       gpu_split = [
         30
         22
       ];
-      cache_mode = "Q8";
+      cache_mode = "8,8";
       max_seq_len = 32768;
     };
   };
@@ -121,13 +121,79 @@ in
     expr = {
       cred = tabby.serviceConfig.LoadCredential;
       # the key file path never appears in the generated config or script
-      inConfig = lib.hasInfix "tabbyapi-api-key" (builtins.toJSON ai.services.tabbyapi.settings);
+      inConfig = lib.hasInfix "tabbyapi-api-key" (builtins.toJSON ai.hydra.tabbyapi.settings);
       scriptReadsCredential = lib.hasInfix "$CREDENTIALS_DIRECTORY" (lib.head tabby.serviceConfig.ExecStartPre).text;
     };
     expected = {
       cred = [ "api-key:/run/secrets/hydra/tabbyapi-api-key" ];
       inConfig = false;
       scriptReadsCredential = true;
+    };
+  };
+  # nixpkgs' services.tabbyapi (unit `tabbyapi`) may or may not exist: the
+  # host evaluates either way, with its own unit, state and user.
+  testAiTabbyWithAndWithoutNixpkgsModule = {
+    expr =
+      map
+        (
+          withModule:
+          let
+            c = (import ./lib/eval-host.nix {
+              inherit lib;
+              host = "hydra-ai";
+              nixpkgsTabbyapi = withModule;
+            }).config;
+            unit = c.systemd.services.hydra-tabbyapi.serviceConfig;
+          in
+          {
+            failed = failed c;
+            nixpkgsUnit = c.systemd.services ? tabbyapi;
+            inherit (unit) User StateDirectory CacheDirectory WorkingDirectory;
+          }
+        )
+        [
+          true
+          false
+        ];
+    expected =
+      let
+        ours = {
+          failed = [ ];
+          nixpkgsUnit = false;
+          User = "hydra-tabbyapi";
+          StateDirectory = "hydra-tabbyapi";
+          CacheDirectory = "hydra-tabbyapi";
+          WorkingDirectory = "/var/lib/hydra-tabbyapi";
+        };
+      in
+      [
+        ours
+        ours
+      ];
+  };
+  # CUDA where it is needed only: TabbyAPI from pkgsCuda, built for the
+  # host's cards (nixpkgs.config.cudaCapabilities), no global cudaSupport.
+  testAiCudaOnlyForTabbyApi = {
+    expr = {
+      tabbyCuda = ai.hydra.tabbyapi.package.passthru.cudaSupport;
+      inherit (ai.nixpkgs.config) cudaCapabilities allowUnfree;
+      globalCuda = ai.nixpkgs.config.cudaSupport or false;
+      cards = ai.hydra.gpu.nvidia.cudaCapabilities;
+      exec = lib.hasPrefix "${ai.hydra.tabbyapi.package}/" tabby.serviceConfig.ExecStart;
+    };
+    expected = {
+      tabbyCuda = true;
+      cudaCapabilities = [
+        "12.0"
+        "8.9"
+      ];
+      allowUnfree = true;
+      globalCuda = false;
+      cards = [
+        "12.0"
+        "8.9"
+      ];
+      exec = true;
     };
   };
   testAiPortsLabOnly = {
@@ -174,6 +240,18 @@ in
         OLLAMA_FLASH_ATTENTION = "1";
         CUDA_VISIBLE_DEVICES = "0,1";
       };
+    };
+  };
+  testComputeCudaCapabilities = {
+    expr = {
+      inherit (compute.nixpkgs.config) cudaCapabilities;
+      globalCuda = compute.nixpkgs.config.cudaSupport or false;
+      cards = compute.hydra.gpu.nvidia.cudaCapabilities;
+    };
+    expected = {
+      cudaCapabilities = [ "12.0" ];
+      globalCuda = false;
+      cards = [ "12.0" ];
     };
   };
   testComputeOllamaUnitGpu = {

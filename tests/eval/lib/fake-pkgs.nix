@@ -9,9 +9,23 @@
 #   runCommand name env buildCommand        -> { buildCommand; ... } // env
 #   callPackage path args                   -> fake "callPackage-<dir of path>"
 # Nothing is written to the store: `nix-instantiate --eval` runs read-only.
-{ lib }:
+{
+  lib,
+  # nixpkgs' `config` (pkgs/top-level/config.nix): what the package set was
+  # built with; eval-host.nix passes the host's nixpkgs.config.
+  config ? { },
+}:
 
 let
+  # pkgs/top-level/config.nix defaults of the options the lab reads
+  fullConfig = {
+    allowUnfree = false;
+    cudaSupport = false;
+    cudaCapabilities = [ ];
+    cudaForwardCompat = true;
+  }
+  // config;
+
   # A store-path-shaped, content-dependent path (not a real store object).
   fakeOutPath =
     name: seed:
@@ -73,9 +87,18 @@ let
     latest = stable;
     legacy_535 = nvidiaPackage "535.274.02";
   };
+  # pkgs/by-name/ta/tabbyapi/package.nix: passthru.cudaSupport = torch.cudaSupport
+  tabbyapiWith =
+    cudaSupport:
+    mkPackage "tabbyapi" "0-unstable-2026-06-27" "tabbyapi"
+    // {
+      passthru = { inherit cudaSupport; };
+    };
+
 in
 {
   inherit lib;
+  config = fullConfig;
   system = "x86_64-linux";
   stdenv.hostPlatform.system = "x86_64-linux";
 
@@ -136,7 +159,15 @@ in
   ollama = mkPackage "ollama" "0.12.3" "ollama";
   ollama-cuda = mkPackage "ollama-cuda" "0.12.3" "ollama";
   ollama-cpu = mkPackage "ollama-cpu" "0.12.3" "ollama";
-  tabbyapi = mkPackage "tabbyapi" "0.0.1" "tabbyapi";
+  tabbyapi = tabbyapiWith fullConfig.cudaSupport;
+  # pkgs/top-level/variants.nix: pkgsCuda = nixpkgsFun { config = super.config // { cudaSupport = true; rocmSupport = false; }; }
+  pkgsCuda = import ./fake-pkgs.nix {
+    inherit lib;
+    config = config // {
+      cudaSupport = true;
+      rocmSupport = false;
+    };
+  };
   open-webui = mkPackage "open-webui" "0.6.30" "open-webui";
   intel-media-driver = mkPackage "intel-media-driver" "25.3.3" "intel-media-driver";
   vpl-gpu-rt = mkPackage "vpl-gpu-rt" "25.3.2" "vpl-gpu-rt";

@@ -5,6 +5,7 @@
 # are declared, so a typo in a lab module fails evaluation here.
 {
   config,
+  options,
   lib,
   pkgs,
   ...
@@ -125,6 +126,9 @@ in
 
     # nixos/modules/misc/nixpkgs.nix, version.nix
     nixpkgs.config = opt nixpkgsConfigType { };
+    # set by consumers that build their own nixpkgs (and by the NixOS test
+    # driver); the config section below has nixpkgs.nix's assertion on it
+    nixpkgs.pkgs = mkOption { type = types.pkgs; };
     nixpkgs.hostPlatform = opt (types.either types.str types.attrs) "x86_64-linux";
     system.stateVersion = opt types.str "26.05";
 
@@ -330,6 +334,18 @@ in
   # tests/eval/NIXPKGS-FACTS.md), so that our definitions merge with them,
   # or collide, as on a real system.
   config = lib.mkMerge [
+    # nixos/modules/misc/nixpkgs.nix
+    {
+      assertions = [
+        {
+          assertion = options.nixpkgs.pkgs.isDefined -> config.nixpkgs.config == { };
+          message = ''
+            Your system configures nixpkgs with an externally created instance.
+            `nixpkgs.config` options should be passed when creating the instance instead.
+          '';
+        }
+      ];
+    }
     # nixos/modules/services/misc/ollama.nix
     (lib.mkIf config.services.ollama.enable {
       systemd.services.ollama = {

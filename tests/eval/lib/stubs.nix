@@ -6,7 +6,6 @@
 #
 # Declared here (owned by this file; other stub files must not redeclare them):
 #   assertions, warnings
-#   meta.maintainers
 #   systemd.services.<name>.{enable, description, wantedBy, requiredBy, wants,
 #     requires, after, before, bindsTo, partOf, upholds, conflicts, environment,
 #     path, script, preStart, postStart, serviceConfig, unitConfig, startAt,
@@ -351,13 +350,6 @@ in
     };
     warnings = mkOption {
       type = types.listOf types.str;
-      default = [ ];
-      internal = true;
-    };
-
-    # nixos/modules/misc/meta.nix (maintainers are attrsets there; any list here)
-    meta.maintainers = mkOption {
-      type = types.listOf types.raw;
       default = [ ];
       internal = true;
     };
