@@ -5,6 +5,10 @@
   hydra.lab = {
     lanCidrs = [ "192.168.50.0/24" ];
     prefixLength = 24;
+    # The router: default route and DNS for the nodes with a static address
+    # (hydra.lab.nodes.<name>.interface).
+    gateway = "192.168.50.1";
+    nameservers = [ "192.168.50.1" ];
     nodes = {
       hydra-storage = {
         address = "192.168.50.10";

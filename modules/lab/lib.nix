@@ -1,8 +1,21 @@
 # Pure helpers for the lab modules (no module arguments, so the eval
-# tests can call them directly): firewall rule generation and URL parsing.
+# tests can call them directly): firewall rule generation, IPv4 and URL
+# parsing.
 { lib }:
 let
   isIPv6 = lib.hasInfix ":";
+
+  parseIPv4 =
+    address:
+    let
+      m = builtins.match "([0-9]{1,3})\\.([0-9]{1,3})\\.([0-9]{1,3})\\.([0-9]{1,3})" address;
+      octets = map lib.toIntBase10 m;
+    in
+    if m == null || lib.any (o: o > 255) octets then
+      null
+    else
+      lib.foldl (acc: o: acc * 256 + o) 0 octets;
+
   sortedPorts = ports: lib.sort lib.lessThan (lib.unique ports);
 in
 {
@@ -23,6 +36,20 @@ in
         lib.optional (v4 != [ ]) (rule "ip" v4) ++ lib.optional (v6 != [ ]) (rule "ip6" v6)
       )
     );
+
+  # "192.168.50.1" -> 3232248321; null when it is not a dotted-quad IPv4 address.
+  inherit parseIPv4;
+
+  # Whether IPv4 `address` lies in the network of `network`/`prefixLength`
+  # (false when either is not an IPv4 address).
+  inSubnet =
+    address: network: prefixLength:
+    let
+      a = parseIPv4 address;
+      n = parseIPv4 network;
+      size = lib.foldl (acc: _: acc * 2) 1 (lib.range 1 (32 - prefixLength));
+    in
+    a != null && n != null && a / size == n / size;
 
   # "http://10.0.0.2:5000/v1" -> { scheme = "http"; host = "10.0.0.2"; port = 5000; }
   # (port defaults from the scheme); null when the URL does not parse.

@@ -69,6 +69,9 @@ let
 
   nodesWith = role: lib.filterAttrs (_: n: lib.elem role n.roles) cfg.nodes;
 
+  # This node gets its address statically (not from DHCP).
+  static = cfg.node != null && cfg.node.interface != null;
+
   # One backend per node that serves models; plain service names when the
   # lab has a single node of that kind (the usual case).
   backendsFor =
@@ -119,6 +122,32 @@ in
       type = types.ints.between 0 32;
       default = 24;
       description = "Prefix length used when a node's `interface` is set.";
+    };
+
+    gateway = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "192.168.50.1";
+      description = ''
+        Default gateway (the router) of the lab LAN, an IPv4 address inside
+        the node's network. Set as `networking.defaultGateway` on every node
+        whose `interface` is set (static addressing); DHCP nodes get theirs
+        from DHCP. Without one, nothing outside the LAN is reachable: model
+        pulls, cloud backends, NTP.
+      '';
+    };
+
+    nameservers = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [
+        "192.168.50.1"
+        "9.9.9.9"
+      ];
+      description = ''
+        DNS servers for the nodes with a static `interface`
+        (`networking.nameservers`).
+      '';
     };
 
     thisNode = mkOption {
@@ -263,7 +292,7 @@ in
     networking.nftables.enable = lib.mkDefault true;
     networking.firewall.extraInputRules = cfg.firewall.inputRules;
 
-    networking.interfaces = lib.mkIf (cfg.node != null && cfg.node.interface != null) {
+    networking.interfaces = lib.mkIf static {
       ${cfg.node.interface}.ipv4.addresses = [
         {
           inherit (cfg.node) address;
@@ -271,12 +300,52 @@ in
         }
       ];
     };
+    networking.defaultGateway = lib.mkIf (static && cfg.gateway != null) {
+      address = cfg.gateway;
+      inherit (cfg.node) interface;
+    };
+    networking.nameservers = lib.mkIf static cfg.nameservers;
 
     assertions =
       let
         worldOpen = lib.intersectLists cfg.firewall.labTCPPorts config.networking.firewall.allowedTCPPorts;
+        where = lib.optionalString static "${cfg.thisNode} has the static address ${cfg.node.address}/${toString cfg.prefixLength} on ${cfg.node.interface} (hydra.lab.nodes.${cfg.thisNode}.interface)";
+        nodeAddresses = lib.mapAttrsToList (_: n: n.address) cfg.nodes;
       in
       [
+        {
+          assertion = !static || cfg.gateway != null;
+          message = ''
+            hydra.lab: ${where}, but hydra.lab.gateway is null: without a default route nothing outside
+            the LAN is reachable (model pulls, cloud backends, NTP). Set hydra.lab.gateway to the
+            router's address, e.g. "192.168.50.1", or set the interface to null to use DHCP.
+          '';
+        }
+        {
+          assertion = !static || cfg.nameservers != [ ];
+          message = ''
+            hydra.lab: ${where}, but hydra.lab.nameservers is empty: no name resolution (model pulls,
+            cloud backends, NTP by name). Set hydra.lab.nameservers, e.g. [ "192.168.50.1" ], or set
+            the interface to null to use DHCP.
+          '';
+        }
+        {
+          assertion =
+            !static
+            || cfg.gateway == null
+            || labLib.inSubnet cfg.gateway cfg.node.address cfg.prefixLength;
+          message = ''
+            hydra.lab.gateway = "${toString cfg.gateway}" is not an IPv4 address in the network of
+            ${where}: the gateway must be reachable on that link. Use the router's LAN address.
+          '';
+        }
+        {
+          assertion = cfg.gateway == null || !(lib.elem cfg.gateway nodeAddresses);
+          message = ''
+            hydra.lab.gateway = "${toString cfg.gateway}" is the address of a lab node in
+            hydra.lab.nodes; it must be the router's address.
+          '';
+        }
         {
           assertion = cfg.node != null;
           message = ''

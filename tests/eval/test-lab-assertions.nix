@@ -149,6 +149,62 @@ in
     expected = true;
   };
 
+  testStaticAddressNeedsAGateway = {
+    expr = firesWith [
+      "hydra-compute has the static address 192.168.50.12/24 on enp5s0"
+      "hydra.lab.gateway is null"
+      "set the interface to null to use DHCP"
+    ] (evalWith "hydra-compute" { hydra.lab.gateway = lib.mkForce null; });
+    expected = true;
+  };
+
+  testStaticAddressNeedsNameservers = {
+    expr = firesWith [ "hydra.lab.nameservers is empty" ] (
+      evalWith "hydra-ai" { hydra.lab.nameservers = lib.mkForce [ ]; }
+    );
+    expected = true;
+  };
+
+  testGatewayOnTheLink = {
+    expr = map (gw: firesWith [ ''hydra.lab.gateway = "${gw}" is not an IPv4 address in the network'' ] (
+      evalWith "hydra-ai" { hydra.lab.gateway = lib.mkForce gw; }
+    )) [
+      "192.168.51.1"
+      "router.lan"
+    ];
+    expected = [
+      true
+      true
+    ];
+  };
+
+  testGatewayIsNotANode = {
+    expr = firesWith [ ''hydra.lab.gateway = "192.168.50.10" is the address of a lab node'' ] (
+      evalWith "hydra-ai" { hydra.lab.gateway = lib.mkForce "192.168.50.10"; }
+    );
+    expected = true;
+  };
+
+  # DHCP nodes get route and DNS from DHCP.
+  testDhcpNodeNeedsNoGateway = {
+    expr =
+      let
+        c = evalWith "hydra-ai" {
+          hydra.lab.nodes.hydra-ai.interface = lib.mkForce null;
+          hydra.lab.gateway = lib.mkForce null;
+          hydra.lab.nameservers = lib.mkForce [ ];
+        };
+      in
+      {
+        failed = failed c;
+        gateway = c.networking.defaultGateway;
+      };
+    expected = {
+      failed = [ ];
+      gateway = null;
+    };
+  };
+
   testOldDriverRejected = {
     expr = firesWith [ "driver 535.274.02 is older than 570" ] (
       evalWith "hydra-ai" (

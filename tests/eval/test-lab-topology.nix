@@ -64,6 +64,40 @@ in
       null
     ];
   };
+  testParseIPv4 = {
+    expr = map labLib.parseIPv4 [
+      "192.168.50.1"
+      "10.0.0.010"
+      "256.1.1.1"
+      "1.2.3"
+      "fd00::1"
+    ];
+    expected = [
+      3232248321
+      167772170
+      null
+      null
+      null
+    ];
+  };
+  testInSubnet = {
+    expr = [
+      (labLib.inSubnet "192.168.50.1" "192.168.50.10" 24)
+      (labLib.inSubnet "192.168.51.1" "192.168.50.10" 24)
+      (labLib.inSubnet "10.200.0.1" "10.0.0.5" 8)
+      (labLib.inSubnet "10.0.0.6" "10.0.0.5" 32)
+      (labLib.inSubnet "10.0.0.6" "10.0.0.5" 0)
+      (labLib.inSubnet "router" "10.0.0.5" 8)
+    ];
+    expected = [
+      true
+      false
+      true
+      false
+      true
+      false
+    ];
+  };
   testTopologyJsonMatchesNix = {
     expr = {
       inherit (json) lanCidrs prefixLength coordinatorNode;

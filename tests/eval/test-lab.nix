@@ -221,6 +221,35 @@ in
       }
     ];
   };
+  # Static addresses come with a default route and DNS (model pulls, cloud
+  # backends, NTP).
+  testEveryHostHasARouteAndDns = {
+    expr = map (c: {
+      gateway = {
+        inherit (c.networking.defaultGateway) address interface;
+      };
+      inherit (c.networking) nameservers;
+    }) [
+      ai
+      compute
+      storage
+    ];
+    expected =
+      let
+        lan = {
+          gateway = {
+            address = "192.168.50.1";
+            interface = "enp5s0";
+          };
+          nameservers = [ "192.168.50.1" ];
+        };
+      in
+      [
+        lan
+        lan
+        lan
+      ];
+  };
 
   # --- hydra-compute ------------------------------------------------------
   testComputeOllama = {

@@ -66,6 +66,19 @@ in
         )) [ ];
       }
     )) { };
+    networking.defaultGateway = opt (types.nullOr (
+      types.coercedTo types.str (address: { inherit address; }) (
+        types.submodule {
+          options = {
+            address = mkOption { type = types.str; };
+            interface = opt (types.nullOr types.str) null;
+            metric = opt (types.nullOr types.int) null;
+            source = opt (types.nullOr types.str) null;
+          };
+        }
+      )
+    )) null;
+    networking.nameservers = opt (types.listOf types.str) [ ];
     # nixos/modules/services/networking/nftables.nix, firewall.nix
     networking.nftables.enable = bool;
     networking.firewall.extraInputRules = opt types.lines "";
