@@ -127,7 +127,7 @@ class BackendConfig(_Model):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
+            raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -324,7 +324,7 @@ class RedisConfig(_Model):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
 
@@ -413,7 +413,7 @@ class EmbeddingsConfig(_Model):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
+            raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
 
 
@@ -542,60 +542,160 @@ def default_settings() -> Settings:
     return Settings()
 
 
+_GOT_MAX = 80  # characters of a bad value shown in an error
+
+
+def _got(value: Any) -> str:
+    """`` (got 'x')`` for a scalar value, shortened; nothing for an object or a list (a whole
+    section of the file is no help in a one-line error)."""
+    if isinstance(value, dict | list | tuple):
+        return ""
+    shown = repr(value)
+    if len(shown) > _GOT_MAX:
+        shown = shown[: _GOT_MAX - 3] + "..."
+    return f" (got {shown})"
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        location = ".".join(str(part) for part in item["loc"])
         if item["type"] == "extra_forbidden":
             lines.append(f"  {location}: unknown key")
         elif item["type"] == "missing":
             lines.append(f"  {location}: required key is missing")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"  {location}: {message} (got {item.get('input')!r})")
+            # a model-wide check (no location) names its keys in the message itself
+            prefix = f"{location}: " if location else ""
+            got = "" if not location or " got " in message else _got(item.get("input"))
+            lines.append(f"  {prefix}{message}{got}")
     return "\n".join(lines)
 
 
+_SUFFIXES = {".json": "JSON", ".toml": "TOML"}
+
+
 def _parse_file(path: Path) -> dict[str, Any]:
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        raise ConfigError(
+            f"config file {path}: YAML is not supported; use .json or .toml "
+            "(the same keys, in JSON or TOML)"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    kind = _SUFFIXES.get(suffix, "JSON")
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        data = tomllib.loads(text) if kind == "TOML" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        kind = "TOML" if path.suffix == ".toml" else "JSON"
-        raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from exc
+        hint = "" if suffix in _SUFFIXES else " (a file not named .toml is read as JSON)"
+        raise ConfigError(f"config file {path} is not valid {kind}{hint}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: the top level must be an object")
     return data
 
 
-def settings_from_dict(data: dict[str, Any], source: str = "config") -> Settings:
+def settings_from_dict(
+    data: dict[str, Any], source: str = "config", *, base: Path | None = None
+) -> Settings:
+    """Validated settings; with ``base`` (the config file's directory), relative secret paths
+    are made absolute against it (see :func:`resolve_secret_path`)."""
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
+    return settings if base is None else _anchor_secret_paths(settings, base)
+
+
+def _anchor_secret_paths(settings: Settings, base: Path) -> Settings:
+    """``settings`` with every relative secret path resolved against ``base``, unless
+    ``$CREDENTIALS_DIRECTORY`` is set: then a relative path stays the name of a credential."""
+    if os.environ.get("CREDENTIALS_DIRECTORY"):
+        return settings
+    data = settings.model_dump()
+    changed = False
+    for key, path in secret_files(settings):
+        if Path(path).expanduser().is_absolute():
+            continue
+        *parents, last = key.split(".")
+        node: Any = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(last)] = str(base / path)
+        else:
+            node[last] = str(base / path)
+        changed = True
+    return Settings.model_validate(data) if changed else settings
 
 
 def resolve_secret_path(path: str) -> Path:
-    """A relative secret path names a systemd credential when $CREDENTIALS_DIRECTORY is set."""
-    candidate = Path(path)
+    """The absolute path of a secret file. A relative path is a systemd credential's name when
+    ``$CREDENTIALS_DIRECTORY`` is set; otherwise it was resolved against the config file's
+    directory when the file was loaded, and is taken from the current directory only when
+    settings come from elsewhere (the embedded defaults name no secret files)."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute():
+        return candidate
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not candidate.is_absolute() and credentials:
+    if credentials:
         return Path(credentials) / candidate
-    return candidate
+    return Path.cwd() / candidate
+
+
+def _read_secret_text(path: str, key: str) -> tuple[Path, str]:
+    resolved = resolve_secret_path(path)
+    try:
+        return resolved, resolved.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{key}: cannot read secret file {resolved}: {why}") from None
 
 
 def read_secret(path: str, key: str) -> str:
-    resolved = resolve_secret_path(path)
-    try:
-        value = resolved.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read secret file {resolved}: {exc.strerror}") from None
+    """The one secret in a file (surrounding whitespace and a final newline are ignored)."""
+    resolved, text = _read_secret_text(path, key)
+    value = text.strip()
     if not value:
         raise ConfigError(f"{key}: secret file {resolved} is empty")
+    if "\n" in value:
+        raise ConfigError(
+            f"{key}: secret file {resolved} holds {len(value.splitlines())} lines; "
+            "it must hold the secret alone, on one line"
+        )
     return value
+
+
+def read_keys(path: str, key: str) -> list[str]:
+    """The client API keys in a key file (see :func:`parse_keys`)."""
+    resolved, text = _read_secret_text(path, key)
+    return parse_keys(text, f"key file {resolved}", key)
+
+
+def parse_keys(text: str, source: str, key: str = "") -> list[str]:
+    """API keys, one per line; blank lines and lines starting with ``#`` are ignored. No key at
+    all, or a line with whitespace inside, is a :class:`ConfigError` naming ``source``."""
+    prefix = f"{key}: " if key else ""
+    keys = []
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if any(c.isspace() for c in entry):
+            raise ConfigError(
+                f"{prefix}line {number} of {source} holds whitespace inside a key; "
+                "write one key per line (lines starting with # are comments)"
+            )
+        keys.append(entry)
+    if not keys:
+        raise ConfigError(
+            f"{prefix}{source} holds no key (one key per line; blank lines and lines "
+            "starting with # are ignored)"
+        )
+    return keys
 
 
 def secret_files(settings: Settings) -> list[tuple[str, str]]:
@@ -630,9 +730,21 @@ def backend_api_key(backend: BackendConfig, index: int) -> str | None:
     return None
 
 
+def client_keys(settings: Settings) -> list[str]:
+    """Every client API key of ``auth.api_key_files``."""
+    return [
+        k
+        for i, path in enumerate(settings.auth.api_key_files)
+        for k in read_keys(path, f"auth.api_key_files.{i}")
+    ]
+
+
 def check_secrets(settings: Settings) -> None:
     for key, path in secret_files(settings):
-        read_secret(path, key)
+        if key.startswith("auth.api_key_files."):
+            read_keys(path, key)
+        else:
+            read_secret(path, key)
     for index, backend in enumerate(settings.backends):
         if backend.api_key_env:
             read_env_secret(backend.api_key_env, f"backends.{index}.api_key_env")
@@ -641,15 +753,16 @@ def check_secrets(settings: Settings) -> None:
 def load_settings(path: str | os.PathLike[str] | None = None, *, secrets: bool = True) -> Settings:
     """Load settings from ``path``, ``$HYDRA_COORDINATOR_CONFIG`` or the embedded defaults.
 
-    With ``secrets`` every secret file is read once, so a missing one fails before anything
-    listens.
+    Relative secret paths in a file are resolved against the file's directory (or, under
+    systemd, ``$CREDENTIALS_DIRECTORY``). With ``secrets`` every secret file is read once, so
+    a missing one fails before anything listens.
     """
     chosen = path if path is not None else os.environ.get(CONFIG_ENV) or None
     if chosen is None:
         settings = default_settings()
     else:
-        file = Path(chosen)
-        settings = settings_from_dict(_parse_file(file), str(file))
+        file = Path(chosen).expanduser().absolute()
+        settings = settings_from_dict(_parse_file(file), str(file), base=file.parent)
     if secrets:
         check_secrets(settings)
     return settings

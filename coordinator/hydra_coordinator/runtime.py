@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .auth import ApiKeys
 from .backends.client import create_client
 from .backends.pool import BackendPool
-from .config import Settings, read_secret
+from .config import Settings, client_keys
 from .dependencies import Dependencies
 from .metrics import Metrics
 from .proxy import Proxy
@@ -77,10 +77,7 @@ def build_runtime(settings: Settings) -> Runtime:
     pool = BackendPool(settings)
     metrics = Metrics(pool)
     recorder = Recorder(metrics)
-    keys = ApiKeys(
-        read_secret(path, f"auth.api_key_files.{i}")
-        for i, path in enumerate(settings.auth.api_key_files)
-    )
+    keys = ApiKeys(client_keys(settings))
     proxy = Proxy(pool, recorder, TokenCounter(settings.cost.tokenizer_file))
     dependencies = Dependencies()
     stores = open_stores(settings, metrics, recorder, dependencies)

@@ -126,3 +126,115 @@ def test_redaction_masks_url_passwords():
     )
     dumped = json.dumps(redacted(settings))
     assert "hunter2" not in dumped and "user:***@example.com" in dumped
+
+
+# --- through the command line: what a user sees --------------------------------------------------
+
+
+def check_config(path, *args: str, cwd=None, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "hydra_coordinator", "check-config", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+        env={
+            k: v
+            for k, v in {**os.environ, **(env or {})}.items()
+            if k != "CREDENTIALS_DIRECTORY" or env
+        },
+    )
+
+
+def test_errors_show_the_bad_value_once_and_never_the_whole_file(tmp_path):
+    long_url = "ftp://" + "x" * 500
+    path = write(
+        tmp_path,
+        {
+            "listen": {"host": "0.0.0.0"},
+            "backends": [{"name": "a", "kind": "local", "base_url": long_url, "models": ["m"]}],
+            "routing": {"threshold": 7},
+        },
+    )
+    result = check_config(path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    base_url = next(line for line in lines if "backends.0.base_url" in line)
+    assert base_url.count("got") == 1 and base_url.endswith("...)")
+    assert len(base_url) < 200
+    assert "routing.threshold: Input should be less than or equal to 1 (got 7)" in result.stderr
+    # a check of the whole file names its keys, and does not print the file back
+    data = {"listen": {"host": "0.0.0.0"}, "backends": [{"name": "a", "kind": "local",
+            "base_url": "http://a/v1", "models": ["m"]}]}  # fmt: skip
+    result = check_config(write(tmp_path, data))
+    assert result.returncode == 1
+    assert "auth.api_key_files: listen.host is '0.0.0.0'" in result.stderr
+    assert "'backends': [" not in result.stderr and "(top level)" not in result.stderr
+
+
+def test_yaml_gets_a_hint(tmp_path):
+    path = write(tmp_path, "listen:\n  port: 9000\n", "hydra.yaml")
+    result = check_config(path)
+    assert result.returncode == 1
+    assert "use .json or .toml" in result.stderr and "not valid JSON" not in result.stderr
+
+
+def test_a_key_file_holds_one_key_per_line(tmp_path):
+    keys = tmp_path / "client-keys"
+    keys.write_text("# alice\nsk-alice\n\n# bob\n  sk-bob\n")
+    path = write(tmp_path, {"auth": {"api_key_files": [str(keys)]}})
+    assert check_config(path).returncode == 0
+    keys.write_text("sk-alice sk-bob\n")
+    result = check_config(path)
+    assert result.returncode == 1
+    assert f"auth.api_key_files.0: line 1 of key file {keys} holds whitespace" in result.stderr
+    keys.write_text("# nobody yet\n\n")
+    result = check_config(path)
+    assert result.returncode == 1
+    assert f"key file {keys} holds no key" in result.stderr
+
+
+def test_relative_secret_paths_resolve_against_the_config_file(tmp_path):
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / "keys").write_text("sk-alice\n")
+    (config_dir / "openai-key").write_text("sk-upstream\n")
+    data = {
+        "auth": {"api_key_files": ["keys"]},
+        "backends": [
+            {
+                "name": "o",
+                "kind": "cloud",
+                "base_url": "https://x/v1",
+                "api_key_file": "openai-key",
+                "models": ["m"],
+            }
+        ],
+    }
+    path = write(config_dir, data)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = check_config(path.relative_to(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    effective = json.loads(result.stdout)
+    assert effective["auth"]["api_key_files"] == [str(config_dir / "keys")]
+    assert effective["backends"][0]["api_key_file"] == str(config_dir / "openai-key")
+    result = check_config(path, cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    # an error names the absolute path it tried
+    (config_dir / "openai-key").unlink()
+    result = check_config(path.relative_to(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"cannot read secret file {config_dir / 'openai-key'}:" in result.stderr
+    # under systemd, a relative path names a credential
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "keys").write_text("sk-alice\n")
+    (creds / "openai-key").write_text("sk-upstream\n")
+    result = check_config(path, cwd=elsewhere, env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert result.returncode == 0, result.stderr
