@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -16,6 +18,21 @@ from .routing.router import BackendView, UnknownModel, decide
 
 CONFIG_HELP = f"Config file (JSON or TOML). Default: ${CONFIG_ENV}, else the embedded defaults."
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(function: F) -> F:
+    """``--config FILE`` (or ``$HYDRA_COORDINATOR_CONFIG``), as every command takes it."""
+    option = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        envvar=CONFIG_ENV,
+        show_envvar=False,
+        help=CONFIG_HELP,
+    )
+    return option(function)
+
 
 def _load(path: str | None, *, secrets: bool = True) -> Settings:
     try:
@@ -24,17 +41,24 @@ def _load(path: str | None, *, secrets: bool = True) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=f"""\b
+Examples:
+  hydra-coordinator serve                      # embedded defaults: 127.0.0.1:8092, Ollama
+  hydra-coordinator serve --config hydra.json
+  hydra-coordinator COMMAND --help             # each command's options and examples
+
+Every command reads --config FILE, else ${CONFIG_ENV}, else the embedded defaults.""",
+)
 @click.version_option(__version__, prog_name="hydra-coordinator")
 def main() -> None:
     """Hydra's hybrid coordinator: one OpenAI-compatible endpoint that routes each request
     between local GPU backends and cloud APIs."""
 
 
-@main.command()
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar=CONFIG_ENV, help=CONFIG_HELP
-)
+@main.command(short_help="Run the HTTP API (OpenAI-compatible, /health, /metrics, /mcp).")
+@config_option
 @click.option("--host", default=None, help="Listen address (overrides listen.host).")
 @click.option(
     "--port",
@@ -43,7 +67,13 @@ def main() -> None:
     help="Listen port (overrides listen.port).",
 )
 def serve(config_path: str | None, host: str | None, port: int | None) -> None:
-    """Run the coordinator's HTTP server (defaults: 127.0.0.1:8092, Ollama on 11434)."""
+    """Run the coordinator's HTTP server (defaults: 127.0.0.1:8092, Ollama on 11434).
+
+    \b
+    Examples:
+      hydra-coordinator serve
+      hydra-coordinator serve --config /etc/hydra/coordinator.json --port 9000
+    """
     settings = _load(config_path)
     if host is not None or port is not None:
         data = settings.model_dump()
@@ -63,16 +93,46 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-@main.command("check-config")
-@click.argument("file", type=click.Path(dir_okay=False))
+@main.command("check-config", short_help="Validate a config file and print the effective config.")
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@config_option
+@click.option(
+    "--defaults", is_flag=True, help="Print the embedded defaults (what runs without a file)."
+)
 @click.option(
     "--no-secrets",
     is_flag=True,
     help="Do not read secret files (for build-time checks without credentials).",
 )
-def check_config(file: str, no_secrets: bool) -> None:
-    """Validate FILE and print the effective configuration (secrets redacted)."""
-    settings = _load(file, secrets=not no_secrets)
+def check_config(
+    file: str | None, config_path: str | None, defaults: bool, no_secrets: bool
+) -> None:
+    """Validate the configuration and print the effective configuration as JSON (secrets
+    redacted; every key, with its default where the file leaves it out).
+
+    The file is FILE, else --config, else $HYDRA_COORDINATOR_CONFIG; with none of them, the
+    embedded defaults are checked.
+
+    \b
+    Examples:
+      hydra-coordinator check-config hydra.json
+      hydra-coordinator check-config --config hydra.toml --no-secrets
+      hydra-coordinator check-config --defaults > hydra.json   # a starting point
+    """
+    if defaults:
+        source = click.get_current_context().get_parameter_source("config_path")
+        if file or source is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--defaults prints the embedded defaults: give no file")
+        from .config import default_settings
+
+        click.echo(json.dumps(redacted(default_settings()), indent=2))
+        return
+    if file and config_path and file != config_path:
+        raise click.UsageError(f"two config files given: {file} and --config {config_path}")
+    chosen = file or config_path
+    settings = _load(chosen, secrets=not no_secrets)
+    if chosen is None:
+        click.echo("check-config: no file given: checked the embedded defaults", err=True)
     click.echo(json.dumps(redacted(settings), indent=2))
 
 
@@ -80,11 +140,9 @@ def _views(settings: Settings) -> list[BackendView]:
     return [BackendView(b.name, b.kind, "healthy", 0.0, tuple(b.models)) for b in settings.backends]
 
 
-@main.command()
+@main.command(short_help="Show where a query would be routed, and why (no model call).")
 @click.argument("query")
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar=CONFIG_ENV, help=CONFIG_HELP
-)
+@config_option
 @click.option(
     "--model", default="auto", show_default=True, help="auto, local, cloud or a concrete model."
 )
@@ -93,6 +151,11 @@ def route(query: str, config_path: str | None, model: str, as_json: bool) -> Non
     """Print the routing decision for QUERY without calling any model.
 
     Backends are assumed healthy; the live decision also weighs health and load.
+
+    \b
+    Examples:
+      hydra-coordinator route "What is 2+2?"
+      hydra-coordinator route --json --model cloud "Prove Fermat's little theorem"
     """
     settings = _load(config_path, secrets=False)
     body: dict[str, Any] = {"messages": [{"role": "user", "content": query}]}
@@ -111,15 +174,17 @@ def route(query: str, config_path: str | None, model: str, as_json: bool) -> Non
         click.echo(f"  - {reason}")
 
 
-@main.command("mcp")
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar=CONFIG_ENV, help=CONFIG_HELP
-)
+@main.command("mcp", short_help="Serve the MCP tools over stdio (for editors and agents).")
+@config_option
 def mcp_stdio(config_path: str | None) -> None:
     """Serve the MCP tools over stdio, for MCP clients that start a command.
 
     The same server as http://HOST:PORT/mcp, as the local user (no API key). stdout carries the
     protocol; logs go to stderr.
+
+    \b
+    Example (an MCP client's server entry):
+      {"command": "hydra-coordinator", "args": ["mcp", "--config", "/etc/hydra.json"]}
     """
     settings = _load(config_path)
     import anyio
@@ -174,12 +239,16 @@ def _run_db(settings: Settings, work: Any) -> Any:
         raise click.ClickException(f"telemetry database: {type(exc).__name__}: {exc}") from None
 
 
-@main.command()
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar=CONFIG_ENV, help=CONFIG_HELP
-)
+@main.command(short_help="Apply the telemetry database's pending migrations.")
+@config_option
 def migrate(config_path: str | None) -> None:
-    """Apply the telemetry database's pending migrations (PostgreSQL or the SQLite file)."""
+    """Apply the telemetry database's pending migrations (PostgreSQL or the SQLite file).
+    The coordinator also applies them when it starts.
+
+    \b
+    Example:
+      hydra-coordinator migrate --config /etc/hydra/coordinator.json
+    """
     settings = _load(config_path, secrets=False)
 
     async def work(db: Any) -> tuple[str, list[Any]]:
@@ -191,24 +260,44 @@ def migrate(config_path: str | None) -> None:
     click.echo(f"{where}: {'up to date' if not applied else f'{len(applied)} applied'}")
 
 
-@main.command()
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar=CONFIG_ENV, help=CONFIG_HELP
-)
+def _config_source(config_path: str | None) -> str:
+    if config_path:
+        return str(Path(config_path).expanduser().absolute())
+    return f"the embedded defaults (no --config, ${CONFIG_ENV} unset)"
+
+
+@main.command(short_help="Summarize recorded requests: routes, errors, latency, cost.")
+@config_option
 @click.option("--since", default="24h", show_default=True, help="Window: 90s, 30m, 24h, 7d.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(config_path: str | None, since: str, as_json: bool) -> None:
-    """Requests, route mix, backends, latency, tokens, cost and cloud budgets, from telemetry."""
+    """Requests, errors, route mix, backends, latency, tokens, cost and cloud budgets, from
+    the telemetry database the configuration names (it says which it read). Give the server's
+    configuration: without one, the embedded defaults name an SQLite file in your own state
+    directory. A database that does not exist is not created.
+
+    \b
+    Examples:
+      hydra-coordinator stats --config /etc/hydra/coordinator.json
+      hydra-coordinator stats --since 7d --json
+    """
     settings = _load(config_path, secrets=False)
     since_s = parse_duration(since)
+    source = _config_source(config_path)
 
     async def work(db: Any) -> dict[str, Any]:
         from .telemetry.stats import stats as query
 
-        await db.migrate()  # a fresh SQLite file or database: an empty table, not an error
+        if not await db.has_telemetry():
+            raise click.ClickException(
+                f"no telemetry in {db.kind} {db.where}: nothing was recorded there. "
+                f"Config read: {source}. Give the server's configuration with --config FILE "
+                f"or ${CONFIG_ENV}."
+            )
         return await query(db, since_s, settings.budgets)
 
     result: dict[str, Any] = _run_db(settings, work)
+    result["config"] = source
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -220,8 +309,13 @@ def stats(config_path: str | None, since: str, as_json: bool) -> None:
         return ", ".join(f"{name} {n} ({100 * n / total:.0f}%)" for name, n in counts.items())
 
     latency = result["latency_ms"]
-    click.echo(f"since:      {since} ({result['database']})")
+    click.echo(f"database:   {result['database']} {result['database_location']}")
+    click.echo(f"config:     {source}")
+    click.echo(f"since:      {since}")
     click.echo(f"requests:   {total} ({result['errors']} errors, {result['cache_hits']} cached)")
+    if result["error_classes"]:
+        classes = ", ".join(f"{name} {n}" for name, n in result["error_classes"].items())
+        click.echo(f"errors:     {classes}")
     click.echo(f"routes:     {share(result['routes'])}")
     click.echo(f"backends:   {share(result['backends'])}")
     if latency["p50"] is None:
@@ -241,17 +335,29 @@ def stats(config_path: str | None, since: str, as_json: bool) -> None:
         )
 
 
-@main.command("key-id")
+@main.command("key-id", short_help="Print the key id that logs and telemetry show for a key.")
 @click.argument("file", type=click.File("r"), default="-")
 def key_id_command(file: TextIO) -> None:
-    """Print the key id of the API key in FILE (default: stdin): the id that logs, telemetry,
-    budgets, rate limits and privacy rules use instead of the key."""
-    from .auth import key_id
+    """Print the key id of each API key in FILE (default: stdin), one per line: the id that
+    logs, telemetry, budgets, rate limits and privacy rules use instead of the key. FILE is
+    read as the coordinator reads a key file: one key per line, blank lines and lines
+    starting with # ignored.
 
-    key = file.read().strip()
-    if not key:
-        raise click.ClickException("no key given: FILE (or stdin) is empty")
-    click.echo(key_id(key))
+    \b
+    Examples:
+      hydra-coordinator key-id /run/secrets/alice-key
+      printf '%s' "$KEY" | hydra-coordinator key-id
+    """
+    from .auth import key_id
+    from .config import parse_keys
+
+    name = "stdin" if file.name == "<stdin>" else file.name
+    try:
+        keys = parse_keys(file.read(), name)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for key in keys:
+        click.echo(key_id(key))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,30 @@ def test_version():
     assert result.returncode == 0 and __version__ in result.stdout
 
 
+def test_top_level_help_shows_whole_summaries():
+    from hydra_coordinator.cli import main
+
+    result = cli("--help")
+    assert result.returncode == 0, result.stderr
+    listing = result.stdout.split("Commands:")[1]
+    assert "..." not in listing
+    for name, command in main.commands.items():
+        summary = command.get_short_help_str()
+        assert f"{name}  " in listing and summary in listing.replace("\n", " "), (name, listing)
+        assert " ".join(summary.split()) == summary and summary.endswith((".", ")")), summary
+    assert "Examples:" in result.stdout
+
+
+def test_every_command_has_an_example():
+    from hydra_coordinator.cli import main
+
+    for name in main.commands:
+        result = cli(name, "--help")
+        assert result.returncode == 0, result.stderr
+        example = result.stdout.split("Example")[1] if "Example" in result.stdout else ""
+        assert "hydra-coordinator" in example, (name, result.stdout)
+
+
 def test_help_on_every_command():
     for command in (
         [],
@@ -55,6 +79,38 @@ def test_check_config_prints_effective_config(tmp_path):
     effective = json.loads(result.stdout)
     assert effective["listen"] == {"host": "127.0.0.1", "port": 8092}
     assert effective["backends"][0]["base_url"] == "https://u:***@x/v1"
+
+
+def test_check_config_takes_config_like_every_command(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"listen": {"port": 9123}}))
+    for args, env in (
+        (["--config", str(path)], {}),
+        ([], {"HYDRA_COORDINATOR_CONFIG": str(path)}),
+        ([str(path)], {}),
+    ):
+        result = cli("check-config", *args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+        assert json.loads(result.stdout)["listen"]["port"] == 9123
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    result = cli("check-config", str(path), "--config", str(other))
+    assert result.returncode == 2 and "two config files" in result.stderr
+
+
+def test_check_config_defaults_prints_the_embedded_defaults(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"listen": {"port": 9123}}))
+    result = cli("check-config", "--defaults", env={"HYDRA_COORDINATOR_CONFIG": str(path)})
+    assert result.returncode == 0, result.stderr
+    defaults = json.loads(result.stdout)
+    assert defaults["listen"] == {"host": "127.0.0.1", "port": 8092}
+    assert defaults["backends"][0]["base_url"] == "http://127.0.0.1:11434/v1"
+    # what it prints is a config file that checks as the same configuration
+    copy = tmp_path / "defaults.json"
+    copy.write_text(result.stdout)
+    again = cli("check-config", str(copy))
+    assert again.returncode == 0 and json.loads(again.stdout) == defaults
 
 
 def test_check_config_rejects_with_the_key(tmp_path):
@@ -130,6 +186,16 @@ def test_key_id_prints_the_id_budgets_and_rules_use(tmp_path):
     assert result.returncode == 0
     assert result.stdout.strip() == key_id("sk-hydra-example") and len(result.stdout.strip()) == 12
     empty = tmp_path / "empty"
-    empty.write_text("")
+    empty.write_text("# no key yet\n\n")
     result = cli("key-id", str(empty))
-    assert result.returncode == 1 and "empty" in result.stderr
+    assert result.returncode == 1 and f"{empty} holds no key" in result.stderr
+
+
+def test_key_id_reads_a_key_file_as_serve_does(tmp_path):
+    from hydra_coordinator.auth import key_id
+
+    path = tmp_path / "keys"
+    path.write_text("# alice\nsk-alice\n\n  # bob\nsk-bob  \n")
+    result = cli("key-id", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [key_id("sk-alice"), key_id("sk-bob")]

@@ -294,10 +294,30 @@ def test_stats_and_migrate_commands_on_sqlite(fake, tmp_path):
     assert stats["database"] == "sqlite" and stats["requests"] == 4
     assert stats["routes"] == {"local": 4} and stats["backends"] == {"ollama": 4}
     assert stats["latency_ms"]["p50"] > 0 and stats["tokens"]["completion"] > 0
+    assert stats["database_location"] == str(tmp_path / "telemetry.sqlite3")
     text = cli("stats", "--config", str(config))
     assert text.returncode == 0 and "requests:   4" in text.stdout
+    assert f"database:   sqlite {tmp_path / 'telemetry.sqlite3'}" in text.stdout
+    assert f"config:     {config}" in text.stdout
     migrate = cli("migrate", "--config", str(config))
     assert migrate.returncode == 0 and "up to date" in migrate.stdout
+
+
+def test_stats_says_which_database_and_creates_none(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "HYDRA_COORDINATOR_CONFIG": ""}
+    result = cli("stats", env=env)
+    assert result.returncode == 1
+    expected = home / ".local" / "state" / "hydra-coordinator" / "telemetry.sqlite3"
+    assert f"no telemetry in sqlite {expected}" in result.stderr
+    assert "embedded defaults" in result.stderr and "--config" in result.stderr
+    assert list(home.iterdir()) == []  # no state directory, no database file
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"state_dir": str(tmp_path / "state")}))
+    result = cli("stats", "--config", str(config), "--json")
+    assert result.returncode == 1 and str(tmp_path / "state" / "telemetry.sqlite3") in result.stderr
+    assert not (tmp_path / "state").exists()
 
 
 def test_migrate_on_a_fresh_state_directory(tmp_path):

@@ -232,10 +232,28 @@ def test_stats_on_postgres_and_the_socket_url(postgres, fake, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     cli_stats = json.loads(result.stdout)
+    assert cli_stats["database"] == "postgres" and cli_stats["database_location"] == socket_url
     assert cli_stats["requests"] == 10 and cli_stats["routes"] == {"local": 10}
     latency = cli_stats["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
     assert cli_stats["tokens"]["prompt"] > 0
+
+
+def test_stats_on_an_empty_postgres_database_creates_nothing(postgres, tmp_path):
+    url = postgres.create_database()
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"database": {"url": url}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "hydra_coordinator", "stats", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"no telemetry in postgres {url}" in result.stderr
+    tables = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+    assert postgres.query(url, tables) == [(0,)]
 
 
 async def _stats_in_loop(server, since_s: float):

@@ -118,6 +118,9 @@ class Database(Protocol):
     where: str  # for messages: the redacted URL or the file
 
     async def migrate(self) -> list[Migration]: ...
+    async def has_telemetry(self) -> bool:
+        """Whether the telemetry table exists; creates nothing (not even an SQLite file)."""
+
     async def insert(self, lines: Sequence[bytes]) -> None:
         """Store spooled events (JSON lines); raises on a malformed line or a broken link."""
 
@@ -210,6 +213,15 @@ class PostgresDatabase:
         conn = await self._connect()
         try:
             return await _pg_migrate(conn)
+        finally:
+            await conn.close()
+
+    async def has_telemetry(self) -> bool:
+        conn = await self._connect()
+        try:
+            cursor = await conn.execute("SELECT to_regclass('telemetry') IS NOT NULL")
+            row = await cursor.fetchone()
+            return bool(row and row[0])
         finally:
             await conn.close()
 
@@ -356,6 +368,15 @@ class SqliteDatabase:
 
     async def migrate(self) -> list[Migration]:
         return await asyncio.to_thread(self._migrate)
+
+    def _has_telemetry(self) -> bool:
+        if self._conn is None and not self.path.is_file():
+            return False
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'telemetry'"
+        return bool(self._fetch(sql, ()))
+
+    async def has_telemetry(self) -> bool:
+        return await asyncio.to_thread(self._has_telemetry)
 
     def _insert(self, lines: Sequence[bytes]) -> None:
         rows = [sqlite_row(line) for line in lines]

@@ -77,8 +77,9 @@ async def budget_status(db: Database, config: BudgetsConfig) -> list[dict[str, A
 async def stats(
     db: Database, since_s: float, budgets: BudgetsConfig | None = None
 ) -> dict[str, Any]:
-    """Requests, errors, route mix, per-backend counts, latency p50/p95/p99, tokens and cost of
-    the requests answered in the last ``since_s`` seconds, and each cloud budget's spend."""
+    """Requests, errors (and their classes), route mix, per-backend counts, latency
+    p50/p95/p99, tokens and cost of the requests answered in the last ``since_s`` seconds, and
+    each cloud budget's spend."""
     p = "?" if db.kind == "sqlite" else "%s"
     since = _since(db, since_s)
     where = f"WHERE timestamp > {p}"
@@ -90,6 +91,11 @@ async def stats(
         (since,),
     )
     requests, errors, prompt_tokens, completion_tokens, cost, cache_hits = row
+    classes = await db.fetch(
+        f"SELECT coalesce(error_class, 'http_' || status), count(*) FROM telemetry {where} "
+        "AND (status >= 400 OR error_class IS NOT NULL) GROUP BY 1 ORDER BY 2 DESC, 1",
+        (since,),
+    )
     routes = await db.fetch(
         f"SELECT route, count(*) FROM telemetry {where} GROUP BY route ORDER BY 2 DESC", (since,)
     )
@@ -115,8 +121,10 @@ async def stats(
     return {
         "since_s": since_s,
         "database": db.kind,
+        "database_location": db.where,
         "requests": int(requests or 0),
         "errors": int(errors or 0),
+        "error_classes": {str(name): int(count) for name, count in classes},
         "cache_hits": int(cache_hits or 0),
         "routes": {str(name): int(count) for name, count in routes},
         "backends": {str(name): int(count) for name, count in backends},
