@@ -17,10 +17,25 @@ _access = logging.getLogger("hydra_coordinator.access")
 _lines: logging.StreamHandler[TextIO] | None = None
 
 
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def setup_logging(level: str, access: bool = True) -> None:
+    """Every log line in one format on stderr: the coordinator's at ``level``, the libraries'
+    (uvicorn, the MCP SDK, ...) from WARNING up (DEBUG with ``level`` debug).
+
+    The root logger gets the coordinator's handler too: a library that logs through the root
+    logger (``logging.debug(...)``, as the MCP SDK does) or calls ``logging.basicConfig()``
+    would otherwise install a handler of its own, in another format, the first time."""
     global _lines  # noqa: PLW0603
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(FORMAT))
+    libraries = logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    top = logging.getLogger()
+    top.handlers[:] = [handler]
+    top.setLevel(libraries)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        logging.getLogger(name).setLevel(logging.NOTSET)  # the root's level
     root = logging.getLogger("hydra_coordinator")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

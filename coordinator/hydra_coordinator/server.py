@@ -22,8 +22,8 @@ def run(settings: Settings) -> None:
         http="auto",
         lifespan="on",
         access_log=False,  # one structured line per request comes from the coordinator itself
-        log_config=None,
-        log_level=settings.log.level,
+        log_config=None,  # setup_logging's handlers and levels (uvicorn's: warnings and up)
+        log_level=None,
         server_header=False,
         date_header=False,
     )

@@ -186,3 +186,44 @@ def run_async(coro: Any) -> Any:
 
 def env_without_proxies() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+class ServeProcess:
+    """``hydra-coordinator serve`` in a subprocess: its stderr (the log) is kept for the test."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: str | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hydra_coordinator", "serve", *args],
+            env={**env_without_proxies(), **env},
+            cwd=cwd,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stderr = ""
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and return the whole log."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        _, self.stderr = self.process.communicate(timeout=20)
+        return self.stderr
+
+
+@contextmanager
+def serving(
+    config: Path, *, state: Path, env: dict[str, str] | None = None, cwd: str | None = None
+) -> Iterator[ServeProcess]:
+    """Run ``serve --config config`` until the block ends; it must answer /health first."""
+    data = json.loads(config.read_text()) if config.suffix == ".json" else {}
+    port = data.get("listen", {}).get("port", 8092)
+    served = ServeProcess(
+        ["--config", str(config)], {"STATE_DIRECTORY": str(state), **(env or {})}, cwd
+    )
+    try:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health")
+        except TimeoutError:
+            raise AssertionError(f"serve did not start:\n{served.stop()}") from None
+        yield served
+    finally:
+        served.stop()
