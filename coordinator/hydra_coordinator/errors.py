@@ -46,7 +46,7 @@ log = logging.getLogger("hydra_coordinator.errors")
 class HydraError(Exception):
     status = 500
     type = "server_error"
-    code: str | None = None
+    code = "internal_error"  # always a string, as OpenAI's own codes are
 
     def __init__(
         self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
@@ -59,7 +59,7 @@ class HydraError(Exception):
 
 
 class BadRequest(HydraError):
-    status, type = 400, "invalid_request_error"
+    status, type, code = 400, "invalid_request_error", "invalid_request"
 
 
 class Unauthorized(HydraError):
@@ -67,11 +67,11 @@ class Unauthorized(HydraError):
 
 
 class Forbidden(HydraError):
-    status, type = 403, "permission_error"
+    status, type, code = 403, "permission_error", "forbidden"
 
 
 class NotFound(HydraError):
-    status, type = 404, "not_found_error"
+    status, type, code = 404, "not_found_error", "not_found"
 
 
 class PayloadTooLarge(HydraError):
@@ -94,7 +94,7 @@ class GatewayTimeout(HydraError):
     status, type, code = 504, "timeout_error", "upstream_timeout"
 
 
-def error_body(message: str, type_: str, code: str | int | None) -> bytes:
+def error_body(message: str, type_: str, code: str) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": type_, "code": code}})
 
 
@@ -122,8 +122,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         kinds = {404: "not_found_error", 405: "invalid_request_error"}
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        status = exc.status_code
         body = error_body(
-            str(exc.detail), kinds.get(exc.status_code, "invalid_request_error"), exc.status_code
+            str(exc.detail),
+            kinds.get(status, "invalid_request_error"),
+            codes.get(status, f"http_{status}"),
         )
         return Response(
             body, exc.status_code, media_type="application/json", headers=dict(exc.headers or {})
@@ -132,7 +136,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return Response(
-            error_body("internal error", "server_error", 500), 500, media_type="application/json"
+            error_body("internal error", "server_error", "internal_error"),
+            500,
+            media_type="application/json",
         )
 
     app.add_exception_handler(HydraError, hydra_error)

@@ -15,6 +15,7 @@ import pytest
 from .servers import CoordinatorServer, FakeUpstream, coordinator_settings, running
 
 KEY = "sk-hydra-test-key-0123456789"
+KEY2 = "sk-hydra-second-key-987654321"
 MSG = [{"role": "user", "content": "hi"}]
 
 
@@ -28,7 +29,8 @@ def slow_fake() -> Iterator[FakeUpstream]:
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory, local_fake, slow_fake) -> Iterator[CoordinatorServer]:
     keys = tmp_path_factory.mktemp("keys")
-    (keys / "client-key").write_text(KEY + "\n")
+    # one key per line; blank lines and comments are ignored
+    (keys / "client-key").write_text(f"# alice\n{KEY}\n\n  # bob\n{KEY2}\n")
     settings = coordinator_settings(
         [
             {
@@ -120,6 +122,35 @@ def test_missing_or_wrong_key_is_401(guarded):
         client.models.list()
 
 
+def test_every_key_of_the_key_file_is_accepted(guarded):
+    for key in (KEY, KEY2):
+        client = openai.OpenAI(base_url=f"{guarded.url}/v1", api_key=key, max_retries=0)
+        assert client.models.list().data
+    for line in ("# alice", "# bob", ""):
+        status, _, _ = call(guarded, json.dumps({"model": "auto", "messages": MSG}).encode(), line)
+        assert status == 401
+
+
+def test_a_body_without_model_is_400_as_in_openai(guarded, local_fake):
+    status, _, payload = call(guarded, json.dumps({"messages": MSG}).encode())
+    assert status == 400
+    assert_openai_error(payload, "invalid_request_error")
+    assert payload["error"]["code"] == "missing_model" and "model" in payload["error"]["message"]
+    assert local_fake.requests() == []
+
+
+def test_every_error_code_is_a_string(guarded):
+    for path, body in (
+        ("/nowhere", b"{}"),
+        ("/v1/chat/completions", b"[1]"),
+        ("/health", b"{}"),  # POST on a GET route: 405
+    ):
+        status, _, payload = call(guarded, body, path=path)
+        assert status >= 400, path
+        assert_openai_error(payload, payload["error"]["type"])
+        assert isinstance(payload["error"]["code"], str), (path, payload)
+
+
 def test_health_stays_open_with_auth(guarded):
     with urllib.request.urlopen(f"{guarded.url}/health") as response:
         assert json.loads(response.read())["service"] == "hybrid-coordinator"
@@ -176,7 +207,8 @@ def test_no_healthy_backend_is_503(tmp_path):
     settings = coordinator_settings([{"name": "dead", "kind": "local", "base_url": dead.base_url}])
     with running(settings) as server:
         server.wait_backend("dead", "down")
-        status, _, payload = call(server, json.dumps({"messages": MSG}).encode(), key=None)
+        body = {"model": "auto", "messages": MSG}
+        status, _, payload = call(server, json.dumps(body).encode(), key=None)
         assert status == 503
         assert_openai_error(payload, "service_unavailable")
         request = urllib.request.Request(f"{server.url}/health")

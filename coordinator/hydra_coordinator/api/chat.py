@@ -45,7 +45,13 @@ def _check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
             raise BadRequest(
                 f"messages[{index}] must be an object with a 'role'", code="invalid_messages"
             )
-    model = body.get("model", "auto")
+    if "model" not in body:  # as OpenAI's API: no default
+        raise BadRequest(
+            "you must provide a model parameter ('auto', 'local', 'cloud' or a model of "
+            "GET /v1/models)",
+            code="missing_model",
+        )
+    model = body["model"]
     if not isinstance(model, str) or not model:
         raise BadRequest("'model' must be a non-empty string", code="invalid_model")
     stream = body.get("stream", False)
