@@ -90,7 +90,7 @@ class BackendConfig(_Model):
     api_key_file: str | None = Field(
         default=None,
         description="File holding the upstream's API key (relative: in $CREDENTIALS_DIRECTORY "
-        "under systemd, else the working directory). The recommended way under systemd.",
+        "under systemd, else next to the config file). The recommended way under systemd.",
     )
     api_key_env: str | None = Field(
         default=None,
@@ -177,8 +177,8 @@ class RoutingConfig(_Model):
 class AuthConfig(_Model):
     api_key_files: list[str] = Field(
         default_factory=list,
-        description="Files with client keys (one key each). None: no auth, only allowed on "
-        "loopback.",
+        description="Files with client keys: one key per line, blank lines and lines starting "
+        "with # ignored. None: no auth, only allowed on loopback.",
     )
     public_metrics: bool = Field(
         default=True, description="Serve /metrics without a key (for Prometheus scrapers)."
