@@ -181,8 +181,11 @@ in
             description = ''
               Names of credentials (in
               {option}`services.hydra-coordinator.credentials`) holding the API
-              keys clients must present. Empty means no authentication, which is
-              allowed only on a loopback {option}`services.hydra-coordinator.listen.address`.
+              keys clients must present. Each file holds one key per line; blank
+              lines and lines starting with `#` are ignored (a file with no key, or
+              whitespace inside a key, stops the service at start, naming the file).
+              Empty means no authentication, which is allowed only on a loopback
+              {option}`services.hydra-coordinator.listen.address`.
             '';
             example = [ "client-keys" ];
           };
