@@ -39,7 +39,7 @@
         machine.fail("grep -rq -e AKIAIOSFODNN7EXAMPLE -e 'PRIVATE KEY' /var/lib/fake-cloud")
 
     with subtest("ordinary prompts do reach the cloud"):
-        _, headers, _ = chat("cloud", "What is the capital of France?")
+        _status, headers, _body = chat("cloud", "What is the capital of France?")
         assert headers["x-hydra-backend"] == "cloud", headers
         received = upstream_requests(CLOUD)
         assert len(received) == 1, received

@@ -37,14 +37,14 @@
           assert {"llama3", "gpt-4.1-mini"} <= ids, ids
 
       with subtest("routing by model"):
-          _, headers, _ = chat("local", "Say hello.")
+          _status, headers, _body = chat("local", "Say hello.")
           assert headers["x-hydra-backend"] == "local", headers
           assert "x-hydra-request-id" in headers, headers
-          _, headers, _ = chat("cloud", "Say hello.")
+          _status, headers, _body = chat("cloud", "Say hello.")
           assert headers["x-hydra-backend"] == "cloud", headers
-          _, headers, _ = chat("gpt-4.1-mini", "Say hello.")
+          _status, headers, _body = chat("gpt-4.1-mini", "Say hello.")
           assert headers["x-hydra-backend"] == "cloud", headers
-          _, headers, _ = chat("auto", "hi")
+          _status, headers, _body = chat("auto", "hi")
           assert headers["x-hydra-backend"] == "local", headers
           assert len(upstream_requests(CLOUD)) >= 2
 
@@ -63,7 +63,7 @@
           machine.wait_for_unit("hydra-coordinator.service")
           machine.wait_for_open_port(8092)
           machine.wait_until_succeeds(f"curl -fsS {COORDINATOR}/health")
-          _, headers, _ = chat("local", "Still there?")
+          _status, headers, _body = chat("local", "Still there?")
           assert headers["x-hydra-backend"] == "local", headers
           machine.wait_until_succeeds(f"test $({count_rows}) -gt {rows_before_restart}", timeout=60)
 
@@ -72,7 +72,7 @@
           machine.wait_for_closed_port(11434)
           served_by = ""
           for _ in range(30):
-              status, headers, _ = chat("auto", "hi", expect_ok=False)
+              status, headers, _body = chat("auto", "hi", expect_ok=False)
               served_by = headers.get("x-hydra-backend", "")
               if status == 200 and served_by == "cloud":
                   break

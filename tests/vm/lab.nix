@@ -2,18 +2,21 @@
 # Prometheus, Grafana), hydra-ai and hydra-compute with TabbyAPI and Ollama
 # replaced by the fake OpenAI server (hydra.lab.fakeGpuServers).
 #
-# Assumed call (flake, branch `nix`):
-#   pkgs.testers.runNixOSTest (import ./tests/vm/lab.nix { inherit self pkgs lib; })
-# i.e. this file is a function returning a test module attrset. Modules are
-# imported by relative path, so `self` is unused here.
+# A test module for pkgs.testers.runNixOSTest, like every tests/vm/*.nix (see
+# README.md there): the test framework calls it with all module arguments, so
+# it takes `...`. Modules are imported by relative path.
 #
-# Not run on the development machine (no KVM, no Nix >= 2.18): written
-# against the nixpkgs test driver API (wait_for_unit, wait_until_succeeds,
-# succeed, systemctl).
+# Secrets are written at boot into /run (systemd-tmpfiles), never passed as
+# Nix store paths: the coordinator's credentials and the lab's secret-file
+# options only take paths outside the store, as on a real host. Test-only
+# values, so their text may sit in the store (in the tmpfiles rules).
+#
+# The driver, and CI through tests/vm/typecheck, type-check the script with
+# mypy against the driver's API (wait_for_unit, wait_until_succeeds, ...).
 {
-  self ? null,
   pkgs,
   lib,
+  ...
 }:
 let
   addresses = {
@@ -23,13 +26,15 @@ let
   };
   clientKey = "test-client-key";
   tabbyKey = "test-tabby-key";
-  secrets = pkgs.runCommand "hydra-lab-test-secrets" { } ''
-    mkdir $out
-    echo ${clientKey} > $out/coordinator-api-keys
-    echo ${tabbyKey} > $out/tabbyapi-api-key
-    echo test-only-grafana-secret > $out/grafana-secret-key
-    echo test-admin > $out/grafana-admin-password
-  '';
+  # name -> content; written to /run/hydra-test/<name> at boot, root-only.
+  secretDir = "/run/hydra-test";
+  secrets = {
+    coordinator-api-keys = clientKey;
+    tabbyapi-api-key = tabbyKey;
+    grafana-secret-key = "test-only-grafana-secret";
+    grafana-admin-password = "test-admin";
+  };
+  secretFile = name: "${secretDir}/${name}";
 
   common =
     name:
@@ -70,10 +75,14 @@ let
         };
         fakeGpuServers = true;
         secrets = {
-          tabbyapiApiKeyFile = "${secrets}/tabbyapi-api-key";
-          coordinatorClientKeysFile = "${secrets}/coordinator-api-keys";
+          tabbyapiApiKeyFile = secretFile "tabbyapi-api-key";
+          coordinatorClientKeysFile = secretFile "coordinator-api-keys";
         };
       };
+      systemd.tmpfiles.rules = [
+        "d ${secretDir} 0700 root root -"
+      ]
+      ++ lib.mapAttrsToList (name: text: "f ${secretFile name} 0400 root root - ${text}") secrets;
       environment.systemPackages = [
         pkgs.curl
         pkgs.jq
@@ -95,8 +104,8 @@ in
           media.enable = false;
         };
         hydra.monitoring.grafana = {
-          secretKeyFile = "${secrets}/grafana-secret-key";
-          adminPasswordFile = "${secrets}/grafana-admin-password";
+          secretKeyFile = secretFile "grafana-secret-key";
+          adminPasswordFile = secretFile "grafana-admin-password";
         };
         # fast health checks so failover is quick
         services.hydra-coordinator.settings.health = {
