@@ -170,7 +170,8 @@ def test_route_endpoint_calls_no_model(coordinator, local_fake, cloud_fake):
     hard = json.loads(
         post(f"{coordinator.url}/route", json.dumps({"query": HARD[0]["content"]}).encode())[2]
     )
-    assert hard["route"] == "cloud" and hard["confidence"] < 0.7
+    assert hard["route"] == "cloud" and hard["local_confidence"] < 0.7
+    assert hard["confidence"] > 0.5  # the confidence in the route it took
     assert any("code" in r for r in hard["reasons"])
     assert local_fake.requests() == [] and cloud_fake.requests() == []
 

@@ -153,11 +153,13 @@ async def test_route_query_gives_the_decision_with_reasons(keyed, local_fake, cl
         forced = ok(await session.call_tool("route_query", {"query": HARD, "model": "local"}))
     assert simple["route"] == "local"
     assert simple["backend"] == "ollama"
-    assert simple["confidence"] == 1.0
+    assert simple["local_confidence"] == 1.0  # nothing lowered the cold-start score
+    assert 0.5 < simple["confidence"] <= 1.0  # the route it chose is the likelier better one
+    assert simple["expected"]["route"] == "local" and len(simple["estimates"]) == 2
     assert hard["route"] == "cloud"
     assert hard["backend"] == "openai"
     assert any("multi-step" in reason for reason in hard["reasons"])
-    assert forced["route"] == "local"
+    assert forced["route"] == "local" and forced["confidence"] == 1.0  # the client chose
     # no model was called
     assert local_fake.requests() == []
     assert cloud_fake.requests() == []

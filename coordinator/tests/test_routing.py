@@ -61,7 +61,8 @@ def test_threshold_splits_local_and_cloud():
     hard_text = "Design and compare architectures step by step:\n```\nclass A: pass\n```"
     hard = decide(extract_features(body(hard_text)), "auto", [LOCAL, CLOUD], CFG)
     assert (hard.route, hard.backend) == ("cloud", "openai")
-    assert hard.confidence < CFG.threshold
+    assert hard.local_confidence is not None and hard.local_confidence < CFG.threshold
+    assert hard.confidence == 1.0 - hard.local_confidence  # in the cloud route it chose
     assert any("< threshold" in r for r in hard.reasons)
 
 

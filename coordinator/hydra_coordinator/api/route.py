@@ -24,14 +24,46 @@ class RouteRequest(BaseModel):
     )
 
 
-class RouteResponse(BaseModel):
+class Expected(BaseModel):
     route: str
     backend: str | None
     confidence: float
+
+
+class Estimate(BaseModel):
+    backend: str
+    kind: str
+    quality: float
+    uncertainty: float
+    cost_usd: float
+    utility: float
+    sample: float | None
+
+
+class CloudGain(BaseModel):
+    mean: float
+    sd: float
+
+
+class RouteResponse(BaseModel):
+    """The decision a request would get now, and what the router believes (docs/api.md)."""
+
+    route: str
+    backend: str | None
+    confidence: float = Field(description="probability that the chosen route is the better one")
     reasons: list[str]
     candidates: list[str] = []
     task_class: str | None = None
     privacy_rule: str | None = None
+    local_confidence: float | None = Field(
+        default=None, description="the cold-start scorer's confidence that local suffices"
+    )
+    strategy: str | None = None
+    sampled: bool = False
+    explored: bool = False
+    expected: Expected
+    estimates: list[Estimate] = []
+    cloud_gain: CloudGain | None = None
 
 
 @router.post("/route", response_model=RouteResponse)
@@ -40,4 +72,4 @@ async def route_query(request: Request) -> dict[str, object]:
     payload = await read_model(request, RouteRequest, runtime.settings.limits.max_body_bytes)
     key_id = request.scope.get("state", {}).get("key_id")
     decision = await decide_query(runtime, payload.query, payload.context, key_id)
-    return decision.as_dict()
+    return decision.explain()

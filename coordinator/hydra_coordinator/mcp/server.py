@@ -52,8 +52,21 @@ backend_health for the state of each backend and dependency."""
 class RouteResult(BaseModel):
     route: str = Field(description="'local' or 'cloud'")
     backend: str | None = Field(description="first-choice backend; null when none can answer")
-    confidence: float = Field(description="confidence that a local model suffices, 0..1")
-    reasons: list[str] = Field(description="what lowered the confidence, with the amounts")
+    confidence: float = Field(
+        description="probability that the chosen route is the better one for this query, 0..1"
+    )
+    reasons: list[str] = Field(description="what counted, with the amounts")
+    local_confidence: float | None = Field(
+        None, description="the cold-start scorer's confidence that a local model suffices"
+    )
+    sampled: bool = Field(False, description="the decision was taken on a random draw")
+    expected: dict[str, Any] | None = Field(
+        None, description="the decision on expected values (deterministic): route, backend"
+    )
+    estimates: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="per backend: expected quality, its uncertainty, cost and utility",
+    )
 
 
 class AskResult(BaseModel):
@@ -225,10 +238,11 @@ def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         annotations=READ_ONLY,
         description=(
             "Show where the coordinator would send a query and why, without calling any model: "
-            "the route (local GPU or cloud), the first-choice backend, the confidence that a local "
-            "model suffices (0..1; local when >= the configured threshold) and the reasons that "
-            "lowered it. Pass earlier turns in `messages` to judge a whole conversation, and "
-            "`model` to force a class ('local', 'cloud') or a concrete model."
+            "the route (local GPU or cloud), the first-choice backend, the confidence in that "
+            "route, the decision on expected values (the router samples, so it may explore), "
+            "each backend's estimated quality and the reasons. Pass earlier turns in `messages` "
+            "to judge a whole conversation, and `model` to force a class ('local', 'cloud') or "
+            "a concrete model."
         ),
     )
     async def route_query(
@@ -249,7 +263,7 @@ def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
             decision = await decide_query(runtime_provider(), query, context, _key_id(ctx))
         except HydraError as exc:
             raise ToolError(exc.message) from None
-        return RouteResult.model_validate(decision.as_dict())
+        return RouteResult.model_validate(decision.explain())
 
     @mcp.tool(
         title="Ask (routed completion)",

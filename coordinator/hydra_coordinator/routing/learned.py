@@ -55,6 +55,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .explanation import BackendEstimate
+
 Kind = Literal["local", "cloud"]
 Outcome = Literal["ok", "error", "timeout", "truncated"]
 
@@ -102,7 +104,10 @@ class LearnedDecision:
     """The chosen backend and why.
 
     ``score`` is the chosen backend's sampled utility; ``explored`` is True
-    when the draw chose a backend other than the best by posterior mean.
+    when the draw chose a backend other than the best by posterior mean
+    (``expected``). ``estimates`` holds each eligible backend's quality belief
+    (posterior mean and standard deviation), cost and utility; ``sampled`` is
+    False when the choice was taken on posterior means (no evidence yet).
     """
 
     backend: str
@@ -111,6 +116,9 @@ class LearnedDecision:
     score: float
     reasons: list[str]
     explored: bool
+    expected: str = ""
+    sampled: bool = True
+    estimates: tuple[BackendEstimate, ...] = ()
 
 
 @dataclass
@@ -142,10 +150,22 @@ class _Draw:
     sample: float  # sampled quality: sampled reliability x sampled satisfaction
     utility: float
     mean_utility: float
+    sd: float = 0.0  # standard deviation of the quality (reliability x satisfaction)
 
     @property
     def mean(self) -> float:
         return self.reliability * self.satisfaction
+
+    def estimate(self, sampled: bool) -> BackendEstimate:
+        return BackendEstimate(
+            backend=self.candidate.name,
+            kind=self.candidate.kind,
+            quality=self.mean,
+            uncertainty=self.sd,
+            cost_usd=self.candidate.cost_per_request,
+            utility=self.mean_utility,
+            sample=self.utility if sampled else None,
+        )
 
 
 @dataclass(kw_only=True)
@@ -279,6 +299,9 @@ class LearnedRouter:
             score=round(chosen.utility, 6),
             reasons=reasons,
             explored=explored,
+            expected=best_by_mean.candidate.name,
+            sampled=not cold,
+            estimates=tuple(d.estimate(not cold) for d in draws),
         )
 
     def _eligible(
@@ -365,7 +388,10 @@ class LearnedRouter:
         reliability, satisfaction = _mean(rel), _mean(sat)
         mean = reliability * satisfaction
         penalty = self.cost_weight * candidate.cost_per_request
-        return _Draw(candidate, reliability, satisfaction, sample, sample - penalty, mean - penalty)
+        sd = max(0.0, _second_moment(rel) * _second_moment(sat) - mean * mean) ** 0.5
+        return _Draw(
+            candidate, reliability, satisfaction, sample, sample - penalty, mean - penalty, sd
+        )
 
     def _select(self, draws: list[_Draw], *, sampled: bool) -> tuple[_Draw, bool]:
         """Best draw by utility (sampled, or posterior mean); True if the local margin decided.
@@ -591,6 +617,11 @@ class LearnedRouter:
 
 def _mean(beta: Beta) -> float:
     return beta[0] / (beta[0] + beta[1])
+
+
+def _second_moment(beta: Beta) -> float:
+    a, b = beta
+    return a * (a + 1.0) / ((a + b) * (a + b + 1.0))
 
 
 def _parent(task_class: str) -> str | None:

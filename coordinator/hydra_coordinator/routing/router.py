@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import RoutingConfig
+from .explanation import Explanation, decision_confidence
 from .features import Features
 
 __all__ = [
@@ -47,6 +48,16 @@ class BackendView:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """Where a request goes, and why.
+
+    ``confidence`` is the probability that the chosen route (local or cloud) is the better one
+    for this request: from the learned router's beliefs, or the cold-start score of the chosen
+    side (``local_confidence`` for local, 1 - it for cloud) under the threshold strategy; 1.0
+    when the other route is not an option (privacy, a budget, none configured or healthy) or
+    the client named a class or a model. ``local_confidence`` is the cold-start scorer's
+    confidence that a local model suffices, whatever was decided.
+    """
+
     route: Route
     backend: str | None  # first choice; None when nothing can take the request
     confidence: float
@@ -56,8 +67,11 @@ class Decision:
     privacy_rule: str | None = None  # the privacy rule that decided, if any
     cloud_allowed: bool = True
     explored: bool = False  # the learned router tried a backend it is unsure of
+    local_confidence: float | None = None
+    explanation: Explanation | None = None
 
     def as_dict(self) -> dict[str, object]:
+        """The decision in brief (``/route``'s first fields, recent decisions)."""
         result: dict[str, object] = {
             "route": self.route,
             "backend": self.backend,
@@ -69,6 +83,45 @@ class Decision:
             result["task_class"] = self.task_class
         if self.privacy_rule is not None:
             result["privacy_rule"] = self.privacy_rule
+        return result
+
+    def expected(self) -> tuple[Route, str | None, float]:
+        """The decision on expected values (deterministic): route, backend and its confidence.
+        The same as this decision's unless the router sampled and explored."""
+        why = self.explanation
+        if why is None or why.expected_backend in (None, self.backend):
+            return self.route, self.backend, self.confidence
+        found = why.estimate(why.expected_backend)
+        route: Route = found.kind if found is not None else self.route
+        confidence = decision_confidence(why.estimates, why.expected_backend)
+        return route, why.expected_backend, self.confidence if confidence is None else confidence
+
+    def explain(self) -> dict[str, object]:
+        """:meth:`as_dict` and what the router believed: the decision on expected values, each
+        backend's estimate, the cloud's expected quality gain for this request."""
+        result = self.as_dict()
+        why = self.explanation
+        route, backend, confidence = self.expected()
+        gain = why.cloud_gain() if why is not None else None
+        result.update(
+            {
+                "local_confidence": None
+                if self.local_confidence is None
+                else round(self.local_confidence, 3),
+                "strategy": why.strategy if why is not None else None,
+                "sampled": why.sampled if why is not None else False,
+                "explored": self.explored,
+                "expected": {
+                    "route": route,
+                    "backend": backend,
+                    "confidence": round(confidence, 3),
+                },
+                "estimates": [e.as_dict() for e in why.estimates] if why is not None else [],
+                "cloud_gain": None
+                if gain is None
+                else {"mean": round(gain[0], 4), "sd": round(gain[1], 4)},
+            }
+        )
         return result
 
 
@@ -147,11 +200,17 @@ def decide(
     concrete model that some backend serves (raises :class:`UnknownModel` otherwise).
     """
     confidence, reasons = local_confidence(features, config)
+    scorer = tuple(reasons)
+    strategy = "forced"
+    sure = 1.0
     if model == "auto":
+        strategy = "threshold"
         want: Route = "local" if confidence >= config.threshold else "cloud"
         verdict = ">=" if want == "local" else "<"
         reasons.append(f"confidence {confidence:.2f} {verdict} threshold {config.threshold:.2f}")
         route, ordered = _decide_class(want, backends, reasons, strict=False)
+        if any(b.kind != route for b in ordered):  # the other route was an option
+            sure = confidence if route == "local" else 1.0 - confidence
     elif model in ("local", "cloud"):
         reasons.append(f"model {model!r} forces the {model} class")
         route, ordered = _decide_class(model, backends, reasons, strict=True)  # type: ignore[arg-type]
@@ -166,10 +225,15 @@ def decide(
         route = ordered[0].kind if ordered else serving[0].kind
         reasons.append(f"model {model!r} served by {', '.join(b.name for b in serving)}")
     names = tuple(b.name for b in ordered)
+    backend = names[0] if names else None
     return Decision(
         route=route,
-        backend=names[0] if names else None,
-        confidence=confidence,
+        backend=backend,
+        confidence=sure,
         reasons=tuple(reasons),
         candidates=names,
+        local_confidence=confidence,
+        explanation=Explanation(
+            strategy, expected_backend=backend, local_score=confidence, scorer=scorer
+        ),
     )

@@ -13,6 +13,7 @@ from typing import Any
 from ..config import BackendConfig, Settings
 from ..errors import Forbidden
 from ..privacy import PrivacyPolicy, PrivacyVerdict
+from .explanation import Explanation, decision_confidence
 from .features import Features, extract_features, last_user_text
 from .learned import Candidate, LearnedRouter, NoEligibleBackend
 from .router import VIRTUAL_MODELS, BackendView, Decision, decide, local_confidence, order_from
@@ -157,16 +158,35 @@ class Router:
                 neighbours=neighbours,
             )
         except NoEligibleBackend as exc:
-            return Decision("local", None, confidence, (*why, str(exc)), (), task_class=task_class)
+            return Decision(
+                "local",
+                None,
+                1.0,
+                (*why, str(exc)),
+                (),
+                task_class=task_class,
+                local_confidence=confidence,
+            )
         ordered = order_from(choice.backend, usable, allow_other_kind=cloud_allowed)
+        explanation = Explanation(
+            "learned",
+            estimates=choice.estimates,
+            expected_backend=choice.expected or choice.backend,
+            sampled=choice.sampled,
+            local_score=confidence,
+            scorer=tuple(why),
+        )
+        sure = decision_confidence(choice.estimates, choice.backend)
         return Decision(
             route="cloud" if choice.kind == "cloud" else "local",
             backend=choice.backend,
-            confidence=confidence,
+            confidence=1.0 if sure is None else sure,
             reasons=(*why, *choice.reasons),
             candidates=tuple(b.name for b in ordered),
             task_class=task_class,
             explored=choice.explored,
+            local_confidence=confidence,
+            explanation=explanation,
         )
 
     def expected_cost(self, backend: str, body: dict[str, Any]) -> float:
