@@ -1,6 +1,6 @@
 # Pure helpers for the lab modules (no module arguments, so the eval
 # tests can call them directly): firewall rule generation, IPv4 and URL
-# parsing.
+# parsing, psql jobs.
 { lib }:
 let
   isIPv6 = lib.hasInfix ":";
@@ -50,6 +50,40 @@ in
       size = lib.foldl (acc: _: acc * 2) 1 (lib.range 1 (32 - prefixLength));
     in
     a != null && n != null && a / size == n / size;
+
+  # A systemd service that runs `sql` with psql as the PostgreSQL superuser
+  # in `database`, once PostgreSQL and its setup (ensureDatabases,
+  # ensureUsers) are done: postgresql.target, which nixpkgs' module reaches
+  # after postgresql-setup.service. A missing database is skipped (it only
+  # exists once its owner is set up), not an error. `sql` runs as one psql
+  # script with ON_ERROR_STOP, so psql's \gset and :"var" work.
+  mkPsqlService =
+    {
+      description,
+      package,
+      database,
+      sql,
+    }:
+    {
+      inherit description;
+      after = [ "postgresql.target" ];
+      requires = [ "postgresql.target" ];
+      path = [ package ];
+      script = ''
+        if [ "$(psql -tAc "SELECT 1 FROM pg_database WHERE datname = '${database}'")" != 1 ]; then
+          echo "database ${database} does not exist (yet): nothing to do"
+          exit 0
+        fi
+        psql -v ON_ERROR_STOP=1 --dbname=${lib.escapeShellArg database} <<'SQL'
+        ${sql}
+        SQL
+      '';
+      serviceConfig = {
+        Type = "oneshot";
+        User = "postgres";
+        Group = "postgres";
+      };
+    };
 
   # "http://10.0.0.2:5000/v1" -> { scheme = "http"; host = "10.0.0.2"; port = 5000; }
   # (port defaults from the scheme); null when the URL does not parse.

@@ -7,6 +7,19 @@ let
   lab = config.hydra.lab;
   cfg = config.hydra.monitoring.grafana;
   credDir = "/run/credentials/grafana.service";
+  labLib = import ../lab/lib.nix { inherit lib; };
+
+  # The `grafana` role (peer auth over the socket) may read the coordinator's
+  # tables: those that exist (GRANT ... ON ALL TABLES) and those its owner
+  # creates later (ALTER DEFAULT PRIVILEGES FOR ROLE <owner>). Read-only.
+  grantsSql = ''
+    SELECT pg_catalog.pg_get_userbyid(datdba) AS owner FROM pg_catalog.pg_database
+      WHERE datname = current_database() \gset
+    GRANT CONNECT ON DATABASE :"DBNAME" TO grafana;
+    GRANT USAGE ON SCHEMA public TO grafana;
+    GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana;
+    ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT SELECT ON TABLES TO grafana;
+  '';
 in
 {
   options.hydra.monitoring.grafana = {
@@ -25,7 +38,7 @@ in
       description = "File with the Grafana `admin` password.";
     };
     database = lib.mkOption {
-      type = lib.types.str;
+      type = lib.types.strMatching "[A-Za-z0-9_-]+";
       default = config.hydra.roles.storage.telemetryRetention.database;
       defaultText = lib.literalExpression "config.hydra.roles.storage.telemetryRetention.database";
       description = "Coordinator database the PostgreSQL datasource reads (as the `grafana` role, peer auth).";
@@ -85,6 +98,28 @@ in
         "admin_password:${cfg.adminPasswordFile}"
       ];
     };
+    # Grafana's PostgreSQL datasource reads the coordinator's database as
+    # the `grafana` role (created by the storage role), which needs SELECT.
+    systemd.services.hydra-grafana-db-grants = lib.mkIf config.services.postgresql.enable (
+      lib.mkMerge [
+        (labLib.mkPsqlService {
+          description = "Let Grafana's PostgreSQL role read the coordinator's tables";
+          inherit (config.services.postgresql) package;
+          inherit (cfg) database;
+          sql = grantsSql;
+        })
+        {
+          wantedBy = [ "multi-user.target" ];
+          # before the coordinator creates its tables, so the default
+          # privileges already cover them
+          before = [
+            "grafana.service"
+            "hydra-coordinator.service"
+          ];
+          serviceConfig.RemainAfterExit = true;
+        }
+      ]
+    );
     hydra.lab.firewall.labTCPPorts = [ lab.ports.grafana ];
   };
 }

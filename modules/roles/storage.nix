@@ -20,6 +20,9 @@ let
   alsoCompute = lib.elem "compute" lab.node.roles;
   pg = config.services.postgresql;
   identifier = lib.types.strMatching "[a-z_][a-z0-9_]*";
+  labLib = import ../lab/lib.nix { inherit lib; };
+  # nixos/modules/virtualisation/oci-containers.nix: serviceName "<backend>-<name>"
+  lettaUnit = "${config.virtualisation.oci-containers.backend}-letta";
   # Stronger than the mkDefault (1000) of nixpkgs' modules, weaker than a
   # plain definition (100).
   labDefault = lib.mkOverride 900;
@@ -62,7 +65,7 @@ in
         description = "Telemetry rows older than this many days are deleted.";
       };
       database = lib.mkOption {
-        type = lib.types.str;
+        type = lib.types.strMatching "[A-Za-z0-9_-]+";
         default = "hydra-coordinator";
         description = "Database of the coordinator (as created by services.hydra-coordinator.database.createLocally).";
       };
@@ -202,23 +205,16 @@ in
       })
 
       (lib.mkIf retention.enable {
-        systemd.services.hydra-telemetry-retention = {
-          description = "Delete coordinator telemetry older than ${toString retention.days} days";
-          after = [ "postgresql.service" ];
-          requires = [ "postgresql.service" ];
-          startAt = retention.schedule;
-          path = [ pg.package ];
-          script = ''
-            psql -v ON_ERROR_STOP=1 --dbname=${lib.escapeShellArg retention.database} <<'SQL'
-            ${retentionSql}
-            SQL
-          '';
-          serviceConfig = {
-            Type = "oneshot";
-            User = "postgres";
-            Group = "postgres";
-          };
-        };
+        # Ordered on postgresql.target: the database and its owner exist then.
+        systemd.services.hydra-telemetry-retention = lib.mkMerge [
+          (labLib.mkPsqlService {
+            description = "Delete coordinator telemetry older than ${toString retention.days} days";
+            inherit (pg) package;
+            inherit (retention) database;
+            sql = retentionSql;
+          })
+          { startAt = retention.schedule; }
+        ];
       })
 
       (lib.mkIf cfg.media.enable {
@@ -279,6 +275,22 @@ in
 
       (lib.mkIf cfg.letta.enable {
         services.postgresql.extensions = ps: [ ps.pgvector ];
+        # CREATE EXTENSION vector needs a superuser (pgvector's vector.control
+        # is not `trusted`): create it as postgres before Letta starts, so the
+        # letta role needs no superuser rights.
+        systemd.services.hydra-letta-pgvector = lib.mkMerge [
+          (labLib.mkPsqlService {
+            description = "Create the pgvector extension in Letta's database";
+            inherit (pg) package;
+            database = "letta";
+            sql = "CREATE EXTENSION IF NOT EXISTS vector;";
+          })
+          { serviceConfig.RemainAfterExit = true; }
+        ];
+        systemd.services.${lettaUnit} = {
+          after = [ "hydra-letta-pgvector.service" ];
+          requires = [ "hydra-letta-pgvector.service" ];
+        };
         virtualisation.oci-containers.containers.letta = {
           image = cfg.letta.image;
           extraOptions = [ "--network=host" ];

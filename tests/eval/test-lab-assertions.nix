@@ -339,6 +339,17 @@ in
         users = map (u: u.name) c.services.postgresql.ensureUsers;
         net = c.virtualisation.oci-containers.containers.letta.extraOptions;
         env = c.virtualisation.oci-containers.containers.letta.environmentFiles;
+        # pgvector is created by the superuser before Letta starts
+        vector = {
+          inherit (c.systemd.services.hydra-letta-pgvector) after requires;
+          inherit (c.systemd.services.hydra-letta-pgvector.serviceConfig) User;
+          sql = lib.hasInfix "CREATE EXTENSION IF NOT EXISTS vector;" c.systemd.services.hydra-letta-pgvector.script;
+          db = lib.hasInfix "--dbname=letta" c.systemd.services.hydra-letta-pgvector.script;
+        };
+        container = {
+          inherit (c.systemd.services.podman-letta) after requires;
+        };
+        superuser = lib.any (u: u.ensureClauses.superuser or false) c.services.postgresql.ensureUsers;
       };
     expected = {
       failed = [ ];
@@ -355,6 +366,18 @@ in
       ];
       net = [ "--network=host" ];
       env = [ "/run/secrets/hydra/letta.env" ];
+      vector = {
+        after = [ "postgresql.target" ];
+        requires = [ "postgresql.target" ];
+        User = "postgres";
+        sql = true;
+        db = true;
+      };
+      container = {
+        after = [ "hydra-letta-pgvector.service" ];
+        requires = [ "hydra-letta-pgvector.service" ];
+      };
+      superuser = false;
     };
   };
 

@@ -638,17 +638,70 @@ in
         s = storage.systemd.services.hydra-telemetry-retention;
       in
       {
-        inherit (s) startAt;
+        inherit (s) startAt after requires;
         inherit (s.serviceConfig) User Type;
         deletes = lib.hasInfix ''DELETE FROM public."telemetry"'' s.script;
         window = lib.hasInfix "WHERE \"timestamp\" < now() - interval '90 days'" s.script;
+        database = lib.hasInfix "--dbname=hydra-coordinator" s.script;
+        # postgresql.target exists and waits for the setup (ensureDatabases)
+        target = storage.systemd.targets.postgresql.requires;
       };
     expected = {
       startAt = "daily";
+      after = [ "postgresql.target" ];
+      requires = [ "postgresql.target" ];
       User = "postgres";
       Type = "oneshot";
       deletes = true;
       window = true;
+      database = true;
+      target = [
+        "postgresql.service"
+        "postgresql-setup.service"
+      ];
+    };
+  };
+  # Grafana's PostgreSQL datasource user may read the coordinator's tables,
+  # present and future.
+  testStorageGrafanaCanReadTheCoordinatorsTables = {
+    expr =
+      let
+        g = storage.systemd.services.hydra-grafana-db-grants;
+      in
+      {
+        inherit (g) after requires before wantedBy;
+        inherit (g.serviceConfig) User Type RemainAfterExit;
+        database = lib.hasInfix "--dbname=hydra-coordinator" g.script;
+        existing = lib.hasInfix "GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana;" g.script;
+        future = lib.hasInfix ''ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT SELECT ON TABLES TO grafana;'' g.script;
+        user = storage.services.postgresql.ensureUsers;
+      };
+    expected = {
+      after = [ "postgresql.target" ];
+      requires = [ "postgresql.target" ];
+      before = [
+        "grafana.service"
+        "hydra-coordinator.service"
+      ];
+      wantedBy = [ "multi-user.target" ];
+      User = "postgres";
+      Type = "oneshot";
+      RemainAfterExit = true;
+      database = true;
+      existing = true;
+      future = true;
+      user = [
+        {
+          name = "grafana";
+          ensureDBOwnership = false;
+          ensureClauses = { };
+        }
+        {
+          name = "hydra-coordinator";
+          ensureDBOwnership = true;
+          ensureClauses = { };
+        }
+      ];
     };
   };
   testStoragePrometheusTargets = {

@@ -142,6 +142,7 @@ in
 
   hydra-coordinator = mkPackage "hydra-coordinator" "0.1.0" "hydra-coordinator";
   postgresql = mkPackage "postgresql" "17.6" "psql";
+  postgresql_17 = mkPackage "postgresql" "17.6" "psql";
   redis = mkPackage "redis" "8.2.1" "redis-server";
   qdrant = mkPackage "qdrant" "1.15.4" "qdrant";
   qdrant-web-ui = mkPackage "qdrant-web-ui" "0.1.42" null;

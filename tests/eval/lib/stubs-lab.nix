@@ -221,8 +221,8 @@ in
           options.port = port 5432;
         };
       };
-      extensions = opt (types.coercedTo (types.listOf types.package) (l: _: l) (
-        types.functionTo (types.listOf types.package)
+      extensions = opt (types.coercedTo (types.listOf types.path) (path: _ignorePg: path) (
+        types.functionTo (types.listOf types.path)
       )) (_: [ ]);
     };
 

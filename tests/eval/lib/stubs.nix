@@ -10,12 +10,15 @@
 #     requires, after, before, bindsTo, partOf, upholds, conflicts, environment,
 #     path, script, preStart, postStart, serviceConfig, unitConfig, startAt,
 #     restartTriggers, reloadTriggers, restartIfChanged, stopIfChanged}
+#   systemd.targets.<name>.{description, wantedBy, requiredBy, wants,
+#     requires, after, before, partOf}
 #   systemd.tmpfiles.rules
 #   users.users.<name>.{name, isSystemUser, isNormalUser, group, extraGroups,
 #     description, home, createHome, uid, shell}
 #   users.groups.<name>.{name, gid, members}
 #   networking.firewall.{enable, allowedTCPPorts}
-#   services.postgresql.{enable, package, ensureDatabases, ensureUsers}
+#   services.postgresql.{enable, package, ensureDatabases, ensureUsers} and
+#     its units (postgresql, postgresql-setup, postgresql.target)
 #   services.redis.servers.<name>.{enable, port, bind, unixSocket,
 #     unixSocketPerm, user, group, settings, openFirewall, requirePassFile,
 #     save, appendOnly, databases, maxclients, logLevel, extraParams}
@@ -236,18 +239,13 @@ let
       };
       ensureClauses = mkOption {
         type = types.submodule {
-          options = lib.genAttrs [
-            "superuser"
-            "createrole"
-            "createdb"
-            "inherit"
-            "login"
-            "replication"
-            "bypassrls"
-          ] (_: mkOption {
-            type = types.nullOr types.bool;
-            default = null;
-          });
+          freeformType = types.attrsOf (
+            types.oneOf [
+              types.str
+              types.int
+              types.bool
+            ]
+          );
         };
         default = { };
       };
@@ -359,6 +357,26 @@ in
       type = types.attrsOf (types.submodule serviceModule);
       default = { };
     };
+    systemd.targets = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            description = mkOption {
+              type = types.singleLineStr;
+              default = "";
+            };
+            wantedBy = unitList;
+            requiredBy = unitList;
+            wants = unitList;
+            requires = unitList;
+            after = unitList;
+            before = unitList;
+            partOf = unitList;
+          };
+        }
+      );
+      default = { };
+    };
     systemd.tmpfiles.rules = mkOption {
       type = types.listOf types.str;
       default = [ ];
@@ -390,7 +408,7 @@ in
         type = types.bool;
         default = false;
       };
-      # nixpkgs picks the default by system.stateVersion; reading it here is an error.
+      # nixpkgs picks the default by system.stateVersion (config section below)
       package = mkOption { type = types.package; };
       ensureDatabases = mkOption {
         type = types.listOf types.str;
@@ -436,6 +454,43 @@ in
   # definition of ours that collides with one of theirs fails here as it does
   # on a real system (tests/eval/NIXPKGS-FACTS.md lists each).
   config = lib.mkMerge [
+    # nixos/modules/services/databases/postgresql.nix
+    (lib.mkIf config.services.postgresql.enable {
+      # stateVersion 25.11 up to 26.11: postgresql_17 (the hosts are 26.05)
+      services.postgresql.package = lib.mkDefault pkgs.postgresql_17;
+      systemd.services.postgresql = {
+        description = "PostgreSQL Server";
+        after = [ "network.target" ];
+        partOf = [ "postgresql.target" ];
+        wants = [ "postgresql.target" ];
+        serviceConfig = {
+          Type = "notify";
+          User = "postgres";
+          Group = "postgres";
+          RuntimeDirectory = "postgresql";
+        };
+      };
+      # ensureDatabases / ensureUsers run here
+      systemd.services.postgresql-setup = {
+        description = "PostgreSQL Setup Scripts";
+        after = [ "postgresql.service" ];
+        requires = [ "postgresql.service" ];
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          User = "postgres";
+          Group = "postgres";
+        };
+      };
+      systemd.targets.postgresql = {
+        description = "PostgreSQL";
+        requires = [
+          "postgresql.service"
+          "postgresql-setup.service"
+        ];
+        wantedBy = [ "multi-user.target" ];
+      };
+    })
     # nixos/modules/services/search/qdrant.nix
     (lib.mkIf config.services.qdrant.enable {
       services.qdrant.settings = {
