@@ -29,11 +29,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     mcp: LazyMcpEndpoint = app.state.mcp
     try:
         async with runtime_context(runtime):
-            log.info(
-                "hydra-coordinator %s serving %d backend(s)",
-                __version__,
-                len(runtime.settings.backends),
-            )
+            # `serve` says where it listens once it does (startup.py)
+            log.debug("hydra-coordinator %s started", __version__)
             try:
                 yield
             finally:

@@ -8,7 +8,6 @@ server, which all import this module (no import cycle).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -115,15 +114,13 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
     """Start what the runtime needs to serve (upstream client, health probes) and stop it after:
     the app's lifespan and ``hydra-coordinator mcp`` (stdio) both run inside this."""
     client = runtime.pool.client = create_client(runtime.settings.upstream.client)
-    first_probe = asyncio.create_task(runtime.pool.probe_all())
-    runtime.pool.start()
+    runtime.pool.start()  # probes every backend at once, then every health.interval_s
     await runtime.telemetry.start()
     runtime.router_state.start()
     try:
         async with stores_running(runtime.stores):
             yield runtime
     finally:
-        first_probe.cancel()
         await runtime.pool.stop()
         await client.aclose()
         runtime.pool.client = None

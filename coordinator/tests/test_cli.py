@@ -173,7 +173,7 @@ def test_serve_runs_and_stops_on_sigterm(tmp_path):
         fake.kill()
     # uvicorn re-raises SIGTERM after a graceful shutdown (systemd counts that as a clean stop)
     assert process.returncode in (0, -15)
-    assert "serving 1 backend" in stderr
+    assert f"serving on http://127.0.0.1:{port}" in stderr
     assert "hydra-coordinator stopped" in stderr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,21 @@ def test_relative_links_resolve(page: Path) -> None:
         if not target.exists() or missing_anchor:
             broken.append(link)
     assert broken == []
+
+
+ISSUE_NUMBER = re.compile(r"\bissues?\s*#?\d+", re.IGNORECASE)
+
+
+def test_no_internal_issue_numbers_anywhere() -> None:
+    """Docs, code, comments and messages say what things do, not which issue asked for them."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
+    ).stdout.split(b"\0")
+    found = []
+    for name in filter(None, files):
+        path = ROOT / name.decode()
+        if path.suffix in {".lock", ".png", ".jsonl"} or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found += [f"{name.decode()}: {m.group(0)}" for m in ISSUE_NUMBER.finditer(text)]
+    assert found == []

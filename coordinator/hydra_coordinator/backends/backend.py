@@ -53,6 +53,7 @@ class Backend:
         self.open_until = 0.0
         self.probed = False  # a health probe has answered at least once
         self.probe_ok = True
+        self.probe_error: Exception | None = None  # why the last probe failed
 
     # -- models -------------------------------------------------------------------------------
 

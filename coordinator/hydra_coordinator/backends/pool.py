@@ -25,6 +25,7 @@ class BackendPool:
             for i, b in enumerate(settings.backends)
         }
         self._task: asyncio.Task[None] | None = None
+        self.first_probe: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> UpstreamClient:
@@ -59,12 +60,13 @@ class BackendPool:
         timeouts = Timeouts(
             connect=min(health.timeout_s, backend.config.connect_timeout_s), read=health.timeout_s
         )
-        before = backend.status
+        before, probed_before = backend.status, backend.probed
         try:
             payload = await self.client.get_json(
                 f"{backend.config.base_url}/models", self.auth_headers(backend), timeouts
             )
         except UpstreamError as exc:
+            backend.probe_error = exc
             backend.record_probe(False)
             if before != backend.status or before == "healthy":
                 log.warning(
@@ -75,8 +77,9 @@ class BackendPool:
         if isinstance(data, list):
             ids = (m.get("id") for m in data if isinstance(m, dict))
             backend.discovered_models = tuple(i for i in ids if isinstance(i, str))
+        backend.probe_error = None
         backend.record_probe(True)
-        if before != "healthy":
+        if before != "healthy" and probed_before:  # the first answer: see startup.py
             log.info("backend %s is healthy", backend.name)
 
     async def probe_all(self) -> None:
@@ -91,10 +94,13 @@ class BackendPool:
                 log.exception("health probe round failed")
 
     def start(self) -> None:
+        """Probe every backend now (:attr:`first_probe`), then every ``health.interval_s``."""
+        self.first_probe = asyncio.create_task(self.probe_all(), name="hydra-first-probe")
         self._task = asyncio.create_task(self._probe_forever(), name="hydra-health-prober")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self.first_probe, self._task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self.first_probe = self._task = None
