@@ -189,6 +189,28 @@ class LimitsConfig(_Model):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Longest request head (request line and headers); longer ones get 431.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request's head."
+    )
+    idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="An idle keep-alive connection is closed after this."
+    )
+    max_connections: int = Field(
+        default=1024,
+        ge=1,
+        description="Client connections at once; more are refused with 503. Also kept below "
+        "half the process's file descriptor limit.",
+    )
+    shutdown_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="On SIGTERM, time open requests get to finish before they are cut.",
+    )
 
 
 class HealthConfig(_Model):

@@ -114,6 +114,15 @@ class Metrics:
         self.decisions = Counter(
             "hydra_route_decisions", "Routing decisions", ["route"], registry=r
         )
+        self.connections_refused = Counter(
+            "hydra_connections_refused",
+            "Client connections closed before reaching the API: too many connections, a request "
+            "head too large or too slow",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("too_many_connections", "header_too_large", "header_timeout"):
+            self.connections_refused.labels(reason)
         # telemetry (see telemetry/store.py)
         # counted by the telemetry store on the event loop's thread; "spooled" is the spool's own
         # line count (telemetry_spooled), so the request path counts nothing

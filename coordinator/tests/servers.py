@@ -22,6 +22,7 @@ import uvicorn
 
 from hydra_coordinator.app import create_app
 from hydra_coordinator.config import Settings, settings_from_dict
+from hydra_coordinator.server import uvicorn_config
 
 FAKE = Path(__file__).parent / "fakes" / "fake_openai.py"
 
@@ -114,15 +115,8 @@ class CoordinatorServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=settings.listen.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
+        # the configuration `serve` runs with: the same connection limits and timeouts
+        self.server = uvicorn.Server(uvicorn_config(settings, self.app))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

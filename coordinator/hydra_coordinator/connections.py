@@ -1,0 +1,158 @@
+"""Connection limits below the ASGI app: what uvicorn itself does not bound.
+
+uvicorn times out idle keep-alive connections, but not a connection that never finishes its
+request head, and it accepts a request head of any size. :func:`guarded_protocol` returns
+uvicorn's httptools protocol with:
+
+- a connection cap: past ``max_connections`` a new connection gets 503 and is closed at once,
+  so idle sockets cannot use up the process's file descriptors;
+- a head timeout: a client that has not sent a whole request head ``header_timeout_s`` after
+  connecting (or after starting a request) gets 408 and is closed;
+- a head size cap: more than ``max_header_bytes`` before the end of a head is 431, answered
+  before the bytes are parsed, so a 100 MB header line costs what reading it costs.
+
+These answers never reach the app; ``hydra_connections_refused_total{reason}`` counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .config import LimitsConfig
+from .errors import error_body
+
+__all__ = ["RefusalCounter", "effective_max_connections", "guarded_protocol", "raise_fd_limit"]
+
+log = logging.getLogger("hydra_coordinator.connections")
+
+RefusalCounter = Callable[[str], None]
+
+# descriptors kept for everything but client connections: listening sockets, the telemetry
+# database and spool, Redis, Qdrant's files, log files
+_RESERVED_FDS = 128
+
+
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise the soft descriptor limit towards the hard one (as Go's runtime does); the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return wanted if soft == resource.RLIM_INFINITY else soft
+
+
+def effective_max_connections(configured: int, fd_limit: int) -> int:
+    """``configured``, but at most half of the descriptors left after the reserve: a proxied
+    request holds two (the client's connection and the upstream's)."""
+    return max(1, min(configured, (fd_limit - _RESERVED_FDS) // 2))
+
+
+def _raw_response(status: int, reason: str, message: str, code: str) -> bytes:
+    body = error_body(message, "invalid_request_error", code)
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def guarded_protocol(
+    limits: LimitsConfig, max_connections: int, refused: RefusalCounter
+) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with the limits above (pass it as ``Config(http=...)``)."""
+    max_head = limits.max_header_bytes
+    head_timeout = limits.header_timeout_s
+    too_large = _raw_response(
+        431,
+        "Request Header Fields Too Large",
+        f"the request head is over the limit of {max_head} bytes (limits.max_header_bytes)",
+        "header_too_large",
+    )
+    too_slow = _raw_response(
+        408,
+        "Request Timeout",
+        f"the request head did not arrive within {head_timeout:g} s (limits.header_timeout_s)",
+        "header_timeout",
+    )
+    too_many = _raw_response(
+        503,
+        "Service Unavailable",
+        "too many open connections; retry later (limits.max_connections)",
+        "too_many_connections",
+    )
+
+    class GuardedProtocol(HttpToolsProtocol):
+        _head_bytes = 0  # bytes received since the last complete head (None: in a body)
+        _in_head = True
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                self._refuse(too_many, "too_many_connections")
+                return
+            self._start_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_head_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+                if self._head_bytes > max_head:
+                    self._refuse(too_large, "header_too_large")
+                    return
+            super().data_received(data)
+
+        # parser callbacks
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._head_timer is None:
+                self._start_head_timer()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._head_bytes = 0
+            self._stop_head_timer()
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_head = True
+            super().on_message_complete()
+
+        # helpers
+        def _start_head_timer(self) -> None:
+            self._head_timer = self.loop.call_later(head_timeout, self._head_timed_out)
+
+        def _stop_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self._in_head and not self.transport.is_closing():
+                self._refuse(too_slow, "header_timeout")
+
+        def _refuse(self, response: bytes, reason: str) -> None:
+            self._stop_head_timer()
+            self._in_head = False
+            refused(reason)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("connection from %s refused: %s", self.client, reason)
+            if not self.transport.is_closing():
+                self.transport.write(response)
+                self.transport.close()
+
+    return GuardedProtocol
