@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from . import __version__
 from .api import chat, feedback, health, models, route
 from .api import metrics as metrics_api
+from .api.browsers import BrowserGuard
 from .auth import AuthMiddleware
 from .config import Settings
 from .errors import install_error_handlers
@@ -63,4 +64,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(chat.ChatFastPath, runtime=runtime)  # auth, added next, wraps it
     public = {"/health"} | ({"/metrics"} if settings.auth.public_metrics else set())
     app.add_middleware(AuthMiddleware, keys=runtime.keys, public_paths=public)
+    # outermost: Host and Origin checks, CORS preflights (which carry no key)
+    app.add_middleware(BrowserGuard, listen=settings.listen, keys_enabled=runtime.keys.enabled)
     return app

@@ -65,6 +65,18 @@ class ListenConfig(_Model):
         description="Address the API listens on. Anything but loopback needs auth.api_key_files.",
     )
     port: int = Field(default=8092, ge=0, le=65535, description="TCP port of the API.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Names clients use for this server, checked against each request's Host "
+        "header (against DNS rebinding): 'hydra.lan', '.lan' (any name under it) or '*' (any). "
+        "IP addresses, localhost and this machine's host name are always accepted.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins allowed to call the API from a browser (CORS), e.g. "
+        "'http://openwebui.lan:3000'; '*' allows any. Other cross-origin browser requests "
+        "are refused with 403.",
+    )
 
 
 class Price(_Model):

@@ -160,25 +160,10 @@ def _answer(body: bytes) -> tuple[str, str | None, str | None, dict[str, Any] | 
 
 
 def _default_security(runtime: Runtime) -> TransportSecuritySettings:
-    """DNS-rebinding protection only where it protects something.
-
-    Without API keys (allowed only on loopback) a web page could reach the API through a
-    rebound name, so only loopback ``Host`` and ``Origin`` values are accepted. With keys, every
-    /mcp request needs the bearer key, which a rebinding page does not have; checking Host would
-    only break the coordinator's real names (hydra-ai:8092, a reverse proxy, ...).
-    """
-    if runtime.keys.enabled:
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    hosts = ["127.0.0.1", "localhost", "[::1]"]
-    listen = runtime.settings.listen.host
-    listen = f"[{listen}]" if ":" in listen else listen
-    if listen not in hosts and listen not in ("0.0.0.0", "[::]"):
-        hosts.append(listen)
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[*hosts, *(f"{h}:*" for h in hosts)],
-        allowed_origins=[*(f"http://{h}" for h in hosts), *(f"http://{h}:*" for h in hosts)],
-    )
+    """The SDK's own DNS-rebinding check stays off: the app's ``BrowserGuard`` checks ``Host``
+    and ``Origin`` for every path, /mcp included, against the same configuration
+    (``listen.allowed_hosts``, ``listen.cors_origins``) as the REST API."""
+    return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
 def _quiet_fastmcp(**kwargs: Any) -> _HydraMCP:
