@@ -2,6 +2,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+# Imported before any coordinator starts: the server's background threads import httpx (through
+# qdrant-client), and openai's client reads sys.modules["httpx"], which a half-finished import
+# in another thread leaves without its attributes (AttributeError: partially initialized module).
+import httpx  # noqa: F401
 import pytest
 
 from .fixtures_redis import redis_server  # noqa: F401 (a fixture)
