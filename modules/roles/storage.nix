@@ -220,6 +220,12 @@ in
       (lib.mkIf cfg.media.enable {
         services.jellyfin = {
           enable = true;
+          # nixpkgs' module writes encoding.xml (the transcoding settings
+          # below) only when Jellyfin has none yet, i.e. on first start; this
+          # applies them on every start (keeping a backup of the old file), so
+          # a changed setting here reaches Jellyfin. Changes made in the web
+          # dashboard are overwritten: set this to false to keep those.
+          forceEncodingConfig = lib.mkDefault config.hydra.gpu.intelArc.enable;
           hardwareAcceleration = lib.mkIf config.hydra.gpu.intelArc.enable {
             enable = true;
             type = lib.mkDefault "qsv";

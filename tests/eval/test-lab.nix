@@ -769,6 +769,10 @@ in
     expr = {
       inherit (storage.services.jellyfin.hardwareAcceleration) enable type device;
       env = storage.systemd.services.jellyfin.environment.LIBVA_DRIVER_NAME;
+      # the transcoding settings reach encoding.xml on every start, not only
+      # the first
+      inherit (storage.services.jellyfin) forceEncodingConfig;
+      rewritesEncodingXml = lib.hasInfix "encoding.xml.backup-" storage.systemd.services.jellyfin.preStart;
       drivers = map lib.getName storage.hardware.graphics.extraPackages;
       nvidia = storage.hardware.nvidia.enabled;
     };
@@ -777,6 +781,8 @@ in
       type = "qsv";
       device = "/dev/dri/renderD128";
       env = "iHD";
+      forceEncodingConfig = true;
+      rewritesEncodingXml = true;
       drivers = [
         "intel-media-driver"
         "vpl-gpu-rt"

@@ -170,6 +170,7 @@ in
     };
   };
   open-webui = mkPackage "open-webui" "0.6.30" "open-webui";
+  jellyfin = mkPackage "jellyfin" "10.11.0" "jellyfin";
   intel-media-driver = mkPackage "intel-media-driver" "25.3.3" "intel-media-driver";
   vpl-gpu-rt = mkPackage "vpl-gpu-rt" "25.3.2" "vpl-gpu-rt";
   intel-compute-runtime = mkPackage "intel-compute-runtime" "25.31.34666.3" "intel-compute-runtime";

@@ -304,10 +304,18 @@ in
       };
     };
 
-    # nixos/modules/services/misc/jellyfin.nix (26.05)
+    # nixos/modules/services/misc/jellyfin.nix (config section below)
     services.jellyfin = {
       enable = bool;
+      package = opt types.package pkgs.jellyfin;
+      user = opt types.str "jellyfin";
+      group = opt types.str "jellyfin";
+      dataDir = opt types.path "/var/lib/jellyfin";
+      configDir = opt types.path "${config.services.jellyfin.dataDir}/config";
+      cacheDir = opt types.path "/var/cache/jellyfin";
+      logDir = opt types.path "${config.services.jellyfin.dataDir}/log";
       openFirewall = bool;
+      forceEncodingConfig = bool;
       hardwareAcceleration = {
         enable = bool;
         type = opt (types.enum [
@@ -319,7 +327,7 @@ in
           "vaapi"
           "rkmpp"
         ]) "none";
-        device = opt (types.nullOr (types.pathWith { absolute = true; })) null;
+        device = opt (types.nullOr types.path) null;
       };
       transcoding = {
         enableHardwareEncoding = bool;
@@ -359,6 +367,44 @@ in
         }
       ];
     }
+    # nixos/modules/services/misc/jellyfin.nix
+    (lib.mkIf config.services.jellyfin.enable {
+      assertions = [
+        {
+          assertion =
+            config.services.jellyfin.hardwareAcceleration.enable
+            -> config.services.jellyfin.hardwareAcceleration.device != null;
+          message = "services.jellyfin.hardwareAcceleration.device cannot be null when hardware acceleration is enabled.";
+        }
+      ];
+      systemd.services.jellyfin = {
+        description = "Jellyfin Media Server";
+        after = [ "network-online.target" ];
+        wants = [ "network-online.target" ];
+        wantedBy = [ "multi-user.target" ];
+        # encoding.xml is written only with hardware acceleration: replaced on
+        # every start with forceEncodingConfig (old one backed up), else only
+        # when there is none yet.
+        preStart = lib.mkIf config.services.jellyfin.hardwareAcceleration.enable (
+          if config.services.jellyfin.forceEncodingConfig then
+            ''
+              encodingXmlBackup="$configDir/encoding.xml.backup-$(date -u +"%FT%H_%M_%SZ")"
+            ''
+          else
+            ''
+              echo "WARN: $encodingXml already exists and is different from the configured settings. transcoding options NOT applied." >&2
+            ''
+        );
+        serviceConfig = {
+          DeviceAllow = lib.mkIf config.services.jellyfin.hardwareAcceleration.enable [
+            "${config.services.jellyfin.hardwareAcceleration.device} rw"
+          ];
+          PrivateDevices = lib.mkDefault false;
+          User = config.services.jellyfin.user;
+          Group = config.services.jellyfin.group;
+        };
+      };
+    })
     # nixos/modules/services/misc/ollama.nix
     (lib.mkIf config.services.ollama.enable {
       systemd.services.ollama = {
