@@ -482,7 +482,10 @@ in
         ProtectKernelModules = true;
         ProtectKernelTunables = true;
         ProtectProc = "invisible";
-        ProcSubset = "pid";
+        # Not ProcSubset=pid: that hides /proc/stat, and prometheus_client's
+        # process collector needs its boot time (btime) for any process_*
+        # metric (resident memory, CPU, open files) to appear on /metrics.
+        ProcSubset = "all";
         LockPersonality = true;
         # CPython, pydantic-core, orjson, uvloop and psycopg's C module do not
         # generate code; libffi uses static trampolines.

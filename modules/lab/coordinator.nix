@@ -76,6 +76,12 @@ let
   );
   usesTabbyKey = lib.any (b: (b.api_key_file or null) == "tabbyapi-api-key") lab.backends;
   onStorage = lab.node != null && lib.elem "storage" lab.node.roles;
+  # The lab's data services run on the first node with the storage role.
+  storageNode =
+    let
+      names = lib.attrNames (lib.filterAttrs (_: n: lib.elem "storage" n.roles) lab.nodes);
+    in
+    if names == [ ] then null else lab.nodes.${lib.head names};
 in
 {
   options.hydra.lab.coordinator.enable = lib.mkOption {
@@ -93,6 +99,7 @@ in
         listen.port = lib.mkDefault lab.ports.coordinator;
         credentials = lib.mkMerge [
           { client-api-keys = lib.mkDefault lab.secrets.coordinatorClientKeysFile; }
+          (lib.mkIf (storageNode != null) { qdrant-api-key = lib.mkDefault lab.secrets.qdrantApiKeyFile; })
           (lib.mkIf usesTabbyKey { tabbyapi-api-key = lib.mkDefault lab.secrets.tabbyapiApiKeyFile; })
         ];
         settings = {
@@ -103,12 +110,15 @@ in
         };
         # The data services live on the storage node; when the coordinator
         # runs there too, its module creates its database, and it uses the
-        # storage role's Redis and Qdrant (see modules/roles/storage.nix).
+        # storage role's Redis (see modules/roles/storage.nix). Qdrant is
+        # used wherever the coordinator runs.
         database.createLocally = lib.mkDefault onStorage;
         redis.createLocally = lib.mkDefault false;
-        qdrant.url = lib.mkIf onStorage (
-          lib.mkDefault "http://${lab.node.address}:${toString lab.ports.qdrantHttp}"
+        # The storage node's Qdrant, which requires its API key.
+        qdrant.url = lib.mkIf (storageNode != null) (
+          lib.mkDefault "http://${storageNode.address}:${toString lab.ports.qdrantHttp}"
         );
+        settings.qdrant.api_key_file = lib.mkIf (storageNode != null) (lib.mkDefault "qdrant-api-key");
         # The lab's embeddings service (modules/lab/embeddings.nix) feeds the
         # knowledge base; without one the coordinator uses its built-in embedder.
         settings.embeddings = lib.mkIf (lab.embeddings.url != null) {

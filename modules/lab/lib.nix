@@ -19,6 +19,14 @@ let
   sortedPorts = ports: lib.sort lib.lessThan (lib.unique ports);
 in
 {
+  # A secret file: an absolute path on the target machine, as a string, never
+  # a store path (the store is world-readable) nor a path literal (which Nix
+  # would copy into the store).
+  secretFile = lib.types.pathWith {
+    inStore = false;
+    absolute = true;
+  };
+
   # nftables statements for networking.firewall.extraInputRules that accept
   # new TCP connections to `tcpPorts` only when they come from `sources`
   # (CIDRs or addresses). Everything else still falls through to the

@@ -189,20 +189,32 @@ in
 
     secrets = {
       tabbyapiApiKeyFile = mkOption {
-        type = types.str;
+        type = labLib.secretFile;
         default = "/run/secrets/hydra/tabbyapi-api-key";
         description = ''
-          File (outside the Nix store) holding TabbyAPI's API key. Read on
-          the ai node by TabbyAPI and on the coordinator node by the
-          coordinator, both through systemd LoadCredential.
+          File (an absolute path outside the Nix store) holding TabbyAPI's
+          API key. Read on the ai node by TabbyAPI and on the coordinator
+          node by the coordinator, both through systemd LoadCredential.
         '';
       };
       coordinatorClientKeysFile = mkOption {
-        type = types.str;
+        type = labLib.secretFile;
         default = "/run/secrets/hydra/coordinator-api-keys";
         description = ''
-          File holding the API keys clients (Open WebUI, scripts) present to
-          the coordinator; passed as a credential, never put in the store.
+          File (an absolute path outside the Nix store) holding the API keys
+          clients (Open WebUI, scripts) present to the coordinator; passed as
+          a credential.
+        '';
+      };
+      qdrantApiKeyFile = mkOption {
+        type = labLib.secretFile;
+        default = "/run/secrets/hydra/qdrant-api-key";
+        description = ''
+          File (an absolute path outside the Nix store) holding Qdrant's API
+          key (the key itself, one line). Qdrant listens on the lab network,
+          so it requires this key (its `service.api_key`); the storage node's
+          Qdrant and the coordinator read it through systemd LoadCredential.
+          Generate once, e.g. `openssl rand -hex 32`.
         '';
       };
     };

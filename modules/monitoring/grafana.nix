@@ -24,18 +24,19 @@ in
 {
   options.hydra.monitoring.grafana = {
     secretKeyFile = lib.mkOption {
-      type = lib.types.str;
+      type = labLib.secretFile;
       default = "/run/secrets/hydra/grafana-secret-key";
       description = ''
-        File with Grafana's `security.secret_key` (signs cookies, encrypts
+        File (an absolute path outside the Nix store) with Grafana's
+        `security.secret_key` (signs cookies, encrypts
         datasource secrets; no default since NixOS 26.05). Generate once with
         `openssl rand -hex 32`.
       '';
     };
     adminPasswordFile = lib.mkOption {
-      type = lib.types.str;
+      type = labLib.secretFile;
       default = "/run/secrets/hydra/grafana-admin-password";
-      description = "File with the Grafana `admin` password.";
+      description = "File (an absolute path outside the Nix store) with the Grafana `admin` password.";
     };
     database = lib.mkOption {
       type = lib.types.strMatching "[A-Za-z0-9_-]+";

@@ -11,6 +11,7 @@
 let
   lab = config.hydra.lab;
   cfg = config.hydra.roles.compute;
+  labLib = import ../lab/lib.nix { inherit lib; };
   gpus = config.hydra.gpu.nvidia.gpus;
 in
 {
@@ -52,12 +53,13 @@ in
         description = "Run Open WebUI against the coordinator.";
       };
       environmentFile = lib.mkOption {
-        type = lib.types.nullOr lib.types.path;
+        type = lib.types.nullOr labLib.secretFile;
         default = null;
         example = "/run/secrets/open-webui.env";
         description = ''
-          Secrets for Open WebUI, e.g. `OPENAI_API_KEY=<a coordinator client key>`
-          and `WEBUI_SECRET_KEY=...`.
+          Secrets for Open WebUI (an absolute path outside the Nix store),
+          e.g. `OPENAI_API_KEY=<a coordinator client key>` and
+          `WEBUI_SECRET_KEY=...`.
         '';
       };
     };
@@ -85,9 +87,9 @@ in
               description = "Environment (no secrets: use environmentFiles).";
             };
             environmentFiles = lib.mkOption {
-              type = lib.types.listOf lib.types.path;
+              type = lib.types.listOf labLib.secretFile;
               default = [ ];
-              description = "Environment files with secrets.";
+              description = "Environment files with secrets (absolute paths outside the Nix store).";
             };
             cmd = lib.mkOption {
               type = lib.types.listOf lib.types.str;

@@ -39,6 +39,23 @@ let
     $$;
   '';
 
+  # Qdrant takes its API key from its config file or the environment
+  # (QDRANT__SERVICE__API_KEY overrides service.api_key); nixpkgs' module has
+  # neither an option for it nor a credential, and the config file is in the
+  # store. So services.qdrant.package is this wrapper, which nixpkgs' unit
+  # runs as `bin/qdrant --config-path ...`: it reads the key from the unit's
+  # credential and refuses to start without one.
+  qdrantWithKey = pkgs.writeShellScriptBin "qdrant" ''
+    key_file="''${CREDENTIALS_DIRECTORY:-/nonexistent}/api-key"
+    if [ ! -s "$key_file" ]; then
+      echo "qdrant: no API key in $key_file (hydra.lab.secrets.qdrantApiKeyFile); not starting on the lab network without one" >&2
+      exit 1
+    fi
+    QDRANT__SERVICE__API_KEY=$(tr -d '\n\r' < "$key_file")
+    export QDRANT__SERVICE__API_KEY
+    exec ${cfg.qdrant.package}/bin/qdrant "$@"
+  '';
+
   containerDb = name: {
     inherit name;
     ensureDBOwnership = true;
@@ -93,6 +110,15 @@ in
       description = "Run Jellyfin (with Arc QSV transcoding when hydra.gpu.intelArc is on).";
     };
 
+    qdrant.package = lib.mkPackageOption pkgs "qdrant" {
+      extraDescription = ''
+        The storage role runs it through a wrapper that exports the API key
+        (hydra.lab.secrets.qdrantApiKeyFile, a systemd credential) as
+        `QDRANT__SERVICE__API_KEY`, Qdrant's environment override of
+        `service.api_key`; services.qdrant.package is that wrapper.
+      '';
+    };
+
     mindsdb = {
       enable = lib.mkEnableOption "MindsDB (container) with its state in PostgreSQL";
       image = lib.mkOption {
@@ -101,7 +127,7 @@ in
         description = "MindsDB image (pin a tag or digest for reproducible deploys).";
       };
       environmentFile = lib.mkOption {
-        type = lib.types.nullOr lib.types.path;
+        type = lib.types.nullOr labLib.secretFile;
         default = null;
         description = ''
           Must define `MINDSDB_DB_CON=postgresql://mindsdb:PASSWORD@127.0.0.1:5432/mindsdb`
@@ -118,7 +144,7 @@ in
         description = "Letta image (pin a tag or digest for reproducible deploys).";
       };
       environmentFile = lib.mkOption {
-        type = lib.types.nullOr lib.types.path;
+        type = lib.types.nullOr labLib.secretFile;
         default = null;
         description = ''
           Must define `LETTA_PG_URI=postgresql://letta:PASSWORD@127.0.0.1:5432/letta`
@@ -151,6 +177,8 @@ in
 
         services.qdrant = {
           enable = true;
+          # Qdrant requires the API key (below) on every request.
+          package = qdrantWithKey;
           # nixpkgs' qdrant module sets these with mkDefault (host 127.0.0.1,
           # ports 6333/6334); a second mkDefault would be a conflicting
           # definition. labDefault beats mkDefault and still loses to a plain
@@ -164,6 +192,7 @@ in
         systemd.services.qdrant = {
           after = [ "network-online.target" ];
           wants = [ "network-online.target" ];
+          serviceConfig.LoadCredential = [ "api-key:${lab.secrets.qdrantApiKeyFile}" ];
         };
 
         hydra.lab.firewall.labTCPPorts = [
@@ -174,8 +203,14 @@ in
       }
 
       (lib.mkIf config.hydra.lab.coordinator.enable {
-        # The role's Redis instance (above).
+        # The role's Redis instance (above): its URL, and the coordinator
+        # starts after it (without requiring it: the coordinator falls back
+        # to its in-process cache while Redis is away).
         services.hydra-coordinator.settings.redis.url = lib.mkDefault "redis://127.0.0.1:${toString lab.ports.redis}/0";
+        systemd.services.hydra-coordinator = {
+          after = [ "redis-hydra.service" ];
+          wants = [ "redis-hydra.service" ];
+        };
       })
 
       (lib.mkIf (servesEmbeddings && alsoCompute) { services.ollama.loadModels = [ embeddings.model ]; })

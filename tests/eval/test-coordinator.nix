@@ -305,7 +305,8 @@ in
       PrivateDevices = true;
       PrivateTmp = true;
       PrivateUsers = true;
-      ProcSubset = "pid";
+      # "pid" would hide /proc/stat and with it the process_* metrics
+      ProcSubset = "all";
       ProtectHome = true;
       ProtectProc = "invisible";
       ProtectSystem = "strict";

@@ -316,6 +316,54 @@ in
     expected = true;
   };
 
+  # Secret files are absolute paths outside the store: a store path or a
+  # path literal (which Nix copies into the store) is an evaluation error.
+  testSecretFilesRejectStorePaths = {
+    expr =
+      let
+        accepts =
+          host: module: get:
+          (builtins.tryEval (builtins.deepSeq (get (evalWith host module)) true)).success;
+        inStore = "${builtins.storeDir}/0000000000000000000000000000000a-key";
+      in
+      {
+        qdrant = accepts "hydra-storage" { hydra.lab.secrets.qdrantApiKeyFile = inStore; } (
+          c: c.hydra.lab.secrets.qdrantApiKeyFile
+        );
+        tabbyLab = accepts "hydra-ai" { hydra.lab.secrets.tabbyapiApiKeyFile = inStore; } (
+          c: c.hydra.lab.secrets.tabbyapiApiKeyFile
+        );
+        tabbyKey = accepts "hydra-ai" { hydra.tabbyapi.apiKeyFile = lib.mkForce inStore; } (
+          c: c.hydra.tabbyapi.apiKeyFile
+        );
+        tabbyAdminLiteral = accepts "hydra-ai" { hydra.tabbyapi.adminKeyFile = ./test-lab.nix; } (
+          c: c.hydra.tabbyapi.adminKeyFile
+        );
+        grafana = accepts "hydra-storage" { hydra.monitoring.grafana.secretKeyFile = inStore; } (
+          c: c.hydra.monitoring.grafana.secretKeyFile
+        );
+        openWebui = accepts "hydra-compute" { hydra.roles.compute.openWebui.environmentFile = lib.mkForce inStore; } (
+          c: c.hydra.roles.compute.openWebui.environmentFile
+        );
+        relative = accepts "hydra-storage" { hydra.lab.secrets.qdrantApiKeyFile = "secrets/qdrant"; } (
+          c: c.hydra.lab.secrets.qdrantApiKeyFile
+        );
+        fine = accepts "hydra-storage" { hydra.lab.secrets.qdrantApiKeyFile = "/run/agenix/qdrant"; } (
+          c: c.hydra.lab.secrets.qdrantApiKeyFile
+        );
+      };
+    expected = {
+      qdrant = false;
+      tabbyLab = false;
+      tabbyKey = false;
+      tabbyAdminLiteral = false;
+      grafana = false;
+      openWebui = false;
+      relative = false;
+      fine = true;
+    };
+  };
+
   testMindsdbNeedsEnvironmentFile = {
     expr = firesWith [ "mindsdb needs environmentFile" ] (
       evalWith "hydra-storage" { hydra.roles.storage.mindsdb.enable = true; }

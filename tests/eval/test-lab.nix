@@ -439,6 +439,7 @@ in
     expected = {
       creds = [
         "client-api-keys:/run/secrets/hydra/coordinator-api-keys"
+        "qdrant-api-key:/run/secrets/hydra/qdrant-api-key"
         "tabbyapi-api-key:/run/secrets/hydra/tabbyapi-api-key"
       ];
       auth = [ "client-api-keys" ];
@@ -630,6 +631,57 @@ in
       port = 7333;
       host = "127.0.0.1";
       telemetry = true;
+    };
+  };
+  # Qdrant listens on the lab network: it requires an API key, which comes
+  # from a credential (never the store) to Qdrant and to the coordinator.
+  testStorageQdrantRequiresAnApiKey = {
+    expr =
+      let
+        q = storage.systemd.services.qdrant;
+        wrapper = storage.services.qdrant.package;
+      in
+      {
+        inherit (q.serviceConfig) LoadCredential;
+        # nixpkgs' unit runs bin/qdrant of services.qdrant.package: the wrapper
+        runsWrapper = lib.hasPrefix "${wrapper}/bin/qdrant --config-path " q.serviceConfig.ExecStart;
+        exportsKey = lib.hasInfix "export QDRANT__SERVICE__API_KEY" wrapper.text;
+        execsQdrant = lib.hasInfix "exec ${storage.hydra.roles.storage.qdrant.package}/bin/qdrant \"$@\"" wrapper.text;
+        noKeyInConfig = !(lib.hasInfix "api_key" (builtins.toJSON storage.services.qdrant.settings));
+        coordinator = storage.services.hydra-coordinator.settings.qdrant;
+        coordinatorCredential = storage.services.hydra-coordinator.credentials.qdrant-api-key;
+      };
+    expected = {
+      LoadCredential = [ "api-key:/run/secrets/hydra/qdrant-api-key" ];
+      runsWrapper = true;
+      exportsKey = true;
+      execsQdrant = true;
+      noKeyInConfig = true;
+      coordinator = {
+        url = "http://192.168.50.10:6333";
+        api_key_file = "qdrant-api-key";
+      };
+      coordinatorCredential = "/run/secrets/hydra/qdrant-api-key";
+    };
+  };
+  # The coordinator uses the storage role's Redis: it starts after it.
+  testStorageCoordinatorAfterRedis = {
+    expr =
+      let
+        c = storage.systemd.services.hydra-coordinator;
+      in
+      {
+        after = lib.elem "redis-hydra.service" c.after;
+        wants = lib.elem "redis-hydra.service" c.wants;
+        # not required: the coordinator falls back while Redis is away
+        requires = lib.elem "redis-hydra.service" c.requires;
+        unit = storage.systemd.services ? redis-hydra;
+      };
+    expected = {
+      after = true;
+      wants = true;
+      requires = false;
+      unit = true;
     };
   };
   testStorageRetentionTimer = {

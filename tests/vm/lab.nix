@@ -31,6 +31,7 @@ let
   secrets = {
     coordinator-api-keys = clientKey;
     tabbyapi-api-key = tabbyKey;
+    qdrant-api-key = "test-qdrant-key";
     grafana-secret-key = "test-only-grafana-secret";
     grafana-admin-password = "test-admin";
   };
@@ -77,7 +78,10 @@ let
         secrets = {
           tabbyapiApiKeyFile = secretFile "tabbyapi-api-key";
           coordinatorClientKeysFile = secretFile "coordinator-api-keys";
+          qdrantApiKeyFile = secretFile "qdrant-api-key";
         };
+        # no model downloads in the sandbox: the coordinator's built-in embedder
+        embeddings.provider = "none";
       };
       systemd.tmpfiles.rules = [
         "d ${secretDir} 0700 root root -"
@@ -98,11 +102,7 @@ in
       {
         imports = [ (common "hydra-storage") ];
         virtualisation.memorySize = 3072;
-        hydra.roles.storage = {
-          # no model downloads in the sandbox
-          embeddings.provider = "none";
-          media.enable = false;
-        };
+        hydra.roles.storage.media.enable = false;
         hydra.monitoring.grafana = {
           secretKeyFile = secretFile "grafana-secret-key";
           adminPasswordFile = secretFile "grafana-admin-password";

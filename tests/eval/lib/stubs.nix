@@ -21,7 +21,8 @@
 #     its units (postgresql, postgresql-setup, postgresql.target)
 #   services.redis.servers.<name>.{enable, port, bind, unixSocket,
 #     unixSocketPerm, user, group, settings, openFirewall, requirePassFile,
-#     save, appendOnly, databases, maxclients, logLevel, extraParams}
+#     save, appendOnly, databases, maxclients, logLevel, extraParams} and one
+#     unit redis-<name> per enabled server
 #   services.qdrant.{enable, package, webUIPackage, settings} and what its
 #     `config` section defines (the settings mkDefaults, the qdrant unit)
 #   environment.systemPackages
@@ -491,6 +492,27 @@ in
         wantedBy = [ "multi-user.target" ];
       };
     })
+    # nixos/modules/services/databases/redis.nix: one unit per enabled server
+    {
+      systemd.services = lib.mapAttrs' (
+        name: conf:
+        let
+          redisName = if name == "" then "redis" else "redis-${name}";
+        in
+        lib.nameValuePair redisName {
+          description = "Redis Server - ${redisName}";
+          after = [ "network.target" ];
+          wantedBy = [ "multi-user.target" ];
+          serviceConfig = {
+            Type = "notify";
+            User = conf.user;
+            Group = conf.group;
+            RuntimeDirectory = redisName;
+            StateDirectory = redisName;
+          };
+        }
+      ) (lib.filterAttrs (_: conf: conf.enable) config.services.redis.servers);
+    }
     # nixos/modules/services/search/qdrant.nix
     (lib.mkIf config.services.qdrant.enable {
       services.qdrant.settings = {
