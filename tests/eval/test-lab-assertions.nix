@@ -206,7 +206,7 @@ in
   };
 
   testOldDriverRejected = {
-    expr = firesWith [ "driver 535.274.02 is older than 570" ] (
+    expr = firesWith [ "driver 535.288.01 is older than 570" ] (
       evalWith "hydra-ai" (
         { config, ... }:
         {

@@ -51,7 +51,7 @@ in
       nvidiaPersistenced = true;
       nvidiaSettings = false;
       drivers = [ "nvidia" ];
-      version = "595.71.05";
+      version = "595.84";
       ctk = true;
     };
   };

@@ -82,10 +82,10 @@ let
       bin = mkFake "nvidia-x11-${version}-bin" { inherit version; };
     };
   linuxPackages.nvidiaPackages = rec {
-    stable = nvidiaPackage "595.71.05";
+    stable = nvidiaPackage "595.84";
     production = stable;
     latest = stable;
-    legacy_535 = nvidiaPackage "535.274.02";
+    legacy_535 = nvidiaPackage "535.288.01";
   };
   # pkgs/by-name/ta/tabbyapi/package.nix: passthru.cudaSupport = torch.cudaSupport
   tabbyapiWith =
