@@ -154,12 +154,31 @@ class LearnedRoutingConfig(_Model):
     local_margin: float = Field(
         default=0.02, ge=0, le=1, description="Stay local when its quality is this close."
     )
+    exploration: float = Field(
+        default=0.5,
+        ge=0,
+        le=2,
+        description="How widely a request's route is sampled around the expected one "
+        "(0: always the expected route; 1: full Thompson sampling).",
+    )
+    key_ratings_per_hour: float = Field(
+        default=600.0,
+        ge=0,
+        description="Ratings one API key may teach the shared router per hour (0: no limit); "
+        "past that its ratings are stored but teach nothing.",
+    )
+    key_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Weight in [0, 1] of each API key id's ratings in the shared router "
+        "(default 1; 0: the key's ratings teach nothing).",
+    )
 
 
 class RoutingConfig(_Model):
     strategy: Literal["learned", "threshold"] = Field(
         default="learned",
-        description="learned: Thompson sampling over ratings and outcomes; threshold: v1 only.",
+        description="learned: the cold-start scorer as the prior of a per-prompt learner taught "
+        "by ratings; threshold: the cold-start scorer alone (no learning).",
     )
     learned: LearnedRoutingConfig = Field(
         default_factory=LearnedRoutingConfig, description="The learned router (`learned` only)."
@@ -169,6 +188,13 @@ class RoutingConfig(_Model):
         ge=0,
         le=1,
         description="Route local when the confidence that a local model suffices is >= this.",
+    )
+    target_cloud_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Send about this share of automatically routed requests to the cloud, "
+        "those with the largest expected gain (unset: route by threshold and cost_weight).",
     )
     long_prompt_tokens: int = Field(
         default=3000, ge=1, description='A prompt this long counts as fully "long".'

@@ -98,7 +98,7 @@ def build_runtime(settings: Settings) -> Runtime:
         router=router,
         budgets=budgets,
         telemetry=telemetry,
-        feedback=Feedback(router_state.outcomes, telemetry, stores.knowledge),
+        feedback=Feedback(router_state.outcomes, telemetry, stores.knowledge, router.prompts),
         router_state=router_state,
         stores=stores,
         cache=stores.cache,

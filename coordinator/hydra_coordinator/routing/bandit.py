@@ -15,16 +15,18 @@ Decision. The estimated *gain* of the cloud for a prompt is q_cloud - q_local; a
 is chosen when its quality minus ``cost_weight`` x its expected cost beats the best local one
 by ``margin`` (1 - ``routing.threshold``, or what the operator's cloud-share target makes
 it). The expected decision uses posterior means; the sampled one (linear Thompson sampling,
-what requests use) draws each arm's quality from its posterior, so uncertain prompts are
-sometimes tried on the other side.
+what requests use) draws each arm's quality from its posterior, widened or narrowed by
+``exploration``, so uncertain prompts are sometimes tried on the other side. Before the first
+rating there is nothing to learn from exploring, and the sampled decision is the expected one.
 
 Ratings. :meth:`PromptLearner.rate` takes a rating of a request it decided (it keeps the
 representation of its last ``remember`` decisions). A second rating of the same request
 *replaces* the first (the first is retracted, a negative-weight update, then the new one
-applied), and so does a rating of the same prompt by the same API key: one key has one vote per
-prompt. Each key also teaches at most ``key_ratings_per_hour`` ratings an hour at its
-``key_weights`` weight (default 1): past that its ratings are kept by the caller but teach
-nothing. State (weights, precisions, votes) is saved with :meth:`to_json`.
+applied), and so does a rating of the same prompt on the same backend by the same API key: one
+key has one vote per prompt and backend. Each key also teaches at most
+``key_ratings_per_hour`` ratings an hour at its ``key_weights`` weight (default 1): past
+that its ratings are kept by the caller but teach nothing. State (weights and precisions) is
+saved with :meth:`to_json`.
 
 Memory: two arrays of ``2**14`` floats per backend plus at most ``remember`` compact vectors;
 CPU per request: one pass over the prompt's words per backend. Not thread-safe: the
@@ -46,7 +48,7 @@ from typing import Any, Literal
 from .features import last_user_text
 from .scorer import FEATURES, ColdScore
 
-__all__ = ["Arm", "Choice", "Estimate", "PromptLearner", "Representation", "represent"]
+__all__ = ["Arm", "Belief", "Choice", "PromptLearner", "Representation", "represent"]
 
 Kind = Literal["local", "cloud"]
 
@@ -54,11 +56,12 @@ HASH_BITS = 14
 _HASH_SIZE = 1 << HASH_BITS
 _SCAN_LIMIT = 8_000
 _NOISE = 0.25  # variance of one rating around the model (a coin's)
-_PRIOR_PRECISION_BIAS = 25.0  # weight s.d. 0.2
-_PRIOR_PRECISION_FEATURE = 50.0  # s.d. 0.14
-_PRIOR_PRECISION_WORD = 4.0  # s.d. 0.5 (a word's share of a normalised vector is small)
+_PRIOR_PRECISION_BIAS = 100.0  # weight s.d. 0.1
+_PRIOR_PRECISION_FEATURE = 100.0  # s.d. 0.1
+_PRIOR_PRECISION_WORD = 25.0  # s.d. 0.2 along a whole (normalised) prompt
 _MIN_PRECISION = 1e-3
 STATE_VERSION = 1
+_VOTE_PRIOR = 2.0  # pseudo-votes the model's own estimate counts against neighbours' votes
 
 
 def _token_ids(text: str) -> array[int]:
@@ -97,6 +100,13 @@ def represent(body: Mapping[str, Any], cold: ColdScore) -> Representation:
     return Representation(
         tuple(cold.signals[name] for name in FEATURES), _token_ids(text), cold.gain
     )
+
+
+def _best(choices: Sequence[Choice], utilities: Mapping[str, float]) -> str | None:
+    """The choice of highest utility; ties go to the first listed (local ones first)."""
+    if not choices:
+        return None
+    return max(choices, key=lambda c: utilities[c.name]).name
 
 
 def _dimensions() -> int:
@@ -153,16 +163,22 @@ class Arm:
 
 
 @dataclass(frozen=True, slots=True)
-class Estimate:
+class Belief:
     """What the learner believes about one prompt."""
 
     gain: float  # expected quality gain of the best cloud backend over the best local one
+    net_gain: float  # the gain less cost_weight x the cloud's expected cost
     uncertainty: float  # its standard deviation
     prior_gain: float  # the cold-start scorer's part
-    margin: float  # the gain (net of cost) the cloud must beat
+    margin: float  # the net gain the cloud must beat
     expected: str | None  # backend chosen on posterior means
     sampled: str | None  # backend chosen on a posterior draw (what a request does)
     qualities: Mapping[str, tuple[float, float]]  # backend -> (mean quality, s.d.)
+    utilities: Mapping[str, float]  # backend -> quality - cost_weight x cost (- margin: cloud)
+    draws: Mapping[str, float] | None  # backend -> sampled utility; None: nothing was sampled
+
+    def utility(self, backend: str) -> float:
+        return self.utilities[backend]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +211,7 @@ class PromptLearner:
 
     local_quality: float = 0.6
     cost_weight: float = 10.0
+    exploration: float = 0.5
     key_ratings_per_hour: float = 600.0
     key_weights: Mapping[str, float] = field(default_factory=dict)
     remember: int = 4096
@@ -205,7 +222,7 @@ class PromptLearner:
     _recent: OrderedDict[str, tuple[str, Representation]] = field(
         default_factory=OrderedDict, init=False, repr=False
     )
-    _votes: OrderedDict[tuple[str, int], tuple[str, _Vote]] = field(
+    _votes: OrderedDict[tuple[str, int, str], tuple[str, _Vote]] = field(
         default_factory=OrderedDict, init=False, repr=False
     )
     _buckets: dict[str, _Bucket] = field(default_factory=dict, init=False, repr=False)
@@ -234,42 +251,68 @@ class PromptLearner:
             mean, var = arm.predict(rep.coordinates())
         return prior + mean, math.sqrt(var)
 
-    def estimate(self, rep: Representation, choices: Sequence[Choice], margin: float) -> Estimate:
+    def estimate(
+        self,
+        rep: Representation,
+        choices: Sequence[Choice],
+        margin: float,
+        votes: Mapping[str, tuple[float, float]] | None = None,
+    ) -> Belief:
         """The expected and sampled choice among ``choices`` (cloud must beat local by
-        ``margin`` + ``cost_weight`` x its cost)."""
+        ``margin`` + ``cost_weight`` x its cost). ``votes`` (backend: good, bad pseudo-votes,
+        e.g. from rated similar questions in the knowledge base) pull a backend's quality
+        towards their mean for this decision only."""
         qualities = {c.name: self.quality(c, rep) for c in choices}
-        expected = self._pick(choices, {n: q[0] for n, q in qualities.items()}, margin)
-        draws = {n: self._rng.gauss(m, s) for n, (m, s) in qualities.items()}
-        sampled = self._pick(choices, draws, margin)
+        for name, (good, bad) in (votes or {}).items():
+            if name in qualities and good + bad > 0:
+                mean, sd = qualities[name]
+                weight = _VOTE_PRIOR / (_VOTE_PRIOR + good + bad)
+                qualities[name] = (
+                    weight * mean + (1 - weight) * good / (good + bad),
+                    sd * math.sqrt(weight),
+                )
+        utilities = self._utilities(choices, {n: q[0] for n, q in qualities.items()}, margin)
+        expected = _best(choices, utilities)
+        # no rating yet, nothing to explore for: the cold start decides, as the prior says
+        spread = self.exploration if any(a.ratings > 0 for a in self._arms.values()) else 0.0
+        draws = None
+        sampled = expected
+        if spread > 0:
+            quality = {n: self._rng.gauss(m, s * spread) for n, (m, s) in qualities.items()}
+            draws = self._utilities(choices, quality, margin)
+            sampled = _best(choices, draws)
         local = [c for c in choices if c.kind == "local"]
         cloud = [c for c in choices if c.kind == "cloud"]
         gain, uncertainty = rep.prior_gain, 0.0
+        net = gain
         if local and cloud:
             best_local = max(local, key=lambda c: qualities[c.name][0])
             best_cloud = max(cloud, key=lambda c: qualities[c.name][0] - self.cost_weight * c.cost)
             gain = qualities[best_cloud.name][0] - qualities[best_local.name][0]
             uncertainty = math.hypot(qualities[best_cloud.name][1], qualities[best_local.name][1])
-        return Estimate(
+            net = gain - self.cost_weight * best_cloud.cost
+        return Belief(
             gain=gain,
+            net_gain=net,
             uncertainty=uncertainty,
             prior_gain=rep.prior_gain,
             margin=margin,
             expected=expected,
             sampled=sampled,
             qualities=qualities,
+            utilities=utilities,
+            draws=draws,
         )
 
-    def _pick(
+    def _utilities(
         self, choices: Sequence[Choice], quality: Mapping[str, float], margin: float
-    ) -> str | None:
-        def utility(c: Choice) -> float:
-            penalty = self.cost_weight * c.cost + (margin if c.kind == "cloud" else 0.0)
-            return quality[c.name] - penalty
-
-        if not choices:
-            return None
-        best = max(choices, key=utility)  # ties: the first listed (local first)
-        return best.name
+    ) -> dict[str, float]:
+        return {
+            c.name: quality[c.name]
+            - self.cost_weight * c.cost
+            - (margin if c.kind == "cloud" else 0.0)
+            for c in choices
+        }
 
     def remember_decision(self, request_id: str, backend: str, rep: Representation) -> None:
         """Keep what a request looked like so that its rating can teach (bounded)."""
@@ -299,7 +342,7 @@ class PromptLearner:
         backend, rep = found
         arm_kind: Kind = kind or (self._arms[backend].kind if backend in self._arms else "local")
         reward = min(1.0, max(0.0, reward))
-        slot = (key_id or "", rep.fingerprint)
+        slot = (key_id or "", rep.fingerprint, backend)
         replaced = False
         earlier = self._votes.pop(slot, None)
         if earlier is not None:
@@ -309,7 +352,7 @@ class PromptLearner:
             weight = self._allowance(key_id)
             if weight <= 0:
                 return "limited"
-        weight = self.key_weights.get(key_id or "", 1.0)
+        weight = min(1.0, max(0.0, self.key_weights.get(key_id or "", 1.0)))
         if weight <= 0:
             return "limited"
         arm = self.arm(backend, arm_kind)

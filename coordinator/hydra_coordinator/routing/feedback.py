@@ -13,6 +13,7 @@ from ..errors import NotFound
 from ..stores.knowledge import KnowledgeBase
 from ..telemetry.record import RequestInfo
 from ..telemetry.store import TelemetryStore
+from .bandit import PromptLearner
 from .learned import rating_reward
 from .learning import Outcomes, outcome_kind
 
@@ -42,7 +43,9 @@ class Feedback:
         outcomes: Outcomes,
         telemetry: TelemetryStore,
         knowledge: KnowledgeBase,
+        prompts: PromptLearner | None = None,
     ) -> None:
+        self.prompts = prompts
         self.outcomes = outcomes
         self.telemetry = telemetry
         self.knowledge = knowledge
@@ -67,6 +70,11 @@ class Feedback:
                 info.task_class, info.backend, rating_reward(value), kind=outcome_kind(info.route)
             )
             self.outcomes.changed = True
+        learnt = "not learnt"
+        if self.prompts is not None:  # a re-rating replaces; the learner bounds each key
+            learnt = self.prompts.rate(
+                request_id, rating_reward(value), key_id=key_id, kind=outcome_kind(info.route)
+            )
         with contextlib.suppress(Exception):  # the rating is recorded; the KB is a bonus
             await self.knowledge.rate(request_id, value)
         return {
@@ -76,4 +84,5 @@ class Feedback:
             "route": info.route,
             "task_class": info.task_class,
             "recorded": True,
+            "learned": learnt,
         }

@@ -23,6 +23,7 @@ from ..config import Settings
 from ..paths import state_directory
 from ..telemetry import Recorder
 from ..telemetry.record import RequestInfo, RequestRecord
+from .bandit import PromptLearner
 from .learned import LearnedRouter
 from .service import Router
 
@@ -79,9 +80,16 @@ def outcome_kind(route: str) -> Literal["local", "cloud"]:
 class RouterState:
     """The learned router's state in ``<state dir>/router-state.json``."""
 
-    def __init__(self, path: Path, outcomes: Outcomes, interval_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        outcomes: Outcomes,
+        prompts: PromptLearner | None = None,
+        interval_s: float = 30.0,
+    ) -> None:
         self.path = path
         self.outcomes = outcomes
+        self.prompts = prompts
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
 
@@ -95,6 +103,13 @@ class RouterState:
                 "cannot read the learned router state %s (%s); starting fresh", self.path, exc
             )
             return None
+        if self.prompts is not None and isinstance(data.get("prompts"), dict):
+            try:
+                self.prompts.load_json(data["prompts"])
+            except ValueError as exc:
+                log.error(
+                    "the per-prompt state in %s is not usable (%s); it starts fresh", self.path, exc
+                )
         try:
             return LearnedRouter.from_json(data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -106,14 +121,18 @@ class RouterState:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(self.outcomes.router.to_json()))
+        state = self.outcomes.router.to_json()
+        if self.prompts is not None:
+            state["prompts"] = self.prompts.to_json()
+            self.prompts.changed = False
+        tmp.write_bytes(orjson.dumps(state))
         os.replace(tmp, self.path)
         self.outcomes.changed = False
 
     async def _save_forever(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            if self.outcomes.changed:
+            if self.outcomes.changed or (self.prompts is not None and self.prompts.changed):
                 try:
                     await asyncio.to_thread(self.save)
                 except OSError as exc:
@@ -135,9 +154,20 @@ class RouterState:
 def open_learner(settings: Settings, router: Router, recorder: Recorder) -> RouterState:
     """The learned router, restored from the state directory, as ``router``'s learner, with its
     outcome sink on ``recorder``; the returned keeper saves it (start and stop it)."""
-    knobs = {**settings.routing.learned.model_dump(), "threshold": settings.routing.threshold}
-    outcomes = Outcomes(LearnedRouter(**knobs))
-    state = RouterState(state_directory(settings) / "router-state.json", outcomes)
+    learned = settings.routing.learned
+    knobs: dict[str, float] = {
+        "cost_weight": learned.cost_weight,
+        "local_margin": learned.local_margin,
+        "threshold": settings.routing.threshold,
+    }
+    outcomes = Outcomes(
+        LearnedRouter(
+            cost_weight=learned.cost_weight,
+            local_margin=learned.local_margin,
+            threshold=settings.routing.threshold,
+        )
+    )
+    state = RouterState(state_directory(settings) / "router-state.json", outcomes, router.prompts)
     restored = state.load()
     if restored is not None:
         for name, value in knobs.items():  # the config's knobs win over saved ones

@@ -54,14 +54,20 @@ async def route_within_budget(
     budgets = runtime.budgets
     if not budgets.enabled:
         return runtime.router.decide(
-            body, model, runtime.pool.views(), key_id, neighbours=neighbours
+            body, model, runtime.pool.views(), key_id, neighbours=neighbours, request_id=request_id
         )
     views = runtime.pool.views()
     remaining, line = await budgets.remaining(key_id)
     if remaining is not None and line is not None and remaining <= 0:
         return _over_budget(runtime, budgets, body, model, key_id=key_id, line=line)
     decision = runtime.router.decide(
-        body, model, views, key_id, budget_remaining=remaining, neighbours=neighbours
+        body,
+        model,
+        views,
+        key_id,
+        budget_remaining=remaining,
+        neighbours=neighbours,
+        request_id=request_id,
     )
     if decision.route != "cloud" or decision.backend is None:
         return decision

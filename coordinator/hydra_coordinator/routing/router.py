@@ -193,13 +193,18 @@ def decide(
     model: str,
     backends: Sequence[BackendView],
     config: RoutingConfig,
+    *,
+    cold: tuple[float, list[str]] | None = None,
 ) -> Decision:
     """Pick the route and the backends to try, in order.
 
     ``model`` is ``auto`` (route by confidence), ``local`` or ``cloud`` (force the class) or a
     concrete model that some backend serves (raises :class:`UnknownModel` otherwise).
+    ``cold`` is the cold-start scorer's confidence that local suffices and what counted
+    (default: v1's :func:`local_confidence`).
     """
-    confidence, reasons = local_confidence(features, config)
+    confidence, reasons = cold if cold is not None else local_confidence(features, config)
+    reasons = list(reasons)
     scorer = tuple(reasons)
     strategy = "forced"
     sure = 1.0

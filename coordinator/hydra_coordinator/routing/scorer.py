@@ -139,7 +139,7 @@ _LABELS: Mapping[str, str] = {
     "maths": "maths vocabulary",
     "maths_notation": "formulas or arithmetic",
     "multi_part": "several parts or enumerated asks",
-    "multi_step": "asks for steps or a plan",
+    "multi_step": "multi-step request (steps, a plan)",
     "reasoning": "reasoning words (prove, explain why, compare...)",
     "constraints": "constraints (must, exactly, at least...)",
     "choices": "multiple-choice options",
@@ -216,9 +216,14 @@ def signals(body: Mapping[str, Any]) -> dict[str, float]:
 class ColdScore:
     """The cold-start estimate for one request."""
 
-    gain: float  # estimated quality gain of the cloud, in [0, 1]
+    gain: float  # estimated quality gain of the cloud, in [-1, 1]
     signals: Mapping[str, float]  # feature values, in FEATURES order
     contributions: tuple[tuple[str, float], ...]  # (feature, weight x value), largest first
+
+    @property
+    def local(self) -> float:
+        """The confidence that a local model suffices: 1 - gain, within [0, 1]."""
+        return min(1.0, max(0.0, 1.0 - self.gain))
 
     def explain(self, limit: int = 5) -> list[str]:
         """What counted, as short sentences for ``/route``."""
@@ -233,6 +238,6 @@ def cold_score(body: Mapping[str, Any]) -> ColdScore:
     """The scorer's estimate of the cloud's quality gain for ``body``, with what counted."""
     values = signals(body)
     parts = [(name, WEIGHTS[name] * values[name]) for name in FEATURES if values[name]]
-    gain = min(1.0, max(0.0, BASE + sum(v for _, v in parts)))
+    gain = min(1.0, max(-1.0, BASE + sum(v for _, v in parts)))
     parts.sort(key=lambda item: -abs(item[1]))
     return ColdScore(gain, values, tuple(parts))

@@ -1,7 +1,10 @@
 """The routing service: privacy rules first, then the learned (or threshold) router.
 
 Every surface (chat, ``/route``, MCP) asks :meth:`Router.decide`, so a rule that keeps a request
-at home applies everywhere, including on failover.
+at home applies everywhere, including on failover. The cold-start scorer (:mod:`.scorer`) gives
+every request its estimated cloud gain; the threshold strategy routes on it alone, the learned
+strategy (default) makes it the prior of the per-prompt learner (:mod:`.bandit`), which ratings
+correct. The gain the cloud must beat is the operator's knob (:mod:`.knobs`).
 """
 
 from __future__ import annotations
@@ -13,15 +16,21 @@ from typing import Any
 from ..config import BackendConfig, Settings
 from ..errors import Forbidden
 from ..privacy import PrivacyPolicy, PrivacyVerdict
-from .explanation import Explanation, decision_confidence
+from .bandit import Belief, Choice, PromptLearner, Representation, represent
+from .explanation import BackendEstimate, Explanation, decision_confidence
 from .features import Features, extract_features, last_user_text
-from .learned import Candidate, LearnedRouter, NoEligibleBackend
-from .router import VIRTUAL_MODELS, BackendView, Decision, decide, local_confidence, order_from
+from .knobs import CloudShare
+from .learned import LearnedRouter
+from .learned import _describe_votes as describe_votes
+from .learned import _neighbour_votes as neighbour_votes
+from .router import VIRTUAL_MODELS, BackendView, Decision, decide, order_from
+from .scorer import ColdScore, cold_score
 from .taskclass import TaskClassifier
 
 __all__ = ["Router", "expected_cost"]
 
 _DEFAULT_COMPLETION_TOKENS = 400
+NEIGHBOUR_WEIGHT = 2.0  # pseudo-votes a rated similar question of similarity 1 adds
 
 
 def expected_cost(backend: BackendConfig, features: Features, body: dict[str, Any]) -> float:
@@ -45,6 +54,23 @@ class Router:
         self.learned = learned
         self.classifier = TaskClassifier()
         self._backends = {b.name: b for b in settings.backends}
+        learned_config = self.config.learned
+        self.prompts = PromptLearner(
+            cost_weight=learned_config.cost_weight,
+            exploration=learned_config.exploration,
+            key_ratings_per_hour=learned_config.key_ratings_per_hour,
+            key_weights=learned_config.key_weights,
+        )
+        share = self.config.target_cloud_share
+        self.cloud_share = (
+            None if share is None else CloudShare(share, default=1.0 - self.config.threshold)
+        )
+
+    def required_gain(self) -> float:
+        """The expected gain (net of cost) a cloud backend must beat: the operator's knob."""
+        if self.cloud_share is not None:
+            return self.cloud_share.required_gain()
+        return 1.0 - self.config.threshold
 
     def check_privacy(self, body: dict[str, Any], key_id: str | None) -> PrivacyVerdict:
         """The privacy verdict; a ``block`` rule raises 403 with the rule's reason."""
@@ -68,11 +94,14 @@ class Router:
         cloud_blocked_by: str | None = None,
         budget_remaining: float | None = None,
         neighbours: Sequence[tuple[str, float, float]] = (),
+        request_id: str | None = None,
     ) -> Decision:
         """Privacy, then the route. Raises Forbidden (block) or UnknownModel.
 
         ``budget_remaining`` (US$) keeps the learned router from trying a cloud backend that
-        would cost more than what is left of a budget."""
+        would cost more than what is left of a budget. With ``request_id`` (a real request) the
+        learned route is *sampled* and the prompt is remembered, so that a rating of the request
+        teaches; without (a preview: ``/route``) the route is the *expected* one."""
         verdict = self.check_privacy(body, key_id)
         reasons: list[str] = list(verdict.reasons)
         if not verdict.cloud_allowed:
@@ -96,6 +125,7 @@ class Router:
             cloud_allowed=cloud_allowed,
             budget_remaining=budget_remaining,
             neighbours=neighbours,
+            request_id=request_id,
         )
         return replace(
             decision,
@@ -115,79 +145,157 @@ class Router:
         cloud_allowed: bool,
         budget_remaining: float | None,
         neighbours: Sequence[tuple[str, float, float]],
+        request_id: str | None,
     ) -> Decision:
+        cold = cold_score(body)
         if model != "auto" or self.learned is None or self.config.strategy != "learned":
-            return decide(features, model, views, self.config)
+            counted = [f"counted: {why}" for why in cold.explain()]
+            decision = decide(features, model, views, self.config, cold=(cold.local, counted))
+            if request_id is not None and decision.backend is not None:
+                # a rating of a request sent to a named class or model teaches its prompt too
+                self.prompts.remember_decision(request_id, decision.backend, represent(body, cold))
+            return decision
         return self._learned(
             body,
+            cold,
             features,
             views,
             cloud_allowed=cloud_allowed,
             budget_remaining=budget_remaining,
             neighbours=neighbours,
+            request_id=request_id,
         )
+
+    def _choices(
+        self,
+        body: dict[str, Any],
+        features: Features,
+        usable: Sequence[BackendView],
+        *,
+        cloud_allowed: bool,
+        budget_remaining: float | None,
+        reasons: list[str],
+    ) -> list[Choice]:
+        choices = []
+        for view in usable:
+            cost = expected_cost(self._backends[view.name], features, body)
+            if view.kind == "cloud" and not cloud_allowed:
+                continue
+            if view.kind == "cloud" and budget_remaining is not None and cost > budget_remaining:
+                reasons.append(
+                    f"skipped cloud '{view.name}': expected cost ${cost:.4f} exceeds the "
+                    f"remaining budget ${budget_remaining:.4f}"
+                )
+                continue
+            choices.append(Choice(view.name, view.kind, cost))
+        return choices
 
     def _learned(
         self,
         body: dict[str, Any],
+        cold: ColdScore,
         features: Features,
         views: Sequence[BackendView],
         *,
         cloud_allowed: bool,
         budget_remaining: float | None,
         neighbours: Sequence[tuple[str, float, float]],
+        request_id: str | None,
     ) -> Decision:
-        assert self.learned is not None
-        confidence, why = local_confidence(features, self.config)
+        """The per-prompt learner's route, with the cold-start scorer as its prior."""
+        rep = represent(body, cold)
         task_class = self.task_class(body)
+        why = [f"cold-start estimate of the cloud's quality gain {cold.gain:+.2f}"]
+        why += [f"counted: {reason}" for reason in cold.explain()]
+        reasons = list(why)
         usable = sorted(
             (v for v in views if v.status != "down"),
             key=lambda v: (v.kind != "local", v.status != "healthy", v.load),
-        )  # local candidates in v1's order: at cold start the first local one wins
-        candidates = [
-            Candidate(v.name, v.kind, expected_cost(self._backends[v.name], features, body))
-            for v in usable
-        ]
-        try:
-            choice = self.learned.decide(
-                task_class,
-                candidates,
-                cloud_allowed=cloud_allowed,
-                local_prior_mean=confidence,
-                budget_remaining=budget_remaining,
-                neighbours=neighbours,
-            )
-        except NoEligibleBackend as exc:
+        )  # local first: a tie goes local
+        choices = self._choices(
+            body,
+            features,
+            usable,
+            cloud_allowed=cloud_allowed,
+            budget_remaining=budget_remaining,
+            reasons=reasons,
+        )
+        required = self.required_gain()
+        votes = neighbour_votes(neighbours, {c.name for c in choices}, NEIGHBOUR_WEIGHT)
+        if votes:
+            reasons.append(describe_votes(votes))
+        belief = self.prompts.estimate(rep, choices, required, votes)
+        chosen = belief.sampled if request_id is not None else belief.expected
+        if chosen is None:
+            reasons.append("no eligible backend")
             return Decision(
                 "local",
                 None,
                 1.0,
-                (*why, str(exc)),
+                tuple(reasons),
                 (),
                 task_class=task_class,
-                local_confidence=confidence,
+                local_confidence=cold.local,
             )
-        ordered = order_from(choice.backend, usable, allow_other_kind=cloud_allowed)
+        kind = next(c.kind for c in choices if c.name == chosen)
+        if request_id is not None:
+            self._observe(request_id, chosen, rep, belief)
+        reasons += self._describe(belief, choices, required)
+        if chosen != belief.expected:
+            reasons.append(f"sampled '{chosen}' (expected: '{belief.expected}'): exploring")
+        estimates = tuple(
+            BackendEstimate(
+                backend=c.name,
+                kind=c.kind,
+                quality=belief.qualities[c.name][0],
+                uncertainty=belief.qualities[c.name][1],
+                cost_usd=c.cost,
+                utility=belief.utilities[c.name],
+                sample=None if belief.draws is None else belief.draws[c.name],
+            )
+            for c in choices
+        )
         explanation = Explanation(
             "learned",
-            estimates=choice.estimates,
-            expected_backend=choice.expected or choice.backend,
-            sampled=choice.sampled,
-            local_score=confidence,
+            estimates=estimates,
+            expected_backend=belief.expected,
+            sampled=request_id is not None and belief.draws is not None,
+            local_score=cold.local,
             scorer=tuple(why),
         )
-        sure = decision_confidence(choice.estimates, choice.backend)
+        sure = decision_confidence(estimates, chosen)
+        ordered = order_from(chosen, usable, allow_other_kind=cloud_allowed)
         return Decision(
-            route="cloud" if choice.kind == "cloud" else "local",
-            backend=choice.backend,
+            route=kind,
+            backend=chosen,
             confidence=1.0 if sure is None else sure,
-            reasons=(*why, *choice.reasons),
+            reasons=tuple(reasons),
             candidates=tuple(b.name for b in ordered),
             task_class=task_class,
-            explored=choice.explored,
-            local_confidence=confidence,
+            explored=chosen != belief.expected,
+            local_confidence=cold.local,
             explanation=explanation,
         )
+
+    def _observe(self, request_id: str, chosen: str, rep: Representation, belief: Belief) -> None:
+        self.prompts.remember_decision(request_id, chosen, rep)
+        if self.cloud_share is not None:
+            self.cloud_share.observe(belief.net_gain)
+
+    def _describe(self, belief: Belief, choices: Sequence[Choice], required: float) -> list[str]:
+        ratings = self.prompts.ratings()
+        lines = [
+            f"estimated quality gain of the cloud {belief.gain:+.2f} ± {belief.uncertainty:.2f}"
+            f" (prior {belief.prior_gain:+.2f}; net of cost {belief.net_gain:+.2f}), "
+            f"required {required:.2f}"
+        ]
+        lines += [
+            f"{c.kind} '{c.name}': quality {belief.qualities[c.name][0]:.2f} ± "
+            f"{belief.qualities[c.name][1]:.2f} ({ratings.get(c.name, 0.0):.0f} ratings learnt), "
+            f"cost ${c.cost:.4f}, utility {belief.utilities[c.name]:.2f}"
+            for c in choices
+        ]
+        return lines
 
     def expected_cost(self, backend: str, body: dict[str, Any]) -> float:
         return expected_cost(self._backends[backend], extract_features(body), body)
