@@ -23,12 +23,23 @@ def key_id(key: str) -> str:
 
 
 class ApiKeys:
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = [hashlib.sha256(k.encode()).digest() for k in keys]
+    """Client keys and admin keys (which are client keys too, and see every key's data)."""
+
+    def __init__(self, keys: Iterable[str], admin: Iterable[str] = ()) -> None:
+        admin = list(admin)
+        self._digests = [hashlib.sha256(k.encode()).digest() for k in (*keys, *admin)]
+        self._admins = frozenset(key_id(k) for k in admin)
 
     @property
     def enabled(self) -> bool:
         return bool(self._digests)
+
+    def is_admin(self, ident: str | None) -> bool:
+        """Whether a caller may see every key's data: an admin key's id, or anyone when there
+        are no keys at all (loopback only, one user) or no key applies (stdio: the local user)."""
+        if not self.enabled or ident is None:
+            return True
+        return ident in self._admins
 
     def identify(self, authorization: str | None) -> str | None:
         """The key id for an ``Authorization`` header value, or None if it is not a known key."""
@@ -53,7 +64,7 @@ class AuthMiddleware:
         self.public = frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys.enabled or scope["path"] in self.public:
+        if scope["type"] != "http" or not self.keys.enabled:
             await self.app(scope, receive, send)
             return
         header = None
@@ -62,6 +73,11 @@ class AuthMiddleware:
                 header = value.decode("latin-1")
                 break
         ident = self.keys.identify(header)
+        if scope["path"] in self.public:  # served either way; a valid key may see more
+            if ident is not None:
+                scope.setdefault("state", {})["key_id"] = ident
+            await self.app(scope, receive, send)
+            return
         if ident is None:
             message = "missing API key" if header is None else "invalid API key"
             response = error_response(

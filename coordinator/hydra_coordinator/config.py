@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .privacy.rules import PrivacyConfig
+from .redaction import ambiguous_userinfo, redact_text, redacted_data
 
 __all__ = [
     "AuthConfig",
@@ -49,6 +49,14 @@ __all__ = [
 
 CONFIG_ENV = "HYDRA_COORDINATOR_CONFIG"
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434/v1"
+
+
+def _check_userinfo(value: str, file_key: str) -> None:
+    if ambiguous_userinfo(value):
+        raise ValueError(
+            "the password in this URL holds '/', '?' or '#', which end a URL's host part: "
+            f"percent-encode them (%2F, %3F, %23) or put the password in {file_key}"
+        )
 
 
 class ConfigError(Exception):
@@ -140,6 +148,7 @@ class BackendConfig(_Model):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        _check_userinfo(value, "api_key_file")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -218,8 +227,15 @@ class AuthConfig(_Model):
         description="Files with client keys: one key per line, blank lines and lines starting "
         "with # ignored. None: no auth, only allowed on loopback.",
     )
+    admin_key_files: list[str] = Field(
+        default_factory=list,
+        description="Files with admin keys (same format): valid API keys that also see every "
+        "key's data (MCP's global stats, decisions and the whole config).",
+    )
     public_metrics: bool = Field(
-        default=True, description="Serve /metrics without a key (for Prometheus scrapers)."
+        default=True,
+        description="Serve /metrics without a key (for Prometheus scrapers); it then shows no "
+        "key's own spending.",
     )
 
 
@@ -337,6 +353,8 @@ class DatabaseConfig(_Model):
     def _postgres_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (or postgres://)")
+        if value is not None:
+            _check_userinfo(value, "a ~/.pgpass file (or use peer authentication)")
         return value
 
 
@@ -385,6 +403,8 @@ class RedisConfig(_Model):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        if value is not None:
+            _check_userinfo(value, "redis.password_file")
         return value
 
 
@@ -474,6 +494,8 @@ class EmbeddingsConfig(_Model):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if value is not None:
+            _check_userinfo(value, "embeddings.api_key_file")
         return value.rstrip("/") if value else value
 
 
@@ -575,7 +597,8 @@ class Settings(_Model):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"backends: duplicate name(s) {', '.join(duplicates)}")
-        if not self.auth.api_key_files and not is_loopback(self.listen.host):
+        keyless = not self.auth.api_key_files and not self.auth.admin_key_files
+        if keyless and not is_loopback(self.listen.host):
             raise ValueError(
                 f"auth.api_key_files: listen.host is {self.listen.host!r}, which is not a "
                 "loopback address; set at least one API key file or listen on 127.0.0.1"
@@ -610,7 +633,7 @@ def _got(value: Any) -> str:
     section of the file is no help in a one-line error)."""
     if isinstance(value, dict | list | tuple):
         return ""
-    shown = repr(value)
+    shown = repr(redact_text(value) if isinstance(value, str) else value)
     if len(shown) > _GOT_MAX:
         shown = shown[: _GOT_MAX - 3] + "..."
     return f" (got {shown})"
@@ -761,6 +784,7 @@ def parse_keys(text: str, source: str, key: str = "") -> list[str]:
 def secret_files(settings: Settings) -> list[tuple[str, str]]:
     """Every secret file the settings name, as (key, path) pairs."""
     found = [(f"auth.api_key_files.{i}", p) for i, p in enumerate(settings.auth.api_key_files)]
+    found += [(f"auth.admin_key_files.{i}", p) for i, p in enumerate(settings.auth.admin_key_files)]
     for index, backend in enumerate(settings.backends):
         if backend.api_key_file:
             found.append((f"backends.{index}.api_key_file", backend.api_key_file))
@@ -799,9 +823,18 @@ def client_keys(settings: Settings) -> list[str]:
     ]
 
 
+def admin_keys(settings: Settings) -> list[str]:
+    """Every admin key of ``auth.admin_key_files``."""
+    return [
+        k
+        for i, path in enumerate(settings.auth.admin_key_files)
+        for k in read_keys(path, f"auth.admin_key_files.{i}")
+    ]
+
+
 def check_secrets(settings: Settings) -> None:
     for key, path in secret_files(settings):
-        if key.startswith("auth.api_key_files."):
+        if key.startswith(("auth.api_key_files.", "auth.admin_key_files.")):
             read_keys(path, key)
         else:
             read_secret(path, key)
@@ -828,22 +861,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, secrets: bool =
     return settings
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@")
-
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _redact(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_redact(item) for item in value]
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(r"\g<head>***@", value)
-    return value
-
-
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data, with passwords in URLs masked.
-
-    Secrets otherwise appear only as file paths, never as values.
-    """
-    return dict(_redact(settings.model_dump(mode="json")))
+    """The effective configuration as plain data, with credentials in URLs masked
+    (:mod:`.redaction`). Secrets otherwise appear only as file paths, never as values."""
+    return dict(redacted_data(settings.model_dump(mode="json")))

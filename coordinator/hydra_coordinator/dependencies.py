@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .redaction import redact_text
+
 __all__ = ["Dependencies", "DependencyCheck", "DependencyState"]
 
 DependencyState = Literal["healthy", "degraded", "down"]
@@ -21,4 +23,4 @@ class Dependencies:
     def add(self, name: str, check: DependencyCheck, detail: str | None = None) -> None:
         self.checks[name] = check
         if detail is not None:
-            self.details[name] = detail
+            self.details[name] = redact_text(detail)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .auth import ApiKeys
 from .backends.client import create_client
 from .backends.pool import BackendPool
-from .config import Settings, client_keys
+from .config import Settings, admin_keys, client_keys
 from .dependencies import Dependencies
 from .metrics import Metrics
 from .proxy import Proxy
@@ -76,7 +76,7 @@ def build_runtime(settings: Settings) -> Runtime:
     pool = BackendPool(settings)
     metrics = Metrics(pool)
     recorder = Recorder(metrics)
-    keys = ApiKeys(client_keys(settings))
+    keys = ApiKeys(client_keys(settings), admin_keys(settings))
     proxy = Proxy(pool, recorder, TokenCounter(settings.cost.tokenizer_file))
     dependencies = Dependencies()
     stores = open_stores(settings, metrics, recorder, dependencies)
@@ -84,7 +84,10 @@ def build_runtime(settings: Settings) -> Runtime:
     budgets = Budgets(settings.budgets, stores.redis)
     if budgets.enabled:
         recorder.sinks.append(BudgetSink(budgets))
-        metrics.registry.register(BudgetCollector(budgets))
+        # per key only where /metrics needs a key: a public scrape shows no key's spending
+        metrics.registry.register(
+            BudgetCollector(budgets, per_key=not settings.auth.public_metrics)
+        )
     router = Router(settings)
     telemetry = open_telemetry(settings, metrics, recorder, proxy, dependencies)
     router_state = open_learner(settings, router, recorder)

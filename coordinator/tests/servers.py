@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -39,6 +40,8 @@ def wait_http(url: str, timeout: float = 15.0) -> None:
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
+        except urllib.error.HTTPError:
+            return  # it answers (e.g. 401 where /metrics needs a key)
         except Exception:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not come up") from None

@@ -257,10 +257,10 @@ class FakeKnowledge:
 
 class FakeTelemetry:
     def __init__(self) -> None:
-        self.calls: list[float] = []
+        self.calls: list[tuple[float, str | None]] = []
 
-    async def stats(self, since_s: float) -> dict[str, Any]:
-        self.calls.append(since_s)
+    async def stats(self, since_s: float, *, key_id: str | None = None) -> dict[str, Any]:
+        self.calls.append((since_s, key_id))
         return {"requests": 3, "routes": {"local": 2, "cloud": 1}, "cost_usd": 0.01}
 
 
@@ -295,9 +295,15 @@ async def test_service_tools_pass_arguments_through(keyed, monkeypatch):
         ]
     }
     assert knowledge.calls == [("sky", 3, key_id(KEY))]
-    assert stats == {"requests": 3, "routes": {"local": 2, "cloud": 1}, "cost_usd": 0.01}
+    assert stats == {
+        "requests": 3,
+        "routes": {"local": 2, "cloud": 1},
+        "cost_usd": 0.01,
+        "scope": f"key {key_id(KEY)}",
+    }
     assert default_stats == stats
-    assert telemetry.calls == [7 * 86400, 24 * 3600]
+    # a key that is not an admin key gets its own requests' statistics
+    assert telemetry.calls == [(7 * 86400, key_id(KEY)), (24 * 3600, key_id(KEY))]
     assert rated == {"request_id": "abc123", "rating": -1, "recorded": True}
     assert feedback.calls == [("abc123", -1, "wrong", key_id(KEY))]
 
@@ -346,9 +352,10 @@ async def test_resources_config_and_recent_decisions(keyed):
     assert listed["hydra://config"].mimeType == "application/json"
 
     assert isinstance(config.contents[0], TextResourceContents)
-    effective = json.loads(config.contents[0].text)
+    effective = json.loads(config.contents[0].text)  # what concerns this (not admin) key
     assert [b["name"] for b in effective["backends"]] == ["ollama", "openai"]
-    assert KEY not in config.contents[0].text  # key files appear as paths, never as keys
+    assert effective["key_id"] == key_id(KEY)
+    assert KEY not in config.contents[0].text
 
     assert isinstance(recent.contents[0], TextResourceContents)
     text = recent.contents[0].text

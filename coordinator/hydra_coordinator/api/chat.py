@@ -88,7 +88,7 @@ async def handle_chat(
             code="model_not_found",
         ) from None
     runtime.metrics.decisions.labels(decision.route).inc()
-    runtime.recent.add(decision, kind="chat", model=model, request_id=request_id)
+    runtime.recent.add(decision, kind="chat", model=model, request_id=request_id, key_id=key_id)
     # after routing, so privacy rules (403, local only) apply to cached answers too
     key, cached = await cache_lookup(
         runtime,

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from ..redaction import redact_text
+
 __all__ = [
     "CLIENTS",
     "Timeouts",
@@ -27,7 +29,11 @@ __all__ = [
 
 
 class UpstreamError(Exception):
-    """Talking to an upstream failed."""
+    """Talking to an upstream failed. The message (often the HTTP library's, naming the URL)
+    is shown to clients and logged: credentials in it are masked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_text(message))
 
 
 class UpstreamConnectError(UpstreamError):

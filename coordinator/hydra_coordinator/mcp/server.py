@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 from .. import __version__
 from ..api.chat import handle_chat
 from ..api.health import health_report
-from ..config import redacted
+from ..config import Settings, redacted
 from ..durations import parse_since
 from ..errors import HydraError
 from ..routing.pipeline import decide_query
@@ -123,6 +123,36 @@ def _key_id(ctx: Context[Any, Any, Any]) -> str | None:
     state = scope.get("state") or {}
     key = state.get("key_id") if isinstance(state, dict) else None
     return key if isinstance(key, str) else None
+
+
+def _caller(runtime: Runtime, ctx: Context[Any, Any, Any]) -> tuple[str | None, bool]:
+    """The caller's key id and whether it may see every key's data (an admin key; anyone
+    without keys configured; the local user over stdio)."""
+    ident = _key_id(ctx)
+    return ident, runtime.keys.is_admin(ident)
+
+
+def key_config(settings: Settings, ident: str | None) -> dict[str, Any]:
+    """The part of the configuration that concerns one key: the backends it can be routed to,
+    the limits, its own budget and rate limit. No URLs, no paths, no other key's settings."""
+    budgets, rates = settings.budgets, settings.rate_limits
+    scope = ident or "anon"
+    budget = budgets.keys.get(scope, budgets.per_key)
+    rate = rates.keys.get(scope, rates)
+    return {
+        "key_id": ident,
+        "backends": [
+            {"name": b.name, "kind": b.kind, "models": list(b.models)} for b in settings.backends
+        ],
+        "routing": {"strategy": settings.routing.strategy},
+        "limits": settings.limits.model_dump(mode="json"),
+        "budget": {"daily_usd": budget.daily_usd, "monthly_usd": budget.monthly_usd},
+        "rate_limit": {
+            "requests_per_minute": rate.requests_per_minute,
+            "burst": rate.burst,
+        },
+        "note": "the whole configuration needs an admin key (auth.admin_key_files)",
+    }
 
 
 def _service(service: _Service | None, what: str) -> _Service:
@@ -371,10 +401,12 @@ def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         description=(
             "Traffic over a recent window: number of requests, the route mix (local/cloud), "
             "per-backend counts, latency percentiles (p50/p95/p99), tokens and spend in US$. "
-            "`since` is a duration like '30m', '24h' or '7d'."
+            "`since` is a duration like '30m', '24h' or '7d'. The caller's own requests; an "
+            "admin key sees every key's."
         ),
     )
     async def coordinator_stats(
+        ctx: Context[Any, Any, Any],
         since: Annotated[
             str, Field(description="window length: a number and s, m, h, d or w")
         ] = "24h",
@@ -383,12 +415,18 @@ def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
             since_s = parse_since(since)
         except ValueError as exc:
             raise ToolError(str(exc)) from None
-        telemetry = _service(runtime_provider().telemetry, "the telemetry store")
+        runtime = runtime_provider()
+        telemetry = _service(runtime.telemetry, "the telemetry store")
+        ident, admin = _caller(runtime, ctx)
         try:
-            stats = await telemetry.stats(since_s)
+            stats = await telemetry.stats(since_s, key_id=None if admin else (ident or ""))
         except HydraError as exc:
             raise ToolError(exc.message) from None
-        return dict(stats)
+        result = dict(stats)
+        result["scope"] = "all keys" if admin else f"key {ident}"
+        if not admin:
+            result.pop("database_location", None)
+        return result
 
 
 def _add_resources(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None:
@@ -396,11 +434,18 @@ def _add_resources(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None
         "hydra://config",
         name="config",
         title="Effective configuration",
-        description="The coordinator's effective configuration, secrets redacted.",
+        description=(
+            "The coordinator's effective configuration, secrets redacted (an admin key); for "
+            "another key, what concerns it: backends, limits, its budget and rate limit."
+        ),
         mime_type="application/json",
     )
     def config_resource() -> str:
-        return json.dumps(redacted(runtime_provider().settings), indent=2)
+        runtime = runtime_provider()
+        ident, admin = _caller(runtime, mcp.get_context())
+        if admin:
+            return json.dumps(redacted(runtime.settings), indent=2)
+        return json.dumps(key_config(runtime.settings, ident), indent=2)
 
     @mcp.resource(
         "hydra://decisions/recent",
@@ -408,9 +453,13 @@ def _add_resources(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None
         title="Recent routing decisions",
         description=(
             "The most recent routing decisions, newest first: time, kind (chat or a route "
-            "preview), request_id, model, route, backend, confidence and reasons. No prompt text."
+            "preview), request_id, model, route, backend, confidence and reasons. No prompt text. "
+            "The caller's own decisions; an admin key sees every key's."
         ),
         mime_type="application/json",
     )
     def recent_decisions_resource() -> str:
-        return json.dumps({"decisions": runtime_provider().recent.latest()}, indent=2)
+        runtime = runtime_provider()
+        ident, admin = _caller(runtime, mcp.get_context())
+        decisions = runtime.recent.latest(key_id=ident, everyone=admin)
+        return json.dumps({"decisions": decisions}, indent=2)

@@ -277,10 +277,15 @@ class BudgetSink:
 
 class BudgetCollector(Collector):
     """``hydra_budget_spent_usd`` and ``hydra_budget_limit_usd`` per scope and period, from the
-    spend last read (every request that may go to the cloud reads it)."""
+    spend last read (every request that may go to the cloud reads it).
 
-    def __init__(self, budgets: Budgets) -> None:
+    Without ``per_key`` (``/metrics`` served without a key) only the global budget is exported
+    by name; the keys' budgets are summed up in ``hydra_budget_keys_exhausted``, so a scrape
+    shows no key's spending."""
+
+    def __init__(self, budgets: Budgets, *, per_key: bool) -> None:
         self.budgets = budgets
+        self.per_key = per_key
 
     def collect(self) -> Iterator[Metric]:
         labels = ["scope", "period"]
@@ -290,11 +295,23 @@ class BudgetCollector(Collector):
         limit = GaugeMetricFamily(
             "hydra_budget_limit_usd", "Cloud budget of the current period", labels=labels
         )
+        exhausted = GaugeMetricFamily(
+            "hydra_budget_keys_exhausted",
+            "API keys whose own cloud budget of the current period is spent",
+            labels=["period"],
+        )
         b = self.budgets
         scopes = {"global", *b.config.keys, *(scope for scope, _ in b.last_spent)}
+        spent_keys = {"daily": 0, "monthly": 0}
         for scope in sorted(scopes):
             limits = b.config if scope == "global" else b.config.keys.get(scope, b.config.per_key)
             for line in b.lines_for(scope, limits):
-                limit.add_metric([scope, line.period], line.limit)
-                spent.add_metric([scope, line.period], b.last_spent.get((scope, line.period), 0.0))
-        yield from (spent, limit)
+                used = b.last_spent.get((scope, line.period), 0.0)
+                if scope != "global" and used >= line.limit:
+                    spent_keys[line.period] += 1
+                if scope == "global" or self.per_key:
+                    limit.add_metric([scope, line.period], line.limit)
+                    spent.add_metric([scope, line.period], used)
+        for period, count in spent_keys.items():
+            exhausted.add_metric([period], count)
+        yield from (spent, limit, exhausted)

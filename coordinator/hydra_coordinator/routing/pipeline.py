@@ -36,7 +36,7 @@ async def decide_query(
         raise NotFound(
             f"the model {model!r} does not exist on any backend", code="model_not_found"
         ) from None
-    runtime.recent.add(decision, kind="route", model=str(model))
+    runtime.recent.add(decision, kind="route", model=str(model), key_id=key_id)
     return decision
 
 

@@ -32,6 +32,7 @@ import orjson
 
 from ..config import Settings, read_secret
 from ..paths import state_directory
+from ..redaction import redact_url
 from .embeddings import Embedder, EmbeddingError
 
 __all__ = ["KnowledgeBase", "answer_text", "question_text", "should_store"]
@@ -265,8 +266,8 @@ class KnowledgeBase:
             await asyncio.to_thread(self._open)
         except Exception as exc:
             self._ok = False
-            log.warning("qdrant at %s cannot be opened: %s", self.where, exc)
-            raise ConnectionError(f"qdrant at {self.where} cannot be opened") from exc
+            log.warning("qdrant at %s cannot be opened: %s", redact_url(self.where), exc)
+            raise ConnectionError(f"qdrant at {redact_url(self.where)} cannot be opened") from exc
         self._ok = True
 
     async def _call(self, fn: Callable[[Any], T]) -> T:
@@ -285,11 +286,11 @@ class KnowledgeBase:
             result = await asyncio.to_thread(run)
         except Exception:
             if self._ok:
-                log.warning("qdrant at %s failed", self.where, exc_info=True)
+                log.warning("qdrant at %s failed", redact_url(self.where), exc_info=True)
             self._ok = False
             raise
         if not self._ok:
-            log.warning("qdrant at %s works again", self.where)
+            log.warning("qdrant at %s works again", redact_url(self.where))
         self._ok = True
         return result
 

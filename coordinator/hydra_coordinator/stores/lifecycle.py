@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from ..config import Settings
 from ..dependencies import Dependencies
 from ..metrics import Metrics
+from ..redaction import redact_url
 from ..telemetry import Recorder
 from .cache import MemoryCache, RedisCache, ResponseCache
 from .embeddings import make_embedder
@@ -56,12 +57,6 @@ def _in_process() -> Literal["healthy"]:
     return "healthy"
 
 
-def _redact_url(url: str) -> str:
-    from ..config import _URL_PASSWORD
-
-    return _URL_PASSWORD.sub(r"\g<head>***@", url)
-
-
 def open_stores(
     settings: Settings, metrics: Metrics, recorder: Recorder, dependencies: Dependencies
 ) -> Stores:
@@ -75,7 +70,7 @@ def open_stores(
         cache = RedisCache(link, settings.cache.ttl_s)
         limiter = RedisLimiter(link, settings.rate_limits)
         usage = RedisUsage(link)
-        dependencies.add("redis", link.status, _redact_url(link.url))
+        dependencies.add("redis", link.status, redact_url(link.url))
     else:
         dependencies.add("redis", _in_process, "in process (redis.url unset)")
         cache = MemoryCache(settings.cache.ttl_s)
@@ -85,7 +80,7 @@ def open_stores(
     embedder = make_embedder(settings.embeddings, settings.upstream.client)
     knowledge = KnowledgeBase(settings, embedder)
     if knowledge.enabled:
-        where = _redact_url(knowledge.where)
+        where = redact_url(knowledge.where)
         dependencies.add(
             "qdrant",
             knowledge.status,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import orjson
 
 from ..config import Settings
 from ..paths import state_directory
+from ..redaction import redact_url
 
 __all__ = [
     "COLUMNS",
@@ -191,7 +191,7 @@ class PostgresDatabase:
 
     def __init__(self, url: str, pool_min: int = 1, pool_max: int = 4) -> None:
         self.url = url
-        self.where = re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", url)
+        self.where = redact_url(url)
         self.pool_min, self.pool_max = min(pool_min, pool_max), pool_max
         self._writer: Any = None  # psycopg.AsyncConnection
         self._staging = False  # the writer connection has its temp table

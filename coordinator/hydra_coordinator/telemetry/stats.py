@@ -39,16 +39,23 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 3)
 
 
-async def budget_status(db: Database, config: BudgetsConfig) -> list[dict[str, Any]]:
-    """Each configured cloud budget with its spend so far this period, from the telemetry."""
+async def budget_status(
+    db: Database, config: BudgetsConfig, key_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Each configured cloud budget with its spend so far this period, from the telemetry;
+    with ``key_id`` only that key's own budget."""
     from ..routing.budgets import Budgets, period_start, reset_time
 
     p = "?" if db.kind == "sqlite" else "%s"
     now = time.time()
-    lines = [
-        *Budgets.lines_for("global", config),
-        *(line for k, v in config.keys.items() for line in Budgets.lines_for(k, v)),
-    ]
+    if key_id is not None:
+        scope = key_id or "anon"
+        lines = Budgets.lines_for(scope, config.keys.get(scope, config.per_key))
+    else:
+        lines = [
+            *Budgets.lines_for("global", config),
+            *(line for k, v in config.keys.items() for line in Budgets.lines_for(k, v)),
+        ]
     result = []
     for line in lines:
         since = _since(db, now - period_start(line.period, now))
@@ -75,46 +82,54 @@ async def budget_status(db: Database, config: BudgetsConfig) -> list[dict[str, A
 
 
 async def stats(
-    db: Database, since_s: float, budgets: BudgetsConfig | None = None
+    db: Database,
+    since_s: float,
+    budgets: BudgetsConfig | None = None,
+    *,
+    key_id: str | None = None,
 ) -> dict[str, Any]:
     """Requests, errors (and their classes), route mix, per-backend counts, latency
     p50/p95/p99, tokens and cost of the requests answered in the last ``since_s`` seconds, and
-    each cloud budget's spend."""
+    each cloud budget's spend. With ``key_id``, of that key's requests and budget only (""
+    for requests made without a key)."""
     p = "?" if db.kind == "sqlite" else "%s"
-    since = _since(db, since_s)
+    params: tuple[Any, ...] = (_since(db, since_s),)
     where = f"WHERE timestamp > {p}"
+    if key_id is not None:
+        where += f" AND key_id = {p}" if key_id else " AND key_id IS NULL"
+        params += (key_id,) if key_id else ()
     (row,) = await db.fetch(
         "SELECT count(*), "
         "sum(CASE WHEN status >= 400 OR error_class IS NOT NULL THEN 1 ELSE 0 END), "
         "sum(prompt_tokens), sum(completion_tokens), sum(cost_usd), "
         f"sum(CASE WHEN cache_hit THEN 1 ELSE 0 END) FROM telemetry {where}",
-        (since,),
+        params,
     )
     requests, errors, prompt_tokens, completion_tokens, cost, cache_hits = row
     classes = await db.fetch(
         f"SELECT coalesce(error_class, 'http_' || status), count(*) FROM telemetry {where} "
         "AND (status >= 400 OR error_class IS NOT NULL) GROUP BY 1 ORDER BY 2 DESC, 1",
-        (since,),
+        params,
     )
     routes = await db.fetch(
-        f"SELECT route, count(*) FROM telemetry {where} GROUP BY route ORDER BY 2 DESC", (since,)
+        f"SELECT route, count(*) FROM telemetry {where} GROUP BY route ORDER BY 2 DESC", params
     )
     backends = await db.fetch(
         f"SELECT backend, count(*) FROM telemetry {where} GROUP BY backend ORDER BY 2 DESC",
-        (since,),
+        params,
     )
     if db.kind == "postgres":
         ((latency,),) = await db.fetch(
             "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_s) "
             f"FROM telemetry {where}",
-            (since,),
+            params,
         )
         quantiles = list(latency) if latency is not None else [None] * len(_QUANTILES)
     else:
         values = [
             float(v)
             for (v,) in await db.fetch(
-                f"SELECT latency_s FROM telemetry {where} ORDER BY latency_s", (since,)
+                f"SELECT latency_s FROM telemetry {where} ORDER BY latency_s", params
             )
         ]
         quantiles = [percentile(values, q) for q in _QUANTILES]
@@ -133,7 +148,7 @@ async def stats(
         },
         "tokens": {"prompt": int(prompt_tokens or 0), "completion": int(completion_tokens or 0)},
         "cost_usd": round(float(cost or 0.0), 6),
-        "budgets": await budget_status(db, budgets) if budgets is not None else [],
+        "budgets": await budget_status(db, budgets, key_id) if budgets is not None else [],
     }
 
 

@@ -299,13 +299,14 @@ class TelemetryStore:
         if not self._ready:
             await self.db.migrate()
 
-    async def stats(self, since_s: float) -> dict[str, Any]:
-        """Requests, route mix, per-backend counts, latency p50/p95/p99, tokens and cost.
+    async def stats(self, since_s: float, *, key_id: str | None = None) -> dict[str, Any]:
+        """Requests, route mix, per-backend counts, latency p50/p95/p99, tokens and cost; of
+        one key only with ``key_id`` ("" for requests made without a key).
 
         Raises ``ServiceUnavailable`` (a ``HydraError``) when the database is unreachable."""
         try:
             await self._ensure_schema()
-            return await stats_queries.stats(self.db, since_s, self.settings.budgets)
+            return await stats_queries.stats(self.db, since_s, self.settings.budgets, key_id=key_id)
         except Exception as exc:
             raise self._unavailable(exc) from None
 
