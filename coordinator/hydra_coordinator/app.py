@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import __version__
-from .api import chat, feedback, health, models, route
+from .api import chat, completions, embeddings, feedback, health, models, route, unsupported
 from .api import metrics as metrics_api
 from .api.browsers import BrowserGuard
 from .auth import AuthMiddleware
@@ -58,6 +58,9 @@ def create_app(settings: Settings) -> FastAPI:
         feedback.router,
         health.router,
         metrics_api.router,
+        completions.router,
+        embeddings.router,
+        unsupported.router,  # last: any other /v1/ path
     ):
         app.include_router(router)
     app.state.mcp = mount_mcp(app, lambda: runtime)

@@ -122,6 +122,25 @@ class BackendConfig(_Model):
         default_factory=list,
         description="Models this backend serves; empty means ask the upstream's /models.",
     )
+    default_model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The model `auto`, `local` and `cloud` ask this backend for (chat and "
+        "completions); unset: the first of its models (configured, else as its /models lists "
+        "them) that is not an embedding model.",
+    )
+    embedding_models: list[str] = Field(
+        default_factory=list,
+        description="Its embedding models, for POST /v1/embeddings; the first is what `auto`, "
+        "`local` and `cloud` ask for. A backend whose models are all embedding models takes "
+        "no chat requests (e.g. text-embeddings-inference).",
+    )
+    probe_url: str | None = Field(
+        default=None,
+        description="URL probed for health instead of {base_url}/models, for a server without "
+        "/models (text-embeddings-inference: http://HOST:PORT/info); its models must then be "
+        "configured.",
+    )
     price_per_mtok: Price = Field(
         default_factory=Price, description="Price per million tokens (cost metrics, budgets)."
     )
@@ -151,10 +170,32 @@ class BackendConfig(_Model):
         _check_userinfo(value, "api_key_file")
         return value.rstrip("/")
 
+    @field_validator("probe_url")
+    @classmethod
+    def _probe_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
     @model_validator(mode="after")
     def _one_key_source(self) -> BackendConfig:
         if self.api_key_file and self.api_key_env:
             raise ValueError("api_key_file and api_key_env: set one of them, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _default_model_is_served(self) -> BackendConfig:
+        if self.default_model is None:
+            return self
+        if self.default_model in self.embedding_models:
+            raise ValueError(
+                f"default_model {self.default_model!r} is one of embedding_models; it is for "
+                "chat and completions"
+            )
+        if self.models and self.default_model not in self.models:
+            raise ValueError(
+                f"default_model {self.default_model!r} is not one of models {self.models}"
+            )
         return self
 
 
@@ -361,7 +402,9 @@ class DatabaseConfig(_Model):
 class TelemetryConfig(_Model):
     enabled: bool = Field(default=True, description="Record every answered request.")
     store_prompts: bool = Field(
-        default=False, description="Also store each request's messages (prompt text)."
+        default=False,
+        description="Also store each request's messages (a completion's prompt, an embedding's "
+        "input).",
     )
     batch_size: int = Field(default=1000, ge=1, description="Most rows per database write.")
     flush_interval_s: float = Field(

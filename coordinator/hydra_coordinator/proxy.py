@@ -1,4 +1,5 @@
-"""The hot path: send a chat request to the chosen backends in order and pass the answer back.
+"""The hot path: send a request (chat, legacy completions or embeddings) to the chosen backends
+in order and pass the answer back.
 
 - The upstream's bytes are passed through unchanged; a stream chunk by chunk.
 - A failure before the first byte (connect error, timeout, 5xx, upstream 429) moves on to the
@@ -26,7 +27,13 @@ from .routing.router import Decision
 from .telemetry import Recorder, RequestRecord
 from .tokens import TokenCounter
 
-__all__ = ["Call", "Proxy"]
+__all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "Call", "Proxy"]
+
+# The OpenAI endpoints the coordinator forwards, as paths under a backend's base_url
+CHAT = "chat/completions"
+COMPLETIONS = "completions"
+EMBEDDINGS = "embeddings"
+_ENDPOINT_NAMES = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}
 
 _SSE_TAIL = 8192  # bytes of a stream kept to find the final usage chunk
 _DONE = b"data: [DONE]"
@@ -44,6 +51,7 @@ class Call:
     stream: bool
     decision: Decision
     started: float
+    endpoint: str = CHAT  # the path under the backend's base_url
 
 
 def _usage(payload: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -82,7 +90,7 @@ _STREAM_KEEP = 1 << 20  # bytes of a stream kept to count its tokens when usage 
 def _message_text(message: Any) -> str:
     if not isinstance(message, dict):
         return ""
-    parts = [message.get("content") or ""]
+    parts = [message.get("content") or message.get("text") or ""]
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -97,7 +105,22 @@ def _answer_text(body: bytes) -> str:
     except orjson.JSONDecodeError:
         return ""
     choices = payload.get("choices") if isinstance(payload, dict) else None
-    return "".join(_message_text(c.get("message")) for c in choices or () if isinstance(c, dict))
+    return "".join(_choice_text(c, "message") for c in choices or () if isinstance(c, dict))
+
+
+def _choice_text(choice: dict[str, Any], part: str) -> str:
+    """A chat choice's ``message`` (or stream ``delta``), or a legacy completion's ``text``."""
+    if part in choice:
+        return _message_text(choice.get(part))
+    text = choice.get("text")
+    return text if isinstance(text, str) else ""
+
+
+def _input_text(body: dict[str, Any]) -> str:
+    """What a legacy completion's ``prompt`` or an embedding request's ``input`` says."""
+    value = body.get("prompt", body.get("input"))
+    items = value if isinstance(value, list) else [value]
+    return "\n".join(item for item in items if isinstance(item, str))
 
 
 def _stream_text(stream: bytes) -> str:
@@ -112,7 +135,7 @@ def _stream_text(stream: bytes) -> str:
             continue  # a line cut at the end of what was kept
         for choice in payload.get("choices") or () if isinstance(payload, dict) else ():
             if isinstance(choice, dict):
-                pieces.append(_message_text(choice.get("delta")))
+                pieces.append(_choice_text(choice, "delta"))
     return "".join(pieces)
 
 
@@ -125,8 +148,11 @@ def _usage_from_stream_tail(tail: bytes) -> tuple[int | None, int | None]:
 
 
 def _prompt(body: dict[str, Any]) -> str | None:
-    messages = body.get("messages")
-    return None if messages is None else orjson.dumps(messages).decode()
+    """What telemetry.store_prompts keeps: the messages, a completion's prompt or the input."""
+    for field in ("messages", "prompt", "input"):
+        if field in body:
+            return orjson.dumps(body[field]).decode()
+    return None
 
 
 @dataclass(slots=True)
@@ -173,7 +199,7 @@ class Proxy:
         }
 
     def _payload(self, call: Call, backend: Backend) -> tuple[bytes, str]:
-        model = backend.upstream_model(call.model)
+        model = backend.upstream_model(call.model, embeddings=call.endpoint == EMBEDDINGS)
         if call.body.get("model") == model:
             return call.raw, model  # unchanged: pass the client's bytes through
         return orjson.dumps({**call.body, "model": model}), model
@@ -200,10 +226,12 @@ class Proxy:
                 _usage_from_stream_tail(answer) if stream else _usage_from_body(answer)
             )
             finish_reason = _finish_reason(answer)
+            if call.endpoint == EMBEDDINGS and completion is None:
+                completion = 0  # an embedding has no completion; its usage has prompt_tokens
             if prompt is None or completion is None:  # no usage reported: count ourselves
                 estimated = True
                 if prompt is None:
-                    prompt = self.tokens.count_messages(call.body.get("messages") or ())
+                    prompt = self._count_prompt(call.body)
                 if completion is None:
                     completion = self._count_answer(answer, stream)
         price = backend.config.price_per_mtok
@@ -231,8 +259,15 @@ class Proxy:
                 usage_estimated=estimated,
                 finish_reason=finish_reason,
                 prompt=_prompt(call.body) if self.store_prompts else None,
+                endpoint=_ENDPOINT_NAMES[call.endpoint],
             )
         )
+
+    def _count_prompt(self, body: dict[str, Any]) -> int:
+        messages = body.get("messages")
+        if messages is not None:
+            return self.tokens.count_messages(messages)
+        return self.tokens.count(_input_text(body))
 
     def _count_answer(self, answer: bytes, stream: tuple[bytes, int] | None) -> int:
         if stream is None:
@@ -273,7 +308,7 @@ class Proxy:
         payload, model = self._payload(call, backend)
         headers = {"content-type": "application/json", **self.pool.auth_headers(backend)}
         timeouts = Timeouts(backend.config.connect_timeout_s, backend.config.timeout_s)
-        url = f"{backend.config.base_url}/chat/completions"
+        url = f"{backend.config.base_url}/{call.endpoint}"
         try:
             upstream = await self.pool.client.post(url, payload, headers, timeouts)
         except UpstreamTimeout:

@@ -15,6 +15,7 @@ import socket
 from . import __version__
 from .backends.backend import Backend
 from .backends.client import UpstreamTimeout
+from .backends.pool import BackendPool
 from .config import ConfigError, Settings
 from .runtime import Runtime
 
@@ -88,7 +89,7 @@ def backend_report(backend: Backend, settings: Settings) -> tuple[int, str]:
     else:
         why = str(error) or type(error).__name__
     return logging.WARNING, (
-        f"{head}: did not answer its first probe (GET {config.base_url}/models: {why}). "
+        f"{head}: did not answer its first probe (GET {BackendPool.probe_url(backend)}: {why}). "
         f"{_what_to_check(backend, error, settings)} Until it answers, requests go to the other "
         f"backends; it is probed again every {settings.health.interval_s:g} s."
     )

@@ -67,6 +67,6 @@ def test_mcp_use_keeps_every_log_line_in_the_coordinators_format(tmp_path):
     finally:
         fake.kill()
     plain, access = log_lines(log)
-    assert any("serving 1 backend" in line for line in plain)
+    assert any(f"serving on http://127.0.0.1:{port}" in line for line in plain)
     assert any("hydra-coordinator stopped" in line for line in plain)
     assert [a["status"] for a in access if a.get("route") == "local"] == [200]

@@ -59,13 +59,34 @@ class Backend:
 
     @property
     def models(self) -> tuple[str, ...]:
-        return tuple(self.config.models) or self.discovered_models
+        """Every model it serves: as configured (else as discovered), and its embedding models."""
+        served = tuple(self.config.models) or self.discovered_models
+        extra = tuple(m for m in self.config.embedding_models if m not in served)
+        return served + extra
 
-    def upstream_model(self, requested: str) -> str:
-        """The model to ask the upstream for when the client asked for ``requested``."""
+    @property
+    def chat_models(self) -> tuple[str, ...]:
+        embedding = self.config.embedding_models
+        return tuple(m for m in self.models if m not in embedding)
+
+    @property
+    def serves_chat(self) -> bool:
+        """False for a backend whose models are all embedding models (e.g. TEI)."""
+        return bool(self.chat_models) or not self.models
+
+    def upstream_model(self, requested: str, *, embeddings: bool = False) -> str:
+        """The model to ask the upstream for when the client asked for ``requested``: that model
+        when it serves it, else (``auto``, ``local``, ``cloud``, or a model of another backend
+        on failover) its ``default_model``, else its first chat model; for embeddings, its first
+        embedding model."""
         if requested in self.models:
             return requested
-        return self.models[0] if self.models else requested
+        if embeddings:
+            first = self.config.embedding_models[:1]
+            return first[0] if first else requested
+        if self.config.default_model is not None:
+            return self.config.default_model
+        return self.chat_models[0] if self.chat_models else requested
 
     # -- health -------------------------------------------------------------------------------
 
@@ -102,7 +123,7 @@ class Backend:
 
     def view(self) -> BackendView:
         load = (self.in_flight + self.waiting) / self.config.max_concurrency
-        return BackendView(self.name, self.kind, self.status, load, self.models)
+        return BackendView(self.name, self.kind, self.status, load, self.chat_models)
 
     # -- admission ----------------------------------------------------------------------------
 

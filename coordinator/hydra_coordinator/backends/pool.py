@@ -44,10 +44,15 @@ class BackendPool:
         return self._backends[name]
 
     def views(self) -> list[BackendView]:
-        return [b.view() for b in self._backends.values()]
+        """What chat routing sees: every backend that serves chat models."""
+        return [b.view() for b in self._backends.values() if b.serves_chat]
 
     def all_models(self) -> list[tuple[str, Backend]]:
         return [(model, b) for b in self._backends.values() for model in b.models]
+
+    @staticmethod
+    def probe_url(backend: Backend) -> str:
+        return backend.config.probe_url or f"{backend.config.base_url}/models"
 
     @staticmethod
     def auth_headers(backend: Backend) -> dict[str, str]:
@@ -63,7 +68,7 @@ class BackendPool:
         before, probed_before = backend.status, backend.probed
         try:
             payload = await self.client.get_json(
-                f"{backend.config.base_url}/models", self.auth_headers(backend), timeouts
+                self.probe_url(backend), self.auth_headers(backend), timeouts
             )
         except UpstreamError as exc:
             backend.probe_error = exc

@@ -58,6 +58,7 @@ COLUMNS = (
     "cache_hit",
     "stream",
     "prompt",
+    "endpoint",
 )
 
 # pg_advisory_lock key: the first 8 bytes of sha256("hydra-coordinator migrations")
@@ -110,6 +111,7 @@ def sqlite_row(line: bytes) -> tuple[Any, ...]:
         bool(event.get("cache_hit", False)),
         bool(event.get("stream", False)),
         event.get("prompt"),
+        str(event.get("endpoint") or "chat"),
     )
 
 
@@ -156,7 +158,7 @@ _PG_EVENT = (
     "completion_tokens integer, cost_usd double precision, latency_s double precision, "
     "ttft_s double precision, status integer, error text, task_class text, "
     "finish_reason text, usage_estimated boolean, cache_hit boolean, stream boolean, "
-    "prompt text"
+    "prompt text, endpoint text"
 )
 _PG_VALUES = {
     "timestamp": "to_timestamp(r.timestamp)",
@@ -165,6 +167,7 @@ _PG_VALUES = {
     "usage_estimated": "COALESCE(r.usage_estimated, false)",
     "cache_hit": "COALESCE(r.cache_hit, false)",
     "stream": "COALESCE(r.stream, false)",
+    "endpoint": "COALESCE(r.endpoint, 'chat')",
 }
 _PG_MOVE = (
     "WITH batch AS (DELETE FROM telemetry_incoming RETURNING e) "

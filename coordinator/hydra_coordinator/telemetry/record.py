@@ -44,6 +44,7 @@ class RequestRecord:
     usage_estimated: bool = False  # tokens counted by the coordinator, not reported upstream
     timestamp: float = field(default_factory=time.time)
     prompt: str | None = None  # the messages as JSON, only with telemetry.store_prompts
+    endpoint: str = "chat"  # chat, completions (legacy) or embeddings
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -105,6 +106,7 @@ class Recorder:
             stream=r.stream,
             latency_ms=round(r.latency_s * 1000, 2),
             error=r.error,
+            endpoint=r.endpoint,
         )
         for sink in self.sinks:
             try:

@@ -6,6 +6,8 @@ It depends only on aiohttp and serves:
 - ``GET  /v1/models``                 the models given with ``--models``
 - ``POST /v1/chat/completions``       a deterministic answer, streaming or not
 - ``POST /v1/embeddings``             a deterministic embedding per input
+- ``POST /v1/completions``            legacy completions: ``"<name>: <prompt>"``, streaming or not
+- ``GET  /info``                      text-embeddings-inference's model info
 - ``GET  /_requests``                 every request received so far: path, body, authorization
 - ``POST /_control``                  change behaviour at run time (JSON object, see ``Behaviour``)
 
@@ -178,6 +180,45 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return web.json_response(_completion(state, body, text))
 
 
+async def legacy_completions(request: web.Request) -> web.StreamResponse:
+    """OpenAI's legacy ``/v1/completions``: the answer is ``"<name>: <prompt>"`` as ``text``."""
+    state = request.app[STATE]
+    body = await request.json()
+    _record(request, body)
+    prompt = body.get("prompt")
+    text = f"{state.name}: {' '.join(prompt) if isinstance(prompt, list) else prompt}"
+    model = str(body.get("model", "fake"))
+
+    def choice(piece: str, finish: str | None) -> dict[str, Any]:
+        return {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
+
+    base = {"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": model}
+    if not body.get("stream"):
+        usage = {"prompt_tokens": len(str(prompt).split()), "completion_tokens": len(text.split())}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return web.json_response({**base, "choices": [choice(text, "stop")], "usage": usage})
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    words = text.split(" ")
+    for index, word in enumerate(words):
+        piece = word + (" " if index < len(words) - 1 else "")
+        await response.write(
+            b"data: " + json.dumps({**base, "choices": [choice(piece, None)]}).encode() + b"\n\n"
+        )
+    await response.write(
+        b"data: " + json.dumps({**base, "choices": [choice("", "stop")]}).encode() + b"\n\n"
+    )
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def info(request: web.Request) -> web.Response:
+    """text-embeddings-inference's ``GET /info`` (it has no ``/v1/models``)."""
+    state = request.app[STATE]
+    return web.json_response({"model_id": state.models[0] if state.models else "fake"})
+
+
 async def embeddings(request: web.Request) -> web.Response:
     body = await request.json()
     _record(request, body)
@@ -193,7 +234,10 @@ async def embeddings(request: web.Request) -> web.Response:
                 "embedding": [(b - 128) / 128 for b in digest[:16]],
             }
         )
-    return web.json_response({"object": "list", "data": data, "model": body.get("model", "fake")})
+    tokens = sum(len(str(item).split()) for item in items)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    model = body.get("model", "fake")
+    return web.json_response({"object": "list", "data": data, "model": model, "usage": usage})
 
 
 async def list_requests(request: web.Request) -> web.Response:
@@ -219,6 +263,8 @@ def make_app(name: str, models_: list[str], log_path: str | None = None) -> web.
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/completions", legacy_completions)
+    app.router.add_get("/info", info)
     app.router.add_get("/_requests", list_requests)
     app.router.add_post("/_control", control)
     return app

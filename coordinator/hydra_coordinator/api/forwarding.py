@@ -1,0 +1,108 @@
+"""What the endpoints besides chat share: checks on the body, the rate limit, the decision,
+then the proxy (the same one chat uses: limits, failover, metrics, telemetry)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import Response
+
+from ..errors import BadRequest, NotFound
+from ..proxy import Call
+from ..routing.router import Decision, UnknownModel
+from ..runtime import Runtime, get_runtime
+from ..stores.hooks import check_rate_limit
+from .body import read_json_object
+
+__all__ = ["Incoming", "check_model", "check_text_input", "forward", "read_incoming"]
+
+
+class Incoming:
+    """A request body read once, with who sent it and when."""
+
+    def __init__(
+        self, runtime: Runtime, body: dict[str, Any], raw: bytes, key_id: str | None
+    ) -> None:
+        self.runtime = runtime
+        self.body = body
+        self.raw = raw
+        self.key_id = key_id
+        self.started = time.perf_counter()
+
+
+async def read_incoming(request: Request) -> Incoming:
+    started = time.perf_counter()
+    runtime = get_runtime(request)
+    body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
+    incoming = Incoming(runtime, body, raw, request.scope.get("state", {}).get("key_id"))
+    incoming.started = started
+    return incoming
+
+
+def check_model(body: dict[str, Any]) -> str:
+    if "model" not in body:  # as OpenAI's API: no default
+        raise BadRequest(
+            "you must provide a model parameter ('auto', 'local', 'cloud' or a model of "
+            "GET /v1/models)",
+            code="missing_model",
+        )
+    model = body["model"]
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' must be a non-empty string", code="invalid_model")
+    return model
+
+
+def check_text_input(body: dict[str, Any], field: str) -> None:
+    """``field`` is a string, a list of strings, or token ids (a list, or a list of lists)."""
+    value = body.get(field)
+    ok = isinstance(value, str) and value != ""
+    if isinstance(value, list) and value:
+        ok = all(isinstance(v, str) for v in value) or all(
+            isinstance(v, int) or (isinstance(v, list) and all(isinstance(t, int) for t in v))
+            for v in value
+        )
+    if not ok:
+        raise BadRequest(
+            f"'{field}' must be a non-empty string, a list of strings or of token ids",
+            code=f"invalid_{field}",
+        )
+
+
+async def forward(
+    incoming: Incoming,
+    *,
+    model: str,
+    stream: bool,
+    endpoint: str,
+    route: Callable[[str], Awaitable[Decision]],
+) -> Response:
+    """Rate limit, decide (``route(request_id)``), then the proxy to ``endpoint``."""
+    runtime = incoming.runtime
+    await check_rate_limit(runtime, incoming.key_id)
+    request_id = os.urandom(12).hex()
+    try:
+        decision = await route(request_id)
+    except UnknownModel:
+        raise NotFound(
+            f"the model {model!r} does not exist on any backend; see GET /v1/models",
+            code="model_not_found",
+        ) from None
+    runtime.metrics.decisions.labels(decision.route).inc()
+    runtime.recent.add(decision, kind=endpoint, model=model, request_id=request_id)
+    call = Call(
+        request_id=request_id,
+        key_id=incoming.key_id,
+        body=incoming.body,
+        raw=incoming.raw,
+        model=model,
+        stream=stream,
+        decision=decision,
+        started=incoming.started,
+        endpoint=endpoint,
+    )
+    response: Response = await runtime.proxy.forward(call)
+    return response
