@@ -13,8 +13,6 @@ import click
 from . import __version__
 from .config import CONFIG_ENV, ConfigError, Settings, load_settings, redacted, settings_from_dict
 from .durations import unit_seconds
-from .routing.features import extract_features
-from .routing.router import BackendView, UnknownModel, decide
 
 CONFIG_HELP = f"Config file (JSON or TOML). Default: ${CONFIG_ENV}, else the embedded defaults."
 
@@ -136,8 +134,24 @@ def check_config(
     click.echo(json.dumps(redacted(settings), indent=2))
 
 
-def _views(settings: Settings) -> list[BackendView]:
-    return [BackendView(b.name, b.kind, "healthy", 0.0, tuple(b.models)) for b in settings.backends]
+def _client_key(settings: Settings, key_file: str | None) -> str | None:
+    """The key to ask the server with: ``key_file``'s first key, else the first readable one
+    of ``auth.api_key_files``, else none."""
+    from .config import client_keys, read_keys
+
+    if key_file is not None:
+        try:
+            keys = read_keys(key_file, "--api-key-file")
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not keys:
+            raise click.ClickException(f"--api-key-file {key_file} holds no key")
+        return keys[0]
+    try:
+        keys = client_keys(settings)
+    except ConfigError:
+        return None
+    return keys[0] if keys else None
 
 
 @main.command(short_help="Show where a query would be routed, and why (no model call).")
@@ -146,31 +160,96 @@ def _views(settings: Settings) -> list[BackendView]:
 @click.option(
     "--model", default="auto", show_default=True, help="auto, local, cloud or a concrete model."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def route(query: str, config_path: str | None, model: str, as_json: bool) -> None:
-    """Print the routing decision for QUERY without calling any model.
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Do not ask a running coordinator: evaluate the routing here.",
+)
+@click.option(
+    "--url",
+    default=None,
+    help="The coordinator to ask (default: http://listen.host:listen.port of the config).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A file with a client key for the coordinator (default: the first readable file of "
+    "auth.api_key_files). The key's privacy rules and budgets apply.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (/route's answer and source).")
+def route(
+    query: str,
+    *,
+    config_path: str | None,
+    model: str,
+    offline: bool,
+    url: str | None,
+    api_key_file: str | None,
+    as_json: bool,
+) -> None:
+    """Print where QUERY would be routed and why, without calling any model: the decision it
+    would get now and the one on expected values, each backend's estimate and the reasons.
 
-    Backends are assumed healthy; the live decision also weighs health and load.
+    The answer is the running coordinator's (POST /route at the configured address, or
+    --url) when one answers there. Otherwise the same pipeline runs here: the privacy rules,
+    the learned router's state from the state directory, the budgets (their spend from Redis
+    when redis.url is set, else none) and the backends' health and models from one probe.
+    The first line says which it did.
 
     \b
     Examples:
       hydra-coordinator route "What is 2+2?"
       hydra-coordinator route --json --model cloud "Prove Fermat's little theorem"
+      hydra-coordinator route --offline --config /etc/hydra/coordinator.json "hello"
     """
+    from .routing.preview import PreviewError, preview
+
     settings = _load(config_path, secrets=False)
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": query}]}
+    key = _client_key(settings, api_key_file)
     try:
-        decision = decide(extract_features(body), model, _views(settings), settings.routing)
-    except UnknownModel:
-        raise click.ClickException(f"no backend serves the model {model!r}") from None
+        found = preview(settings, query, {"model": model}, key=key, url=url, ask=not offline)
+    except PreviewError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(decision.as_dict(), indent=2))
+        click.echo(json.dumps(found.as_dict(), indent=2))
         return
-    click.echo(f"route:      {decision.route}")
-    click.echo(f"backend:    {decision.backend or '-'}")
-    click.echo(f"confidence: {decision.confidence:.2f}")
+    _print_preview(found.as_dict())
+
+
+def _print_preview(answer: dict[str, Any]) -> None:
+    if answer["source"] == "server":
+        click.echo(f"source:     the coordinator at {answer['server_url']} (its live state)")
+    else:
+        where = answer["server_url"]
+        click.echo(f"source:     evaluated here (no coordinator answered at {where})")
+        for note in answer["notes"]:
+            click.echo(f"            {note}")
+    click.echo(f"route:      {answer['route']}")
+    click.echo(f"backend:    {answer['backend'] or '-'}")
+    click.echo(f"confidence: {answer['confidence']:.2f} (that this route is the better one)")
+    expected = answer.get("expected")
+    if expected:
+        how = "sampled now" if answer.get("sampled") else "taken on expected values"
+        click.echo(
+            f"expected:   {expected['route']} {expected['backend'] or '-'} "
+            f"(confidence {expected['confidence']:.2f}); this decision was {how}"
+        )
+    if answer.get("local_confidence") is not None:
+        click.echo(f"cold start: {answer['local_confidence']:.2f} confidence that local suffices")
+    if answer.get("privacy_rule"):
+        click.echo(f"privacy:    rule {answer['privacy_rule']!r}")
+    estimates = answer.get("estimates") or []
+    if estimates:
+        click.echo("estimates:")
+        for e in estimates:
+            click.echo(
+                f"  {e['backend']} ({e['kind']}): quality {e['quality']:.2f} "
+                f"+/- {e['uncertainty']:.2f}, cost ${e['cost_usd']:.4f}, "
+                f"utility {e['utility']:.2f}"
+            )
     click.echo("reasons:")
-    for reason in decision.reasons:
+    for reason in answer["reasons"]:
         click.echo(f"  - {reason}")
 
 

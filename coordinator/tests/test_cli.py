@@ -122,12 +122,20 @@ def test_check_config_rejects_with_the_key(tmp_path):
     assert "listen.hots: unknown key" in result.stderr
 
 
-def test_route_prints_the_decision():
-    result = cli("route", "What is 2+2?")
-    assert result.returncode == 0
-    assert "route:      local" in result.stdout and "backend:    ollama" in result.stdout
-    as_json = json.loads(cli("route", "--json", "hello").stdout)
-    assert as_json["route"] == "local" and as_json["reasons"]
+def test_route_prints_the_decision(tmp_path):
+    fake = FakeUpstream("local", ["m"]).start()  # the backend is probed: it must answer
+    config = tmp_path / "c.json"
+    backends = [{"name": "ollama", "kind": "local", "base_url": fake.base_url}]
+    settings = {"backends": backends, "state_dir": str(tmp_path), "listen": {"port": free_port()}}
+    config.write_text(json.dumps(settings))
+    try:
+        result = cli("route", "--config", str(config), "What is 2+2?")
+        assert result.returncode == 0
+        assert "route:      local" in result.stdout and "backend:    ollama" in result.stdout
+        as_json = json.loads(cli("route", "--config", str(config), "--json", "hello").stdout)
+        assert as_json["route"] == "local" and as_json["reasons"]
+    finally:
+        fake.kill()
 
 
 def test_serve_refuses_bad_config_before_listening(tmp_path):

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 
-from ..config import Settings, backend_api_key
+from ..config import BackendConfig, ConfigError, Settings, backend_api_key
 from ..routing.router import BackendView
 from .backend import Backend
 from .client import Timeouts, UpstreamClient, UpstreamError
@@ -16,12 +16,31 @@ __all__ = ["BackendPool"]
 log = logging.getLogger("hydra_coordinator.backends")
 
 
+def _api_key(backend: BackendConfig, index: int, *, skip_unreadable: bool) -> str | None:
+    try:
+        return backend_api_key(backend, index)
+    except ConfigError:
+        if skip_unreadable:
+            return None
+        raise
+
+
 class BackendPool:
-    def __init__(self, settings: Settings, client: UpstreamClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: UpstreamClient | None = None,
+        *,
+        skip_unreadable_keys: bool = False,
+    ) -> None:
+        """``skip_unreadable_keys``: a backend whose API key cannot be read gets none (for
+        ``hydra-coordinator route`` offline) instead of a :class:`ConfigError`."""
         self._settings = settings
         self._client = client
         self._backends = {
-            b.name: Backend(b, settings.health, backend_api_key(b, i))
+            b.name: Backend(
+                b, settings.health, _api_key(b, i, skip_unreadable=skip_unreadable_keys)
+            )
             for i, b in enumerate(settings.backends)
         }
         self._task: asyncio.Task[None] | None = None

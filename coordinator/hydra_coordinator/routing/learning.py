@@ -15,7 +15,7 @@ import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -77,6 +77,20 @@ def outcome_kind(route: str) -> Literal["local", "cloud"]:
     return "cloud" if route == "cloud" else "local"
 
 
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        log.error("cannot read the learned router state %s (%s); starting fresh", path, exc)
+        return None
+    if not isinstance(data, dict):
+        log.error("the learned router state %s is not a JSON object; starting fresh", path)
+        return None
+    return data
+
+
 class RouterState:
     """The learned router's state in ``<state dir>/router-state.json``."""
 
@@ -92,31 +106,6 @@ class RouterState:
         self.prompts = prompts
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
-
-    def load(self) -> LearnedRouter | None:
-        try:
-            data = orjson.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, orjson.JSONDecodeError) as exc:
-            log.error(
-                "cannot read the learned router state %s (%s); starting fresh", self.path, exc
-            )
-            return None
-        if self.prompts is not None and isinstance(data.get("prompts"), dict):
-            try:
-                self.prompts.load_json(data["prompts"])
-            except ValueError as exc:
-                log.error(
-                    "the per-prompt state in %s is not usable (%s); it starts fresh", self.path, exc
-                )
-        try:
-            return LearnedRouter.from_json(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error(
-                "the learned router state %s is not usable (%s); starting fresh", self.path, exc
-            )
-            return None
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,28 +140,50 @@ class RouterState:
             log.error("cannot save the learned router state to %s: %s", self.path, exc)
 
 
-def open_learner(settings: Settings, router: Router, recorder: Recorder) -> RouterState:
-    """The learned router, restored from the state directory, as ``router``'s learner, with its
-    outcome sink on ``recorder``; the returned keeper saves it (start and stop it)."""
+def _state_path(settings: Settings) -> Path:
+    return state_directory(settings) / "router-state.json"
+
+
+def load_learner(settings: Settings, router: Router, path: Path | None = None) -> LearnedRouter:
+    """``router``'s learned state from ``path`` (default: the state directory's
+    ``router-state.json``): its per-prompt learner's is restored in place, the per-class
+    learned router is returned, with the configuration's knobs."""
     learned = settings.routing.learned
     knobs: dict[str, float] = {
         "cost_weight": learned.cost_weight,
         "local_margin": learned.local_margin,
         "threshold": settings.routing.threshold,
     }
-    outcomes = Outcomes(
-        LearnedRouter(
+    where = path or _state_path(settings)
+    data = _read_state(where)
+    if data is not None and isinstance(data.get("prompts"), dict):
+        try:
+            router.prompts.load_json(data["prompts"])
+        except ValueError as exc:
+            log.error("the per-prompt state in %s is not usable (%s); it starts fresh", where, exc)
+    restored = None
+    if data is not None:
+        try:
+            restored = LearnedRouter.from_json(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("the learned router state %s is not usable (%s); starting fresh", where, exc)
+    if restored is None:
+        return LearnedRouter(
             cost_weight=learned.cost_weight,
             local_margin=learned.local_margin,
             threshold=settings.routing.threshold,
         )
-    )
-    state = RouterState(state_directory(settings) / "router-state.json", outcomes, router.prompts)
-    restored = state.load()
-    if restored is not None:
-        for name, value in knobs.items():  # the config's knobs win over saved ones
-            setattr(restored, name, value)
-        outcomes.router = restored
+    for name, value in knobs.items():  # the config's knobs win over saved ones
+        setattr(restored, name, value)
+    return restored
+
+
+def open_learner(settings: Settings, router: Router, recorder: Recorder) -> RouterState:
+    """The learned router, restored from the state directory, as ``router``'s learner, with its
+    outcome sink on ``recorder``; the returned keeper saves it (start and stop it)."""
+    path = _state_path(settings)
+    outcomes = Outcomes(load_learner(settings, router, path))
+    state = RouterState(path, outcomes, router.prompts)
     router.learned = outcomes.router
     recorder.sinks.append(outcomes)
     return state

@@ -25,7 +25,7 @@ def single_turn(body: dict[str, Any]) -> bool:
 
 async def similar_questions(
     settings: Settings,
-    knowledge: KnowledgeBase,
+    knowledge: KnowledgeBase | None,
     body: dict[str, Any],
     key_id: str | None,
     *,
@@ -36,7 +36,7 @@ async def similar_questions(
     wanted = settings.routing.knowledge_neighbours or (
         settings.cache.semantic.enabled and not stream and single_turn(body)
     )
-    if not wanted or not knowledge.enabled:
+    if not wanted or knowledge is None or not knowledge.enabled:
         return []
     text = last_user_text(body.get("messages") or [])
     if not text:

@@ -1,24 +1,107 @@
-"""The routing pipeline, the one every surface uses (chat, ``/route``, MCP): similar past
-questions, privacy rules, budgets, then the route (:class:`~.service.Router`)."""
+"""The routing pipeline, the one every surface uses (chat, ``/route``, MCP, and
+``hydra-coordinator route`` offline): similar past questions, privacy rules, budgets, then the
+route (:class:`~.service.Router`).
+
+It runs on any :class:`Routing`: the server's runtime, or :func:`offline` (built from the
+configuration and the state directory when no server answers)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from ..backends.client import create_client
+from ..backends.pool import BackendPool
+from ..config import Settings
 from ..errors import NotFound
+from ..stores.knowledge import KnowledgeBase
 from .budgets import Budgets, Line
+from .learning import load_learner
 from .neighbours import neighbours, similar_questions
+from .recent import RecentDecisions
 from .router import Decision, UnknownModel
+from .service import Router
 
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+__all__ = ["OfflineRouting", "Routing", "decide_query", "offline", "route_within_budget"]
 
-__all__ = ["decide_query", "route_within_budget"]
+_OFFLINE_PROBE_S = 3.0  # longest wait for the backends' model lists offline
+
+
+class Routing(Protocol):
+    """What the pipeline reads: the runtime of a server, or :class:`OfflineRouting`."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def router(self) -> Router: ...
+    @property
+    def budgets(self) -> Budgets: ...
+    @property
+    def pool(self) -> BackendPool: ...
+    @property
+    def knowledge(self) -> KnowledgeBase | None: ...
+    @property
+    def recent(self) -> RecentDecisions: ...
+
+
+@dataclass
+class OfflineRouting:
+    """The pipeline's inputs without a server: see :func:`offline`."""
+
+    settings: Settings
+    router: Router
+    budgets: Budgets
+    pool: BackendPool
+    knowledge: KnowledgeBase | None = None  # the server holds the knowledge base
+    recent: RecentDecisions = field(default_factory=RecentDecisions)
+    notes: list[str] = field(default_factory=list)  # how it differs from a server's view
+
+
+@asynccontextmanager
+async def offline(settings: Settings) -> AsyncIterator[OfflineRouting]:
+    """The routing a server with ``settings`` would do, built here: the privacy rules, the
+    learned router's state from the state directory, the budgets' spend from Redis when
+    ``redis.url`` is set, and each backend's health and models from one probe (``GET /models``,
+    at most a few seconds). Secrets that cannot be read are left out (a probe may then fail)."""
+    from ..paths import state_directory
+    from ..stores.redis_link import RedisLink
+
+    router = Router(settings)
+    router.learned = load_learner(settings, router)
+    state = state_directory(settings) / "router-state.json"
+    notes = [f"learned state: {state}" if state.exists() else f"no learned state at {state}"]
+    link = RedisLink(settings.redis) if settings.redis.url else None
+    if link is None and Budgets(settings.budgets).enabled:
+        notes.append("budgets: the server keeps their spend (no redis.url); counted as none")
+    pool = BackendPool(settings, skip_unreadable_keys=True)
+    pool.client = client = create_client(settings.upstream.client)
+    try:
+        await _probe_once(pool, settings)
+        notes.append("backends (one probe): " + ", ".join(f"{b.name} {b.status}" for b in pool))
+        yield OfflineRouting(settings, router, Budgets(settings.budgets, link), pool, notes=notes)
+    finally:
+        await client.aclose()
+        if link is not None:
+            await link.stop()
+
+
+async def _probe_once(pool: BackendPool, settings: Settings) -> None:
+    """Each backend's models and health from one probe; a backend that fails it counts as
+    down, as the server's circuit breaker would after ``health.failure_threshold`` probes."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pool.probe_all(), _OFFLINE_PROBE_S)
+    for backend in pool:
+        if not backend.probe_ok:
+            for _ in range(settings.health.failure_threshold):
+                backend.record_failure()
 
 
 async def decide_query(
-    runtime: Runtime, query: str, context: dict[str, Any], key_id: str | None = None
+    runtime: Routing, query: str, context: dict[str, Any], key_id: str | None = None
 ) -> Decision:
     """The decision the chat endpoint would make for ``query`` in ``context``."""
     earlier = context.get("messages")
@@ -41,7 +124,7 @@ async def decide_query(
 
 
 async def route_within_budget(
-    runtime: Runtime,
+    runtime: Routing,
     body: dict[str, Any],
     model: str,
     key_id: str | None,
@@ -83,7 +166,7 @@ async def route_within_budget(
 
 
 def _over_budget(
-    runtime: Runtime,
+    runtime: Routing,
     budgets: Budgets,
     body: dict[str, Any],
     model: str,

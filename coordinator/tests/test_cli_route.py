@@ -1,0 +1,127 @@
+"""``hydra-coordinator route`` tells the server's truth: it asks the running coordinator's
+``/route``, and without one it runs the same pipeline (privacy rules, the learned state, the
+backends' discovered models) instead of v1 alone; it says which it did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hydra_coordinator.config import load_settings
+from hydra_coordinator.routing.learned import LearnedRouter
+
+from .servers import FakeUpstream, free_port, running
+from .test_cli import cli
+
+# v1 alone sends this to the cloud; it carries a card number and an e-mail address
+PERSONAL = (
+    "Design a multi-tier deployment with failover, step by step, and compare the trade-offs; "
+    "bill card 4111 1111 1111 1111 and mail the plan to bob@example.com"
+)
+CHAT = "hello there, how are you today?"  # v1: local, confidence 1.0
+
+
+@pytest.fixture
+def fakes():
+    local = FakeUpstream("local", ["llama"]).start()  # no models configured: discovered
+    cloud = FakeUpstream("cloud", ["gpt-4o"]).start()
+    yield local, cloud
+    local.kill()
+    cloud.kill()
+
+
+def write_config(tmp_path: Path, local, cloud, **extra) -> Path:
+    config = {
+        "listen": {"host": "127.0.0.1", "port": free_port()},
+        "state_dir": str(tmp_path / "state"),
+        "log": {"level": "warning", "access": False},
+        "backends": [
+            {"name": "ollama", "kind": "local", "base_url": local.base_url},
+            {
+                "name": "openai",
+                "kind": "cloud",
+                "base_url": cloud.base_url,
+                "models": ["gpt-4o"],
+                "price_per_mtok": {"input": 2.5, "output": 10},
+            },
+        ],
+        **extra,
+    }
+    path = tmp_path / "hydra.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def learned_cloud_for_chat(state_dir: Path) -> None:
+    """A learned state in which chat questions are answered badly by the local model."""
+    router = LearnedRouter()
+    for _ in range(30):
+        router.update("chat", "ollama", 0.0, kind="local")
+        router.update("chat", "openai", 1.0, kind="cloud")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "router-state.json").write_text(json.dumps(router.to_json()))
+
+
+def route(config: Path, *args: str) -> dict:
+    result = cli("route", "--json", "--config", str(config), *args)
+    assert result.returncode == 0, result.stderr
+    answer: dict = json.loads(result.stdout)
+    return answer
+
+
+def test_offline_route_applies_privacy_learned_state_and_discovered_models(fakes, tmp_path):
+    local, cloud = fakes
+    config = write_config(tmp_path, local, cloud)
+    learned_cloud_for_chat(tmp_path / "state")
+
+    personal = route(config, PERSONAL)
+    assert personal["source"] == "offline"
+    assert (personal["route"], personal["backend"]) == ("local", "ollama")
+    assert personal["privacy_rule"] is not None and personal["confidence"] == 1.0
+
+    chat = route(config, CHAT)
+    assert chat["source"] == "offline"
+    assert chat["expected"] == {"route": "cloud", "backend": "openai", "confidence": 1.0}
+    assert any("30 ratings" in reason for reason in chat["reasons"])
+    assert any("learned state:" in note for note in chat["notes"])
+
+    discovered = route(config, CHAT, "--model", "llama")  # only the backend's /models says so
+    assert (discovered["route"], discovered["backend"]) == ("local", "ollama")
+
+    text = cli("route", "--config", str(config), PERSONAL)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("source:     evaluated here (no coordinator answered at")
+    assert "route:      local" in text.stdout and "privacy:    rule" in text.stdout
+
+
+def test_route_asks_the_running_coordinator(fakes, tmp_path):
+    local, cloud = fakes
+    (tmp_path / "keys").write_text("the-key\n")
+    config = write_config(tmp_path, local, cloud, auth={"api_key_files": [str(tmp_path / "keys")]})
+    settings = load_settings(config)
+    with running(settings) as server:
+        answer = route(config, PERSONAL)  # with the key of auth.api_key_files
+        assert answer["source"] == "server" and answer["server_url"] == server.url
+        assert answer["route"] == "local" and answer["privacy_rule"]
+        assert server.runtime.recent.latest()[0]["kind"] == "route"  # the server decided
+        assert len(server.runtime.recent) == 1
+
+        text = cli("route", "--config", str(config), CHAT)
+        assert text.stdout.startswith(f"source:     the coordinator at {server.url}")
+
+        (tmp_path / "wrong").write_text("not-the-key")
+        refused = cli(
+            "route", "--config", str(config), "--api-key-file", str(tmp_path / "wrong"), CHAT
+        )
+        assert refused.returncode == 1
+        assert f"the coordinator at {server.url} wants an API key" in refused.stderr
+
+        unknown = cli("route", "--config", str(config), "--model", "no-such-model", CHAT)
+        assert unknown.returncode == 1  # the server's answer, not an offline guess
+        assert "answered HTTP 404" in unknown.stderr and "no-such-model" in unknown.stderr
+
+        offline = route(config, "--offline", CHAT)
+        assert offline["source"] == "offline"
+        assert len(server.runtime.recent) == 2  # the text query above; not the offline one
