@@ -229,11 +229,16 @@ def _print_preview(answer: dict[str, Any]) -> None:
     click.echo(f"backend:    {answer['backend'] or '-'}")
     click.echo(f"confidence: {answer['confidence']:.2f} (that this route is the better one)")
     expected = answer.get("expected")
-    if expected:
-        how = "sampled now" if answer.get("sampled") else "taken on expected values"
+    if expected and expected["backend"] != answer["backend"]:
         click.echo(
             f"expected:   {expected['route']} {expected['backend'] or '-'} "
-            f"(confidence {expected['confidence']:.2f}); this decision was {how}"
+            f"(confidence {expected['confidence']:.2f}; this decision was a random draw)"
+        )
+    drawn = answer.get("sampled_decision")
+    if drawn:
+        click.echo(
+            f"a draw:     {drawn['route']} {drawn['backend'] or '-'} "
+            f"(confidence {drawn['confidence']:.2f}; a request now samples, this is one draw)"
         )
     if answer.get("local_confidence") is not None:
         click.echo(f"cold start: {answer['local_confidence']:.2f} confidence that local suffices")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from hydra_coordinator.config import load_settings
-from hydra_coordinator.routing.learned import LearnedRouter
 
 from .servers import FakeUpstream, free_port, running
 from .test_cli import cli
+from .test_feedback import ask, post
 
 # v1 alone sends this to the cloud; it carries a card number and an e-mail address
 PERSONAL = (
@@ -54,14 +54,17 @@ def write_config(tmp_path: Path, local, cloud, **extra) -> Path:
     return path
 
 
-def learned_cloud_for_chat(state_dir: Path) -> None:
-    """A learned state in which chat questions are answered badly by the local model."""
-    router = LearnedRouter()
-    for _ in range(30):
-        router.update("chat", "ollama", 0.0, kind="local")
-        router.update("chat", "openai", 1.0, kind="cloud")
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "router-state.json").write_text(json.dumps(router.to_json()))
+def teach_cloud_for_chat(config: Path) -> None:
+    """Run the coordinator, rate its local answers to CHAT down and the cloud's up, stop it:
+    the learned state is in the state directory."""
+    with running(load_settings(config)) as server:
+        for i in range(8):  # one key has one vote per prompt: variants of the question
+            for model, rating in (("local", "down"), ("cloud", "up")):
+                request_id, routed = ask(server, model, f"{CHAT} ({i})")
+                assert routed == model
+                rated = {"request_id": request_id, "rating": rating}
+                assert post(server, "/v1/feedback", rated)[0] == 200
+        assert post(server, "/route", {"query": CHAT})[1]["route"] == "cloud"
 
 
 def route(config: Path, *args: str) -> dict:
@@ -74,17 +77,17 @@ def route(config: Path, *args: str) -> dict:
 def test_offline_route_applies_privacy_learned_state_and_discovered_models(fakes, tmp_path):
     local, cloud = fakes
     config = write_config(tmp_path, local, cloud)
-    learned_cloud_for_chat(tmp_path / "state")
+    teach_cloud_for_chat(config)
 
     personal = route(config, PERSONAL)
     assert personal["source"] == "offline"
     assert (personal["route"], personal["backend"]) == ("local", "ollama")
     assert personal["privacy_rule"] is not None and personal["confidence"] == 1.0
 
-    chat = route(config, CHAT)
+    chat = route(config, CHAT)  # v1 alone: local, confidence 1.0
     assert chat["source"] == "offline"
-    assert chat["expected"] == {"route": "cloud", "backend": "openai", "confidence": 1.0}
-    assert any("30 ratings" in reason for reason in chat["reasons"])
+    assert (chat["route"], chat["backend"]) == ("cloud", "openai")
+    assert any("8 ratings learnt" in reason for reason in chat["reasons"])
     assert any("learned state:" in note for note in chat["notes"])
 
     discovered = route(config, CHAT, "--model", "llama")  # only the backend's /models says so

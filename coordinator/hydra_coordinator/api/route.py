@@ -62,6 +62,7 @@ class RouteResponse(BaseModel):
     sampled: bool = False
     explored: bool = False
     expected: Expected
+    sampled_decision: Expected | None = None
     estimates: list[Estimate] = []
     cloud_gain: CloudGain | None = None
 

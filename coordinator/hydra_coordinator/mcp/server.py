@@ -63,6 +63,9 @@ class RouteResult(BaseModel):
     expected: dict[str, Any] | None = Field(
         None, description="the decision on expected values (deterministic): route, backend"
     )
+    sampled_decision: dict[str, Any] | None = Field(
+        None, description="what a request sent now may get: the router's random draw"
+    )
     estimates: list[dict[str, Any]] = Field(
         default_factory=list,
         description="per backend: expected quality, its uncertainty, cost and utility",

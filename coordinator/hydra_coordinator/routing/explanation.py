@@ -55,8 +55,10 @@ class Explanation:
     """Why the router chose: filled by the router that decided, shown by ``/route``.
 
     ``expected_backend`` is the backend the router picks on expected values (posterior means):
-    the same every time for the same request and state. ``sampled`` is True when the decision
-    was taken on a random draw instead (it may then differ from the expected one: exploration).
+    the same every time for the same request and state. ``sampled_backend`` is the one its
+    random draw for this request picked (Thompson sampling: what a real request uses; None when
+    the router does not sample), and ``sampled`` is True when the decision itself is that draw
+    (a real request; a preview decides on expected values).
     ``local_score`` is the cold-start scorer's estimate that a local model suffices (v1's
     confidence), ``strategy`` the router that decided (``learned``, ``threshold`` or ``forced``
     when the client named a class or a model)."""
@@ -65,6 +67,7 @@ class Explanation:
     estimates: tuple[BackendEstimate, ...] = ()
     expected_backend: str | None = None
     sampled: bool = False
+    sampled_backend: str | None = None
     local_score: float | None = None
     scorer: tuple[str, ...] = field(default=())  # what the cold-start scorer counted
 

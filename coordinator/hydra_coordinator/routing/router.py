@@ -89,20 +89,33 @@ class Decision:
         """The decision on expected values (deterministic): route, backend and its confidence.
         The same as this decision's unless the router sampled and explored."""
         why = self.explanation
-        if why is None or why.expected_backend in (None, self.backend):
+        return self._as(why.expected_backend if why is not None else None)
+
+    def sampled(self) -> tuple[Route, str | None, float] | None:
+        """What the router's draw for this request chose (Thompson sampling: what a request
+        sent now may get); None when the router did not sample."""
+        why = self.explanation
+        if why is None or why.sampled_backend is None:
+            return None
+        return self._as(why.sampled_backend)
+
+    def _as(self, backend: str | None) -> tuple[Route, str | None, float]:
+        """Route, backend and confidence had the router chosen ``backend`` (None: this one)."""
+        why = self.explanation
+        if why is None or backend in (None, self.backend):
             return self.route, self.backend, self.confidence
-        found = why.estimate(why.expected_backend)
+        found = why.estimate(backend)
         route: Route = found.kind if found is not None else self.route
-        confidence = decision_confidence(why.estimates, why.expected_backend)
-        return route, why.expected_backend, self.confidence if confidence is None else confidence
+        confidence = decision_confidence(why.estimates, backend)
+        return route, backend, self.confidence if confidence is None else confidence
 
     def explain(self) -> dict[str, object]:
-        """:meth:`as_dict` and what the router believed: the decision on expected values, each
-        backend's estimate, the cloud's expected quality gain for this request."""
+        """:meth:`as_dict` and what the router believed: the decision on expected values and
+        the one it drew, each backend's estimate, the cloud's expected quality gain."""
         result = self.as_dict()
         why = self.explanation
-        route, backend, confidence = self.expected()
         gain = why.cloud_gain() if why is not None else None
+        drawn = self.sampled()
         result.update(
             {
                 "local_confidence": None
@@ -111,11 +124,8 @@ class Decision:
                 "strategy": why.strategy if why is not None else None,
                 "sampled": why.sampled if why is not None else False,
                 "explored": self.explored,
-                "expected": {
-                    "route": route,
-                    "backend": backend,
-                    "confidence": round(confidence, 3),
-                },
+                "expected": _brief(self.expected()),
+                "sampled_decision": None if drawn is None else _brief(drawn),
                 "estimates": [e.as_dict() for e in why.estimates] if why is not None else [],
                 "cloud_gain": None
                 if gain is None
@@ -123,6 +133,11 @@ class Decision:
             }
         )
         return result
+
+
+def _brief(choice: tuple[Route, str | None, float]) -> dict[str, object]:
+    route, backend, confidence = choice
+    return {"route": route, "backend": backend, "confidence": round(confidence, 3)}
 
 
 def local_confidence(features: Features, config: RoutingConfig) -> tuple[float, list[str]]:

@@ -260,6 +260,7 @@ class Router:
             estimates=estimates,
             expected_backend=belief.expected,
             sampled=request_id is not None and belief.draws is not None,
+            sampled_backend=None if belief.draws is None else belief.sampled,
             local_score=cold.local,
             scorer=tuple(why),
         )
