@@ -51,7 +51,8 @@ let
       echo "qdrant: no API key in $key_file (hydra.lab.secrets.qdrantApiKeyFile); not starting on the lab network without one" >&2
       exit 1
     fi
-    QDRANT__SERVICE__API_KEY=$(tr -d '\n\r' < "$key_file")
+    IFS= read -r QDRANT__SERVICE__API_KEY < "$key_file" || true
+    QDRANT__SERVICE__API_KEY=''${QDRANT__SERVICE__API_KEY%$'\r'}
     export QDRANT__SERVICE__API_KEY
     exec ${cfg.qdrant.package}/bin/qdrant "$@"
   '';
