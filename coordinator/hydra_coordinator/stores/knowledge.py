@@ -174,6 +174,8 @@ class KnowledgeBase:
         # stored one, so rating the repeat rates it. Bounded; a forgotten repeat is stored again.
         self._stored_pairs: OrderedDict[str, str] = OrderedDict()  # digest -> request id
         self._aliases: OrderedDict[str, str] = OrderedDict()  # repeat's request id -> stored
+        # Answers queued and not stored yet, with a rating that came meanwhile (set when stored)
+        self._pending: OrderedDict[str, float | None] = OrderedDict()
         self._store: _Store | None = None
         self._shared = True
         self._ok = True
@@ -431,9 +433,16 @@ class KnowledgeBase:
         return found
 
     async def rate(self, request_id: str, rating: float) -> bool:
-        """Set the rating of the answer to ``request_id``; False when it is not stored."""
+        """Set the rating of the answer to ``request_id`` (replacing an earlier one); False when
+        it is not stored. An answer still queued for storing gets it when it is stored."""
         if not self.enabled:
             return False
+        if request_id in self._pending:
+            self._pending[request_id] = rating
+            return True
+        return await self._set_rating(request_id, rating)
+
+    async def _set_rating(self, request_id: str, rating: float) -> bool:
         point_id = str(uuid.uuid5(_NAMESPACE, self._aliases.get(request_id, request_id)))
         dimensions = self.embedder.dimensions
         if dimensions is None:
@@ -465,6 +474,8 @@ class KnowledgeBase:
             return
         try:
             self.queue.put_nowait((body, response_body, backend, key_id, request_id))
+            self._pending[request_id] = None
+            _trim(self._pending)
         except asyncio.QueueFull:
             self.dropped += 1
             self.on_drop()
@@ -476,6 +487,7 @@ class KnowledgeBase:
             queued = [await self.queue.get()]
             while len(queued) < batch and not self.queue.empty():
                 queued.append(self.queue.get_nowait())
+            stored: dict[str, tuple[str, float | None]] = {}  # request id -> point, rating
             try:
                 items: list[tuple[str, str, str, str | None, str, float | None]] = []
                 for body, response_body, backend, key_id, request_id in queued:
@@ -483,17 +495,29 @@ class KnowledgeBase:
                     answer = answer_text(response_body)
                     if question and answer and self.should_store(body, answer):
                         if self._repeat(key_id, question, answer, request_id):
+                            stored[request_id] = (self._aliases[request_id], None)
                             continue
-                        items.append((question, answer, backend, key_id, request_id, None))
+                        rating = self._pending.get(request_id)
+                        items.append((question, answer, backend, key_id, request_id, rating))
+                        stored[request_id] = (request_id, rating)
                 await self._add_many(items)
                 self.stored += len(items)
+                await self._late_ratings(stored)
             except EmbeddingError as exc:
                 log.warning("not stored in the knowledge base: %s", exc)
             except Exception:
                 log.debug("not stored in the knowledge base", exc_info=True)
             finally:
-                for _ in queued:
+                for _body, _answer, _backend, _key, request_id in queued:
+                    self._pending.pop(request_id, None)
                     self.queue.task_done()
+
+    async def _late_ratings(self, stored: dict[str, tuple[str, float | None]]) -> None:
+        """Ratings that came while their answers were on the way in: set them now."""
+        for request_id, (point, rating) in stored.items():
+            late = self._pending.pop(request_id, None)
+            if late is not None and late != rating:
+                await self._set_rating(point, late)
 
     def _repeat(self, key_id: str | None, question: str, answer: str, request_id: str) -> bool:
         """True (and remember the alias) when this exact pair is already stored for this key."""
@@ -516,6 +540,6 @@ class KnowledgeBase:
 _REMEMBERED = 10_000
 
 
-def _trim(mapping: OrderedDict[str, str]) -> None:
+def _trim(mapping: OrderedDict[str, Any]) -> None:
     while len(mapping) > _REMEMBERED:
         mapping.popitem(last=False)

@@ -38,6 +38,7 @@ class Behaviour:
     die_after_chunks: int = -1  # close the connection after this many chunks (-1 = never)
     include_usage: bool = True  # report usage in the response
     answer: str = ""  # fixed answer text instead of the echo
+    embeddings_delay_s: float = 0.0  # wait before answering an embeddings request
 
 
 @dataclass
@@ -222,6 +223,9 @@ async def info(request: web.Request) -> web.Response:
 async def embeddings(request: web.Request) -> web.Response:
     body = await request.json()
     _record(request, body)
+    delay = request.app[STATE].behaviour.embeddings_delay_s
+    if delay:
+        await asyncio.sleep(delay)
     inputs = body.get("input")
     items = inputs if isinstance(inputs, list) else [inputs]
     data = []
