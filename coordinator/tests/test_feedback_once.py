@@ -1,17 +1,22 @@
-"""A rating always lands: a rating sent right after the answer (while the answer is still on its
-way into the knowledge base) reaches it."""
+"""A rating counts once and always lands: rating a request again replaces its rating in the
+feedback table, in the learned routers and in the knowledge base; a rating sent right after the
+answer (while the answer is still on its way into the knowledge base) reaches it."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
+from .fixtures_pg import PostgresServer, postgres
 from .servers import FakeUpstream, running
 from .test_feedback import post, settings_for
 from .test_stores import in_app
+
+__all__ = ["postgres"]  # the fixture
 
 QUESTION = "Why is the sky blue?"
 
@@ -49,6 +54,53 @@ def knowledge_rating(server, request_id: str, question: str = QUESTION) -> float
     (mine,) = [f for f in found if f["request_id"] == request_id]
     rating: float | None = mine["rating"]
     return rating
+
+
+def rate_three_times(server) -> tuple[str, list[dict]]:
+    request_id = answer(server)
+    answers = [
+        rate(server, request_id, "up", "great"),
+        rate(server, request_id, "down", "wrong after all"),
+        rate(server, request_id, 0.5),
+    ]
+    return request_id, answers
+
+
+def check_replaced(server, request_id: str, answers: list[dict]) -> None:
+    assert [a["replaced"] for a in answers] == [False, True, True]
+    assert [a["learned"] for a in answers] == ["learned", "replaced", "replaced"]
+    arms = server.runtime.router.learned.snapshot()
+    task_class = answers[0]["task_class"]
+    assert arms[task_class]["ollama"]["ratings"] == 1  # one vote, not three
+    alpha = server.runtime.router.learned.prior_local[0] + 0.75  # the last rating's reward
+    assert abs(arms[task_class]["ollama"]["alpha"] - alpha) < 1e-3
+    assert knowledge_rating(server, request_id) == 0.5
+
+
+def test_rating_again_replaces_the_rating(fakes, tmp_path: Path):
+    local, cloud = fakes
+    with running(settings_for(local, cloud, tmp_path)) as server:
+        request_id, answers = rate_three_times(server)
+        check_replaced(server, request_id, answers)
+    rows = (
+        sqlite3.connect(tmp_path / "telemetry.sqlite3")
+        .execute("SELECT rating, comment FROM feedback WHERE request_id = ?", (request_id,))
+        .fetchall()
+    )
+    assert rows == [(0.5, None)]
+
+
+@pytest.mark.needs_server
+def test_rating_again_replaces_the_rating_on_postgres(
+    fakes, tmp_path: Path, postgres: PostgresServer
+):
+    local, cloud = fakes
+    url = postgres.create_database()
+    with running(settings_for(local, cloud, tmp_path, database={"url": url})) as server:
+        request_id, answers = rate_three_times(server)
+        check_replaced(server, request_id, answers)
+    rows = postgres.query(url, "SELECT request_id, rating, comment FROM feedback")
+    assert [tuple(r) for r in rows] == [(request_id, 0.5, None)]
 
 
 def test_a_rating_right_after_the_answer_reaches_the_knowledge_base(fakes, tmp_path: Path):

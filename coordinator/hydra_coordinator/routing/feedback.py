@@ -59,16 +59,21 @@ class Feedback:
     async def record(
         self, request_id: str, rating: float | str, comment: str | None, key_id: str | None
     ) -> dict[str, Any]:
-        """Rate an earlier request. Only the API key that made a request may rate it."""
+        """Rate an earlier request. Only the API key that made a request may rate it; rating
+        it again replaces its rating everywhere (table, learners, knowledge base)."""
         value = parse_rating(rating)
         info = await self._find(request_id)
         if info is None or info.key_id != key_id:
             raise NotFound(f"no request {request_id!r} to rate", code="request_not_found")
-        await self.telemetry.record_feedback(request_id, value, comment, key_id)
+        previous = await self.telemetry.record_feedback(request_id, value, comment, key_id)
         if info.task_class:
-            self.outcomes.router.update(
-                info.task_class, info.backend, rating_reward(value), kind=outcome_kind(info.route)
-            )
+            router, kind = self.outcomes.router, outcome_kind(info.route)
+            reward = rating_reward(value)
+            if previous is None:
+                router.update(info.task_class, info.backend, reward, kind=kind)
+            else:
+                old = rating_reward(previous)
+                router.replace(info.task_class, info.backend, old, reward, kind=kind)
             self.outcomes.changed = True
         learnt = "not learnt"
         if self.prompts is not None:  # a re-rating replaces; the learner bounds each key
@@ -84,5 +89,6 @@ class Feedback:
             "route": info.route,
             "task_class": info.task_class,
             "recorded": True,
+            "replaced": previous is not None,
             "learned": learnt,
         }

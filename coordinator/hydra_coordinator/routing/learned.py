@@ -451,6 +451,31 @@ class LearnedRouter:
             arm.ratings += 1.0
             arm.wins, arm.losses = self._capped(arm.wins, arm.losses)
 
+    def replace(
+        self,
+        task_class: str,
+        backend: str,
+        old_reward: float,
+        new_reward: float,
+        *,
+        kind: Kind | None = None,
+    ) -> None:
+        """Replace a rating reward recorded with :meth:`update` by ``new_reward``: a request
+        rated again counts once, with its latest rating. The old reward is taken back from
+        the arm and its parent classes (evidence never goes below zero; past the evidence
+        cap it was scaled down, and so is what is taken back)."""
+        old = _clamp(old_reward)
+        for context in _lineage(task_class):
+            arm = self._arms.get((context, backend))
+            if arm is None or arm.ratings <= 0:
+                continue
+            total = arm.wins + arm.losses
+            scale = min(1.0, total / arm.ratings) if arm.ratings else 1.0
+            arm.wins = max(0.0, arm.wins - old * scale)
+            arm.losses = max(0.0, arm.losses - (1.0 - old) * scale)
+            arm.ratings = max(0.0, arm.ratings - 1.0)
+        self.update(task_class, backend, new_reward, kind=kind)
+
     def record_outcome(
         self, task_class: str, backend: str, outcome: Outcome, *, kind: Kind | None = None
     ) -> None:

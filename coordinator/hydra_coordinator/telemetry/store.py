@@ -336,18 +336,28 @@ class TelemetryStore:
 
     async def record_feedback(
         self, request_id: str, rating: float, comment: str | None, key_id: str | None
-    ) -> None:
-        """Store a rating next to the request's telemetry (table ``feedback``)."""
-        p = "?" if self.db.kind == "sqlite" else "%s"
+    ) -> float | None:
+        """Store a rating next to the request's telemetry (table ``feedback``): a request has
+        one rating, so rating it again replaces the rating and its comment. Returns the rating
+        it replaced (None: the first)."""
+        sqlite = self.db.kind == "sqlite"
+        p = "?" if sqlite else "%s"
+        now = "strftime('%Y-%m-%d %H:%M:%f', 'now')" if sqlite else "now()"
         try:
             await self._ensure_schema()
+            earlier = await self.db.fetch(
+                f"SELECT rating FROM feedback WHERE request_id = {p}", (request_id,)
+            )
             await self.db.fetch(
                 "INSERT INTO feedback (request_id, rating, comment, key_id) "
-                f"VALUES ({p}, {p}, {p}, {p}) RETURNING id",
+                f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (request_id) DO UPDATE SET "
+                "rating = excluded.rating, comment = excluded.comment, "
+                f"key_id = excluded.key_id, timestamp = {now} RETURNING id",
                 (request_id, rating, comment, key_id),
             )
         except Exception as exc:
             raise self._unavailable(exc) from None
+        return float(earlier[0][0]) if earlier else None
 
     def _unavailable(self, exc: Exception) -> Exception:
         if not self.db.is_connection_error(exc):
