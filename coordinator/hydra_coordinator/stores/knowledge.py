@@ -179,7 +179,6 @@ class KnowledgeBase:
         self._store: _Store | None = None
         self._shared = True
         self._ok = True
-        self._tried_open = False
         self._open_lock = asyncio.Lock()
         self._collections: dict[int, str] = {}
         self._worker: asyncio.Task[None] | None = None
@@ -249,7 +248,9 @@ class KnowledgeBase:
         if not self._ok:
             return "down"
         if self.enabled and self._store is None:
-            return "down" if self._tried_open else "healthy"  # opened on first use
+            # opened on first use; while that runs (about a second) it has not failed: a
+            # failed open sets _ok = False
+            return "healthy"
         return "healthy" if self._shared else "degraded"
 
     # --- Qdrant calls, in a thread -------------------------------------------------------------
@@ -263,7 +264,6 @@ class KnowledgeBase:
         """Open Qdrant unless another task did while this one waited for the lock."""
         if self._store is not None:
             return
-        self._tried_open = True
         try:
             await asyncio.to_thread(self._open)
         except Exception as exc:
