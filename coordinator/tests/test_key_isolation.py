@@ -14,12 +14,10 @@ import httpx
 import openai
 import pytest
 from mcp import ClientSession
-from mcp.client.streamable_http import streamablehttp_client
-from mcp.types import TextResourceContents
-from pydantic import AnyUrl
 
 from hydra_coordinator.auth import key_id
 
+from .mcp_client import http_streams, ok, resource_text
 from .servers import CoordinatorServer, FakeUpstream, coordinator_settings, fetch, running
 
 ALICE, BOB, ADMIN = "alice-key-0123456789", "bob-key-0123456789", "admin-key-0123456789"
@@ -60,7 +58,7 @@ def shared(
 async def mcp_session(server: CoordinatorServer, key: str) -> AsyncIterator[ClientSession]:
     headers = {"authorization": f"Bearer {key}"}
     async with (
-        streamablehttp_client(f"{server.url}/mcp", headers=headers) as (read, write, _),
+        http_streams(f"{server.url}/mcp", headers) as (read, write),
         ClientSession(read, write) as session,
     ):
         await session.initialize()
@@ -68,10 +66,7 @@ async def mcp_session(server: CoordinatorServer, key: str) -> AsyncIterator[Clie
 
 
 async def read_json(session: ClientSession, uri: str) -> Any:
-    result = await session.read_resource(AnyUrl(uri))
-    content = result.contents[0]
-    assert isinstance(content, TextResourceContents)
-    return json.loads(content.text)
+    return json.loads(resource_text(await session.read_resource(uri)))
 
 
 def chat(server: CoordinatorServer, key: str, text: str, model: str = "auto") -> str:
@@ -86,10 +81,7 @@ async def stats(session: ClientSession, want: int | None = None) -> dict[str, An
     """coordinator_stats, once telemetry has written ``want`` requests (it writes in batches)."""
     deadline = time.monotonic() + 10
     while True:
-        result = await session.call_tool("coordinator_stats", {"since": "1h"})
-        assert not result.isError, result.content
-        assert result.structuredContent is not None
-        found = result.structuredContent
+        found = ok(await session.call_tool("coordinator_stats", {"since": "1h"}))
         if want is None or found["requests"] >= want or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.1)

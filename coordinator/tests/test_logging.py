@@ -8,8 +8,8 @@ import re
 
 import openai
 from mcp import ClientSession
-from mcp.client.streamable_http import streamablehttp_client
 
+from .mcp_client import http_streams
 from .servers import FakeUpstream, free_port, serving
 
 LINE = re.compile(
@@ -34,7 +34,7 @@ def log_lines(log: str) -> tuple[list[str], list[dict]]:
 
 async def _mcp_tool(url: str, name: str) -> None:
     async with (
-        streamablehttp_client(f"{url}/mcp") as (read, write, _),
+        http_streams(f"{url}/mcp", {}) as (read, write),
         ClientSession(read, write) as session,
     ):
         await session.initialize()

@@ -18,9 +18,6 @@ from typing import Any
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamablehttp_client
-from mcp.types import CallToolResult, TextContent, TextResourceContents
-from pydantic import AnyUrl
 
 from hydra_coordinator import __version__
 from hydra_coordinator.auth import key_id
@@ -28,6 +25,7 @@ from hydra_coordinator.mcp import parse_since
 from hydra_coordinator.routing.recent import RecentDecisions
 from hydra_coordinator.routing.router import Decision
 
+from .mcp_client import MAJOR, http_streams, is_error, ok, resource_text, text_of, wire
 from .servers import (
     CoordinatorServer,
     FakeUpstream,
@@ -76,21 +74,11 @@ def keyed(
 async def http_session(server: CoordinatorServer, key: str = KEY) -> AsyncIterator[ClientSession]:
     headers = {"authorization": f"Bearer {key}"}
     async with (
-        streamablehttp_client(f"{server.url}/mcp", headers=headers) as (read, write, _),
+        http_streams(f"{server.url}/mcp", headers) as (read, write),
         ClientSession(read, write) as session,
     ):
         await session.initialize()
         yield session
-
-
-def text_of(result: CallToolResult) -> str:
-    return " ".join(c.text for c in result.content if isinstance(c, TextContent))
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.isError, text_of(result)
-    assert result.structuredContent is not None
-    return result.structuredContent
 
 
 def post_mcp(
@@ -128,22 +116,22 @@ def post_mcp(
 
 async def test_lists_the_tools_with_schemas_and_descriptions(keyed):
     async with http_session(keyed) as session:
-        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        tools = {tool.name: wire(tool) for tool in (await session.list_tools()).tools}
     assert set(tools) == TOOLS
-    for tool in tools.values():
-        assert tool.description and len(tool.description) > 40, tool.name
-        assert tool.inputSchema["type"] == "object"
-        assert tool.outputSchema is not None, tool.name
-    ask = tools["ask"].inputSchema
+    for name, tool in tools.items():
+        assert tool["description"] and len(tool["description"]) > 40, name
+        assert tool["inputSchema"]["type"] == "object"
+        assert tool["outputSchema"] is not None, name
+    ask = tools["ask"]["inputSchema"]
     assert ask["required"] == ["query"]
     assert {"query", "model", "system", "max_tokens", "temperature"} <= set(ask["properties"])
     assert "ctx" not in ask["properties"]
-    output = tools["ask"].outputSchema
+    output = tools["ask"]["outputSchema"]
     assert output is not None
     assert set(output["properties"]) >= {"answer", "route", "request_id"}
-    assert set(tools["record_feedback"].inputSchema["required"]) == {"request_id", "rating"}
-    assert tools["route_query"].annotations.readOnlyHint is True
-    assert tools["ask"].annotations.readOnlyHint is False
+    assert set(tools["record_feedback"]["inputSchema"]["required"]) == {"request_id", "rating"}
+    assert tools["route_query"]["annotations"]["readOnlyHint"] is True
+    assert tools["ask"]["annotations"]["readOnlyHint"] is False
 
 
 async def test_route_query_gives_the_decision_with_reasons(keyed, local_fake, cloud_fake):
@@ -194,12 +182,12 @@ async def test_ask_answers_through_the_chat_path(keyed, local_fake, cloud_fake):
 async def test_ask_errors_are_tool_errors_and_the_session_goes_on(keyed, local_fake):
     async with http_session(keyed) as session:
         unknown = await session.call_tool("ask", {"query": "hi", "model": "no-such-model"})
-        assert unknown.isError
+        assert is_error(unknown)
         assert "'no-such-model' does not exist on any backend" in text_of(unknown)
 
         local_fake.control(fail_status=400)
         refused = await session.call_tool("ask", {"query": "hi", "model": "local"})
-        assert refused.isError
+        assert is_error(refused)
         assert "upstream error (HTTP 400): local failing on purpose" in text_of(refused)
         local_fake.reset()
 
@@ -216,17 +204,17 @@ async def test_bad_arguments_are_clear_tool_errors(keyed):
         unknown = await session.call_tool("no_such_tool", {})
         # the session is still usable afterwards
         health = ok(await session.call_tool("backend_health", {}))
-    assert missing.isError
+    assert is_error(missing)
     assert "invalid arguments for ask: query: Field required" in text_of(missing)
-    assert wrong_type.isError
+    assert is_error(wrong_type)
     assert "invalid arguments for route_query: query: Input should be a valid string" in (
         text_of(wrong_type)
     )
-    assert out_of_range.isError
+    assert is_error(out_of_range)
     assert "rating: Input should be less than or equal to 1" in text_of(out_of_range)
-    assert bad_since.isError
+    assert is_error(bad_since)
     assert "since must be a number and a unit" in text_of(bad_since)
-    assert unknown.isError
+    assert is_error(unknown)
     assert "Unknown tool: no_such_tool" in text_of(unknown)
     assert health["status"] in ("healthy", "degraded")
 
@@ -236,7 +224,7 @@ async def test_backend_health_reports_every_backend(keyed):
         health = ok(await session.call_tool("backend_health", {}))
     assert health["service"] == "hybrid-coordinator"
     assert health["backends"] == {"ollama": "healthy", "openai": "healthy"}
-    assert health["status"] == "healthy"
+    assert health["status"] == "healthy", health
 
 
 # --- tools over the runtime's services (in-test fakes until the real services land) --------
@@ -318,11 +306,11 @@ async def test_service_tools_say_when_a_service_is_missing(keyed, monkeypatch):
         search = await session.call_tool("search_knowledge", {"query": "sky"})
         stats = await session.call_tool("coordinator_stats", {"since": "1h"})
         rate = await session.call_tool("record_feedback", {"request_id": "r", "rating": 1})
-    assert search.isError
+    assert is_error(search)
     assert "the knowledge base is not available" in text_of(search)
-    assert stats.isError
+    assert is_error(stats)
     assert "the telemetry store is not available" in text_of(stats)
-    assert rate.isError
+    assert is_error(rate)
     assert "feedback is not available" in text_of(rate)
 
 
@@ -343,22 +331,20 @@ def test_parse_since():
 
 async def test_resources_config_and_recent_decisions(keyed):
     async with http_session(keyed) as session:
-        listed = {str(r.uri): r for r in (await session.list_resources()).resources}
+        listed = {str(r.uri): wire(r) for r in (await session.list_resources()).resources}
         asked = ok(await session.call_tool("ask", {"query": "a secret prompt text"}))
         ok(await session.call_tool("route_query", {"query": HARD}))
-        config = await session.read_resource(AnyUrl("hydra://config"))
-        recent = await session.read_resource(AnyUrl("hydra://decisions/recent"))
+        config = await session.read_resource("hydra://config")
+        recent = await session.read_resource("hydra://decisions/recent")
     assert set(listed) == {"hydra://config", "hydra://decisions/recent"}
-    assert listed["hydra://config"].mimeType == "application/json"
+    assert listed["hydra://config"]["mimeType"] == "application/json"
 
-    assert isinstance(config.contents[0], TextResourceContents)
-    effective = json.loads(config.contents[0].text)  # what concerns this (not admin) key
+    effective = json.loads(resource_text(config))  # what concerns this (not admin) key
     assert [b["name"] for b in effective["backends"]] == ["ollama", "openai"]
     assert effective["key_id"] == key_id(KEY)
-    assert KEY not in config.contents[0].text
+    assert KEY not in resource_text(config)
 
-    assert isinstance(recent.contents[0], TextResourceContents)
-    text = recent.contents[0].text
+    text = resource_text(recent)
     decisions = json.loads(text)["decisions"]
     assert decisions[0]["kind"] == "route"  # newest first
     assert decisions[0]["route"] == "cloud"
@@ -437,8 +423,12 @@ async def test_the_sdk_client_is_refused_without_a_key(keyed):
     try:
         async with http_session(keyed, key="wrong"):
             pass
-    except Exception as error:  # the SDK raises the HTTP error inside an exception group
-        assert any("401 Unauthorized" in str(leaf) for leaf in leaves(error)), repr(error)
+    except Exception as error:  # the SDK raises the refusal inside an exception group
+        if MAJOR >= 2:  # 2.x turns a non-2xx answer into the request's JSON-RPC error
+            refused = [leaf for leaf in leaves(error) if type(leaf).__name__ == "MCPError"]
+            assert refused, repr(error)
+        else:  # 1.x raises the HTTP error
+            assert any("401 Unauthorized" in str(leaf) for leaf in leaves(error)), repr(error)
     else:
         pytest.fail("the session started without a valid key")
 
@@ -501,7 +491,7 @@ async def test_stdio_serves_the_same_tools(tmp_path, local_fake, cloud_fake):
             knowledge = ok(await session.call_tool("search_knowledge", {"query": "sky"}))
             health = ok(await session.call_tool("backend_health", {}))
             resources = {str(r.uri) for r in (await session.list_resources()).resources}
-            recent = await session.read_resource(AnyUrl("hydra://decisions/recent"))
+            recent = await session.read_resource("hydra://decisions/recent")
         errlog.seek(0)
         stderr = errlog.read()
     assert tools == TOOLS, stderr
@@ -509,14 +499,13 @@ async def test_stdio_serves_the_same_tools(tmp_path, local_fake, cloud_fake):
     assert answer["answer"] == "local: Hello over stdio"
     assert answer["backend"] == "ollama"
     assert local_fake.requests()[-1]["body"]["messages"][-1]["content"] == "Hello over stdio"
-    assert bad.isError
+    assert is_error(bad)
     assert "invalid arguments for ask: query: Input should be a valid string" in text_of(bad)
     # the knowledge base runs under stdio too; the answer may not be stored yet
     assert isinstance(knowledge["results"], list)
     assert set(health["backends"]) == {"ollama", "openai"}
     assert resources == {"hydra://config", "hydra://decisions/recent"}
-    assert isinstance(recent.contents[0], TextResourceContents)
-    kinds = [d["kind"] for d in json.loads(recent.contents[0].text)["decisions"]]
+    kinds = [d["kind"] for d in json.loads(resource_text(recent))["decisions"]]
     assert kinds == ["chat", "route"]
 
 
@@ -554,4 +543,4 @@ async def test_service_tools_end_to_end_with_the_real_services(local_fake, cloud
             unknown = await session.call_tool(
                 "record_feedback", {"request_id": "nope", "rating": 1}
             )
-            assert unknown.isError and "no request" in text_of(unknown)
+            assert is_error(unknown) and "no request" in text_of(unknown)

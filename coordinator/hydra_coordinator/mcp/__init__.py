@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..api.body import read_body
 from ..durations import parse_since
 from ..errors import PayloadTooLarge, error_response
+from .caller import current_key
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -32,7 +33,8 @@ log = logging.getLogger("hydra_coordinator.mcp")
 
 class BodyLimit:
     """ASGI wrapper: POST bodies over ``limit`` bytes get the API's 413 (``limits.max_body_bytes``),
-    before the MCP transport buffers them (mcp 1.27 has no limit of its own)."""
+    before the MCP transport buffers them (mcp 1.x has no limit of its own; 2.x's is set to the
+    same value)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -74,10 +76,11 @@ class LazyMcpEndpoint:
         self._task: asyncio.Task[None] | None = None
 
     async def _start(self) -> ASGIApp:
+        from .sdk import http_app
         from .server import build_mcp
 
         mcp = build_mcp(self.runtime_provider)
-        (route,) = (r for r in mcp.streamable_http_app().routes if isinstance(r, Route))
+        (route,) = (r for r in http_app(mcp, mcp.transport).routes if isinstance(r, Route))
         ready = asyncio.Event()
 
         async def serve() -> None:
@@ -100,7 +103,13 @@ class LazyMcpEndpoint:
                 if self._endpoint is None:
                     self._endpoint = await self._start()
                 endpoint = self._endpoint
-        await endpoint(scope, receive, send)
+        state = scope.get("state") or {}
+        key = state.get("key_id") if isinstance(state, dict) else None
+        token = current_key.set(key if isinstance(key, str) else None)
+        try:
+            await endpoint(scope, receive, send)
+        finally:
+            current_key.reset(token)
 
     async def aclose(self) -> None:
         self._stop.set()

@@ -1,6 +1,7 @@
 """The coordinator's MCP server: tools and resources for agents, thin over the runtime.
 
-One :class:`FastMCP` (mcp 1.x) serves both transports: streamable HTTP mounted at ``/mcp`` in the
+One server of the official SDK (``FastMCP`` in mcp 1.x, ``MCPServer`` in 2.x: see :mod:`.sdk`)
+serves both transports: streamable HTTP mounted at ``/mcp`` in the
 API's app (same process, same bearer-key auth) and stdio (``hydra-coordinator mcp``). Every tool
 reads the runtime through ``runtime_provider`` at call time, so services attached to the runtime
 later (knowledge base, telemetry store, feedback) are picked up without rebuilding the server.
@@ -16,10 +17,8 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from mcp.server.fastmcp import Context, FastMCP
-from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import ContentBlock, ToolAnnotations
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from .. import __version__
@@ -30,6 +29,8 @@ from ..durations import parse_since
 from ..errors import HydraError
 from ..routing.pipeline import decide_query
 from ..runtime import Runtime
+from .caller import current_key
+from .sdk import HttpTransport, Server, ToolContext, ToolError, server_kwargs, set_version
 
 __all__ = ["build_mcp"]
 
@@ -91,14 +92,18 @@ class KnowledgeResult(BaseModel):
 # --- helpers ----------------------------------------------------------------------------------
 
 
-class _HydraMCP(FastMCP[Any]):
-    """FastMCP whose argument-validation errors read as a short message, not pydantic's dump."""
+class _HydraMCP(Server[Any]):
+    """The SDK's server, whose argument-validation errors read as a short message, not
+    pydantic's dump; ``transport`` is how it answers over streamable HTTP."""
+
+    transport: HttpTransport
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any]
-    ) -> list[ContentBlock] | dict[str, Any] | Any:
+        self, name: str, arguments: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        # mcp 2.x passes the request's context as a third argument, 1.x does not
         try:
-            return await super().call_tool(name, arguments)
+            return await super().call_tool(name, arguments, *args, **kwargs)
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError) and cause.title.endswith("Arguments"):
@@ -114,7 +119,7 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _key_id(ctx: Context[Any, Any, Any]) -> str | None:
+def _key_id(ctx: ToolContext) -> str | None:
     """The API key id the HTTP request was authenticated with (None over stdio: local user)."""
     try:
         request = ctx.request_context.request
@@ -128,10 +133,11 @@ def _key_id(ctx: Context[Any, Any, Any]) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _caller(runtime: Runtime, ctx: Context[Any, Any, Any]) -> tuple[str | None, bool]:
-    """The caller's key id and whether it may see every key's data (an admin key; anyone
-    without keys configured; the local user over stdio)."""
-    ident = _key_id(ctx)
+def _caller(runtime: Runtime, ctx: ToolContext | None = None) -> tuple[str | None, bool]:
+    """The caller's key id (from a tool's request context; else, for resources, which get none
+    in mcp 2.x, as the /mcp endpoint recorded it) and whether it may see every key's data (an
+    admin key; anyone without keys configured; the local user over stdio)."""
+    ident = _key_id(ctx) if ctx is not None else current_key.get()
     return ident, runtime.keys.is_admin(ident)
 
 
@@ -199,10 +205,11 @@ def _default_security(runtime: Runtime) -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
-def _quiet_fastmcp(**kwargs: Any) -> _HydraMCP:
-    """``FastMCP()`` calls ``logging.basicConfig()``; the coordinator configures its own logging
-    (stderr only), so undo that side effect on the root logger. mcp 1.27 (nixpkgs) with a newer
-    pydantic-settings also warns about its own settings model's ``lifespan`` field: harmless."""
+def _quiet_server(**kwargs: Any) -> _HydraMCP:
+    """The SDK's server configures logging (``logging.basicConfig()``); the coordinator
+    configures its own (stderr only), so undo that side effect on the root logger. mcp 1.x with a
+    newer pydantic-settings also warns about its own settings model's ``lifespan`` field:
+    harmless."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
@@ -221,24 +228,24 @@ def build_mcp(
     runtime_provider: RuntimeProvider,
     *,
     transport_security: TransportSecuritySettings | None = None,
-) -> FastMCP[Any]:
+) -> _HydraMCP:
     """The coordinator's MCP server; ``runtime_provider()`` returns the live :class:`Runtime`."""
-    if transport_security is None:
-        transport_security = _default_security(runtime_provider())
-    mcp = _quiet_fastmcp(
+    runtime = runtime_provider()
+    transport = HttpTransport(
+        # one endpoint, /mcp, in the API's own router (see mount_mcp); every tool is one request
+        # and one answer (stateless, plain JSON): no session state to keep or leak
+        path="/mcp",
+        security=transport_security or _default_security(runtime),
+        max_body_bytes=runtime.settings.limits.max_body_bytes,
+    )
+    mcp = _quiet_server(
         name="hydra-coordinator",
         instructions=INSTRUCTIONS,
         log_level="WARNING",
-        # one endpoint, /mcp, in the API's own router (see mount_mcp)
-        streamable_http_path="/mcp",
-        # every tool is one request and one answer: no server-initiated messages, so no session
-        # state to keep (nothing to leak, survives restarts) and plain JSON answers
-        stateless_http=True,
-        json_response=True,
-        transport_security=transport_security,
+        **server_kwargs(__version__, transport),
     )
-    # serverInfo.version: the coordinator's, not the SDK's (FastMCP 1.x has no parameter for it)
-    mcp._mcp_server.version = __version__
+    mcp.transport = transport
+    set_version(mcp, __version__)  # serverInfo.version: the coordinator's, not the SDK's
     _add_routing_tools(mcp, runtime_provider)
     _add_service_tools(mcp, runtime_provider)
     _add_resources(mcp, runtime_provider)
@@ -248,7 +255,7 @@ def build_mcp(
 READ_ONLY = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 
 
-def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None:
+def _add_routing_tools(mcp: Server[Any], runtime_provider: RuntimeProvider) -> None:
     """Tools over the routing core: route_query, ask, backend_health."""
 
     @mcp.tool(
@@ -264,7 +271,7 @@ def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         ),
     )
     async def route_query(
-        ctx: Context[Any, Any, Any],
+        ctx: ToolContext,
         query: Annotated[str, Field(min_length=1, description="the user's question")],
         model: Annotated[
             str, Field(min_length=1, description="auto (route), local, cloud or a model")
@@ -295,7 +302,7 @@ def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
     )
     async def ask(
         query: Annotated[str, Field(min_length=1, description="the question or instruction")],
-        ctx: Context[Any, Any, Any],
+        ctx: ToolContext,
         *,
         model: Annotated[
             str, Field(min_length=1, description="auto (route), local, cloud or a model")
@@ -344,11 +351,12 @@ def _add_routing_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
             "the state of each backend and dependency (healthy, degraded or down), as GET /health."
         ),
     )
-    def backend_health() -> dict[str, Any]:
+    # async: mcp 2.x runs plain functions in a worker thread; the runtime lives on the loop
+    async def backend_health() -> dict[str, Any]:
         return health_report(runtime_provider())
 
 
-def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None:
+def _add_service_tools(mcp: Server[Any], runtime_provider: RuntimeProvider) -> None:
     """Tools over the runtime's services (knowledge base, feedback, telemetry store); each
     answers a clear tool error while its service is not attached to the runtime."""
 
@@ -363,7 +371,7 @@ def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
     )
     async def search_knowledge(
         query: Annotated[str, Field(min_length=1, description="what to look for")],
-        ctx: Context[Any, Any, Any],
+        ctx: ToolContext,
         limit: Annotated[int, Field(ge=1, le=50, description="how many results")] = 5,
     ) -> KnowledgeResult:
         knowledge = _service(runtime_provider().knowledge, "the knowledge base")
@@ -388,7 +396,7 @@ def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
             Field(min_length=1, max_length=128, description="the request id of the answer"),
         ],
         rating: Annotated[float, Field(ge=-1, le=1, description="-1 bad .. 1 good")],
-        ctx: Context[Any, Any, Any],
+        ctx: ToolContext,
         comment: Annotated[str | None, Field(max_length=4000)] = None,
     ) -> dict[str, Any]:
         feedback = _service(runtime_provider().feedback, "feedback")
@@ -409,7 +417,7 @@ def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         ),
     )
     async def coordinator_stats(
-        ctx: Context[Any, Any, Any],
+        ctx: ToolContext,
         since: Annotated[
             str, Field(description="window length: a number and s, m, h, d or w")
         ] = "24h",
@@ -432,7 +440,7 @@ def _add_service_tools(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> 
         return result
 
 
-def _add_resources(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None:
+def _add_resources(mcp: Server[Any], runtime_provider: RuntimeProvider) -> None:
     @mcp.resource(
         "hydra://config",
         name="config",
@@ -443,9 +451,9 @@ def _add_resources(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None
         ),
         mime_type="application/json",
     )
-    def config_resource() -> str:
+    async def config_resource() -> str:
         runtime = runtime_provider()
-        ident, admin = _caller(runtime, mcp.get_context())
+        ident, admin = _caller(runtime)
         if admin:
             return json.dumps(redacted(runtime.settings), indent=2)
         return json.dumps(key_config(runtime.settings, ident), indent=2)
@@ -461,8 +469,8 @@ def _add_resources(mcp: FastMCP[Any], runtime_provider: RuntimeProvider) -> None
         ),
         mime_type="application/json",
     )
-    def recent_decisions_resource() -> str:
+    async def recent_decisions_resource() -> str:
         runtime = runtime_provider()
-        ident, admin = _caller(runtime, mcp.get_context())
+        ident, admin = _caller(runtime)
         decisions = runtime.recent.latest(key_id=ident, everyone=admin)
         return json.dumps({"decisions": decisions}, indent=2)
