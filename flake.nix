@@ -165,7 +165,6 @@
                 ps:
                 pkgs.hydra-coordinator.pythonDependencies ps
                 ++ [
-                  ps.httpx
                   ps.openai
                   ps.pytest
                   ps.pytest-asyncio

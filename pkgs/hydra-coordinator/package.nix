@@ -40,8 +40,10 @@ let
   pythonDependencies =
     ps: with ps; [
       aiohttp
+      anyio
       click
       fastapi
+      httpx
       orjson
       prometheus-client
       pydantic
@@ -58,6 +60,7 @@ let
       python-stdnum
       qdrant-client
       redis
+      starlette
       tiktoken
     ];
 
@@ -78,7 +81,6 @@ python3Packages.buildPythonApplication (finalAttrs: {
 
   nativeCheckInputs =
     (with python3Packages; [
-      httpx
       openai
       pytest-asyncio
       pytestCheckHook
