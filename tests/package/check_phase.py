@@ -114,19 +114,10 @@ def ensure_venv(reqs: list[str]) -> Path:
     want = json.dumps({"python": sys.version, "requirements": reqs})
     if python.exists() and stamp.exists() and stamp.read_text() == want:
         return python
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    # a fresh environment: only what the package declares, nothing an older stamp installed
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
     print(f"check-phase: installing {' '.join(reqs)} into {VENV}", file=sys.stderr)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    # Only what the package declares: remove whatever an older stamp installed.
-    freeze = subprocess.run(
-        [str(python), "-m", "pip", "freeze", "--exclude-editable"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    if freeze:
-        quiet([str(python), "-m", "pip", "uninstall", "--quiet", "-y", *freeze])
     quiet([*pip, *reqs])
     stamp.write_text(want)
     return python
