@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from . import __version__
 from .api import chat, completions, embeddings, feedback, health, models, route, unsupported
 from .api import metrics as metrics_api
+from .api.accounting import RequestAccounting
 from .api.browsers import BrowserGuard
 from .auth import AuthMiddleware
 from .config import Settings
@@ -67,6 +68,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(chat.ChatFastPath, runtime=runtime)  # auth, added next, wraps it
     public = {"/health"} | ({"/metrics"} if settings.auth.public_metrics else set())
     app.add_middleware(AuthMiddleware, keys=runtime.keys, public_paths=public)
-    # outermost: Host and Origin checks, CORS preflights (which carry no key)
+    # Host and Origin checks, CORS preflights (which carry no key)
     app.add_middleware(BrowserGuard, listen=settings.listen, keys_enabled=runtime.keys.enabled)
+    # outermost: every request gets its request id and is accounted for, whatever answers it
+    app.add_middleware(
+        RequestAccounting, recorder=runtime.recorder, chat_paths=frozenset({chat.PATH})
+    )
     return app

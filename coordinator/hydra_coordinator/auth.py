@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import Unauthorized, error_response
+from .errors import Unauthorized, answer_error
 
 __all__ = ["ApiKeys", "AuthMiddleware", "key_id"]
 
@@ -80,7 +80,8 @@ class AuthMiddleware:
             return
         if ident is None:
             message = "missing API key" if header is None else "invalid API key"
-            response = error_response(
+            response = answer_error(
+                scope,
                 Unauthorized(f"{message}: send 'Authorization: Bearer <key>'"),
                 {"www-authenticate": "Bearer"},
             )

@@ -17,12 +17,16 @@ Every error the API returns is ``{"error": {"message", "type", "code"}}`` with a
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
+
+from .exchange import REQUEST_ID_HEADER, exchange_of
 
 __all__ = [
     "BadGateway",
@@ -35,6 +39,7 @@ __all__ = [
     "ServiceUnavailable",
     "TooManyRequests",
     "Unauthorized",
+    "answer_error",
     "error_body",
     "error_response",
     "install_error_handlers",
@@ -108,38 +113,53 @@ def error_response(error: HydraError, extra_headers: dict[str, str] | None = Non
     )
 
 
+def answer_error(
+    scope: Scope, error: HydraError, extra_headers: dict[str, str] | None = None
+) -> Response:
+    """The error response to an HTTP request, marked on its exchange (so it is accounted for:
+    counted, logged and, for a chat request, recorded) and carrying its request id."""
+    exchange = exchange_of(scope)
+    if exchange is None:
+        return error_response(error, extra_headers)
+    exchange.answered(error.status, error.code)
+    return error_response(error, {**(extra_headers or {}), REQUEST_ID_HEADER: exchange.request_id})
+
+
+class _HttpError(HydraError):
+    """Starlette's own HTTP errors (unknown path, wrong method), as the API's errors."""
+
+    _types: ClassVar[dict[int, str]] = {404: "not_found_error"}
+    _codes: ClassVar[dict[int, str]] = {404: "not_found", 405: "method_not_allowed"}
+
+    def __init__(self, exc: StarletteHTTPException) -> None:
+        status = exc.status_code
+        super().__init__(
+            str(exc.detail),
+            code=self._codes.get(status, f"http_{status}"),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+        self.status = status
+        self.type = self._types.get(status, "invalid_request_error")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def hydra_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HydraError)
-        return error_response(exc)
+        return answer_error(request.scope, exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        return error_response(BadRequest(f"{where}: {first['msg']}"))
+        return answer_error(request.scope, BadRequest(f"{where}: {first['msg']}"))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        kinds = {404: "not_found_error", 405: "invalid_request_error"}
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        status = exc.status_code
-        body = error_body(
-            str(exc.detail),
-            kinds.get(status, "invalid_request_error"),
-            codes.get(status, f"http_{status}"),
-        )
-        return Response(
-            body, exc.status_code, media_type="application/json", headers=dict(exc.headers or {})
-        )
+        return answer_error(request.scope, _HttpError(exc))
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return Response(
-            error_body("internal error", "server_error", "internal_error"),
-            500,
-            media_type="application/json",
-        )
+        return answer_error(request.scope, HydraError("internal error"))
 
     app.add_exception_handler(HydraError, hydra_error)
     app.add_exception_handler(RequestValidationError, validation_error)

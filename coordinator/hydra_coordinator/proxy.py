@@ -2,14 +2,18 @@
 in order and pass the answer back.
 
 - The upstream's bytes are passed through unchanged; a stream chunk by chunk.
-- A failure before the first byte (connect error, timeout, 5xx, upstream 429) moves on to the
-  next candidate; a 4xx from the upstream is the client's problem and comes back as it is.
+- A failure before the first byte (connect error, timeout, 5xx, upstream 429, the upstream
+  refusing the coordinator's own key, no model known to ask for) moves on to the next candidate;
+  another 4xx from the upstream is the client's problem and comes back as it is.
 - A backend that dies mid-stream ends the stream with an error event, never a hang.
+- :meth:`Proxy.forward` records every response it returns (once per request); when it raises,
+  nothing is recorded yet and ``Call.tried`` names the backend tried last.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +27,7 @@ from .backends.backend import Backend, QueueFull
 from .backends.client import Timeouts, UpstreamConnectError, UpstreamResponse, UpstreamTimeout
 from .backends.pool import BackendPool
 from .errors import BadGateway, GatewayTimeout, HydraError, ServiceUnavailable, TooManyRequests
-from .routing.router import Decision
+from .routing.router import VIRTUAL_MODELS, Decision
 from .telemetry import Recorder, RequestRecord
 from .tokens import TokenCounter
 
@@ -34,6 +38,8 @@ CHAT = "chat/completions"
 COMPLETIONS = "completions"
 EMBEDDINGS = "embeddings"
 _ENDPOINT_NAMES = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}
+
+log = logging.getLogger("hydra_coordinator.backends")
 
 _SSE_TAIL = 8192  # bytes of a stream kept to find the final usage chunk
 _DONE = b"data: [DONE]"
@@ -52,6 +58,7 @@ class Call:
     decision: Decision
     started: float
     endpoint: str = CHAT  # the path under the backend's base_url
+    tried: str | None = None  # the backend tried last, when forward() raises
 
 
 def _usage(payload: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -172,9 +179,13 @@ class _StreamState:
 
 @dataclass(frozen=True, slots=True)
 class _Retry:
-    """An attempt failed before the first byte; ``error`` is what to answer if none succeeds."""
+    """An attempt failed before the first byte; ``error`` is what to answer if none succeeds.
+    ``attempt`` is the failure as a record for the sinks that learn from backends' outcomes
+    (None when it says nothing about the backend: its queue was full, no model known)."""
 
     error: HydraError | Response
+    backend: Backend
+    attempt: RequestRecord | None = None
 
 
 def _error_event(message: str, code: str) -> bytes:
@@ -198,11 +209,10 @@ class Proxy:
             "x-hydra-request-id": call.request_id,
         }
 
-    def _payload(self, call: Call, backend: Backend) -> tuple[bytes, str]:
-        model = backend.upstream_model(call.model, embeddings=call.endpoint == EMBEDDINGS)
+    def _payload(self, call: Call, model: str) -> bytes:
         if call.body.get("model") == model:
-            return call.raw, model  # unchanged: pass the client's bytes through
-        return orjson.dumps({**call.body, "model": model}), model
+            return call.raw  # unchanged: pass the client's bytes through
+        return orjson.dumps({**call.body, "model": model})
 
     def _finish(
         self,
@@ -279,7 +289,53 @@ class Proxy:
     def _failed(self, backend: Backend, kind: str, *, trip: bool = True) -> None:
         self.recorder.metrics.upstream_errors.labels(backend.name, kind).inc()
         if trip:
+            was_open = backend.breaker_open
             backend.record_failure()
+            if backend.breaker_open and not was_open:
+                log.warning(
+                    "backend %s is down: %d requests in a row failed (last: %s); requests skip "
+                    "it for %gs, then one tries it again",
+                    backend.name,
+                    backend.failures,
+                    kind,
+                    backend.cooldown_s,
+                )
+
+    def _succeeded(self, backend: Backend) -> None:
+        if backend.failures >= backend.failure_threshold:
+            log.info("backend %s is healthy again (a request succeeded)", backend.name)
+        backend.record_success()
+
+    def _failure(
+        self,
+        call: Call,
+        backend: Backend,
+        error: HydraError | Response,
+        *,
+        model: str,
+        error_class: str | None = None,
+    ) -> _Retry:
+        """A failed attempt, with its record for the sinks that learn from outcomes."""
+        if isinstance(error, HydraError):
+            status, error_class = error.status, error_class or error.code
+        else:
+            status = error.status_code
+        attempt = RequestRecord(
+            request_id=call.request_id,
+            key_id=call.key_id,
+            route=backend.kind,
+            backend=backend.name,
+            model=model,
+            status=status,
+            stream=call.stream,
+            latency_s=time.perf_counter() - call.started,
+            confidence=call.decision.confidence,
+            reasons=call.decision.reasons,
+            error=error_class,
+            task_class=call.decision.task_class,
+            endpoint=_ENDPOINT_NAMES[call.endpoint],
+        )
+        return _Retry(error, backend, attempt)
 
     async def forward(self, call: Call) -> Response:
         """Try each candidate in turn until one answers."""
@@ -287,25 +343,44 @@ class Proxy:
             raise ServiceUnavailable(
                 f"no healthy {call.decision.route} backend can take this request"
             )
-        last: HydraError | Response | None = None
+        failed: _Retry | None = None
         for name in call.decision.candidates:
-            backend = self.pool[name]
-            try:
-                await backend.acquire()
-            except QueueFull as exc:
-                last = TooManyRequests(str(exc), headers={"retry-after": str(exc.retry_after)})
-                continue
-            outcome = await self._try(call, backend)
+            if failed is not None and failed.attempt is not None:
+                self.recorder.attempt(failed.attempt)  # failover moves on from it
+            outcome = await self._attempt(call, self.pool[name])
             if isinstance(outcome, Response):
                 return outcome
-            last = outcome.error
-        if isinstance(last, Response):
-            return last
-        raise last if last is not None else ServiceUnavailable("no backend answered")
+            failed = outcome
+        assert failed is not None  # there was at least one candidate
+        if isinstance(failed.error, Response):  # the upstream's own error, passed through
+            assert failed.attempt is not None
+            self.recorder.record(failed.attempt)
+            return failed.error
+        call.tried = failed.backend.name if failed.attempt is not None else None
+        raise failed.error
 
-    async def _try(self, call: Call, backend: Backend) -> Response | _Retry:
+    async def _attempt(self, call: Call, backend: Backend) -> Response | _Retry:
+        model = backend.upstream_model(call.model, embeddings=call.endpoint == EMBEDDINGS)
+        if model in VIRTUAL_MODELS:  # nothing listed, nothing configured: never send "auto"
+            return _Retry(
+                ServiceUnavailable(
+                    f"backend {backend.name!r} knows no model to ask for {call.model!r}: its "
+                    "/models listed none (or has not answered yet) and its `models` key is "
+                    "empty; set `models` (or `default_model`) for it in the configuration",
+                    code="no_model_known",
+                ),
+                backend,
+            )
+        try:
+            await backend.acquire()
+        except QueueFull as exc:
+            busy = TooManyRequests(str(exc), headers={"retry-after": str(exc.retry_after)})
+            return _Retry(busy, backend)
+        return await self._try(call, backend, model)
+
+    async def _try(self, call: Call, backend: Backend, model: str) -> Response | _Retry:
         """One attempt, holding an acquired slot (released here)."""
-        payload, model = self._payload(call, backend)
+        payload = self._payload(call, model)
         headers = {"content-type": "application/json", **self.pool.auth_headers(backend)}
         timeouts = Timeouts(backend.config.connect_timeout_s, backend.config.timeout_s)
         url = f"{backend.config.base_url}/{call.endpoint}"
@@ -314,45 +389,64 @@ class Proxy:
         except UpstreamTimeout:
             backend.release()
             self._failed(backend, "timeout")
-            return _Retry(GatewayTimeout(f"backend {backend.name!r} did not answer in time"))
+            return self._failure(
+                call,
+                backend,
+                GatewayTimeout(f"backend {backend.name!r} did not answer in time"),
+                model=model,
+            )
         except UpstreamConnectError as exc:
             backend.release()
             self._failed(backend, "connect")
-            return _Retry(BadGateway(f"backend {backend.name!r} is unreachable: {exc}"))
+            return self._failure(
+                call,
+                backend,
+                BadGateway(f"backend {backend.name!r} is unreachable: {exc}"),
+                model=model,
+            )
         if upstream.status >= 500 or upstream.status == 429:
             return await self._upstream_refused(call, backend, upstream, model)
+        if upstream.status in (401, 403):
+            return await self._key_refused(call, backend, upstream, model)
         if call.stream and upstream.status == 200:
             return await self._stream(call, backend, upstream, model)
         return await self._whole(call, backend, upstream, model)
 
+    async def _drain(self, backend: Backend, upstream: UpstreamResponse) -> bytes:
+        try:
+            return await upstream.read()
+        except (UpstreamTimeout, UpstreamConnectError):
+            return b""
+        finally:
+            backend.release()
+
     async def _upstream_refused(
         self, call: Call, backend: Backend, upstream: UpstreamResponse, model: str
     ) -> _Retry:
-        try:
-            body = await upstream.read()
-        except (UpstreamTimeout, UpstreamConnectError):
-            body = b""
-        finally:
-            backend.release()
+        body = await self._drain(backend, upstream)
         busy = upstream.status == 429
         self._failed(backend, "status", trip=not busy)
-        self._finish(
-            call,
-            backend,
-            model,
+        response = Response(
+            body or b'{"error": {"message": "upstream error", "type": "upstream_error"}}',
             upstream.status,
-            ttft=None,
-            answer=b"",
-            error="upstream_status",
+            media_type=upstream.content_type,
+            headers=self._headers(call, backend),
         )
-        return _Retry(
-            Response(
-                body or b'{"error": {"message": "upstream error", "type": "upstream_error"}}',
-                upstream.status,
-                media_type=upstream.content_type,
-                headers=self._headers(call, backend),
-            )
+        return self._failure(call, backend, response, model=model, error_class="upstream_status")
+
+    async def _key_refused(
+        self, call: Call, backend: Backend, upstream: UpstreamResponse, model: str
+    ) -> _Retry:
+        """The upstream's own 401/403: the coordinator's key for it is wrong, not the client's
+        (which the coordinator checked): a 502 that names the backend."""
+        await self._drain(backend, upstream)
+        self._failed(backend, "auth")
+        error = BadGateway(
+            f"backend {backend.name!r} refused the coordinator's API key (its upstream answered "
+            f"HTTP {upstream.status}); check that backend's api_key_file (or api_key_env)",
+            code="upstream_auth_failed",
         )
+        return self._failure(call, backend, error, model=model)
 
     async def _whole(
         self, call: Call, backend: Backend, upstream: UpstreamResponse, model: str
@@ -361,13 +455,23 @@ class Proxy:
             body = await upstream.read()
         except UpstreamTimeout:
             self._failed(backend, "timeout")
-            return _Retry(GatewayTimeout(f"backend {backend.name!r} did not finish in time"))
+            return self._failure(
+                call,
+                backend,
+                GatewayTimeout(f"backend {backend.name!r} did not finish in time"),
+                model=model,
+            )
         except UpstreamConnectError as exc:
             self._failed(backend, "connect")
-            return _Retry(BadGateway(f"backend {backend.name!r} dropped the answer: {exc}"))
+            return self._failure(
+                call,
+                backend,
+                BadGateway(f"backend {backend.name!r} dropped the answer: {exc}"),
+                model=model,
+            )
         finally:
             backend.release()
-        backend.record_success()
+        self._succeeded(backend)
         ttft = time.perf_counter() - call.started
         self._finish(
             call,
@@ -396,12 +500,11 @@ class Proxy:
             backend.release()
             timed_out = isinstance(exc, UpstreamTimeout)
             self._failed(backend, "timeout" if timed_out else "connect")
-            return _Retry(
-                (GatewayTimeout if timed_out else BadGateway)(
-                    f"backend {backend.name!r} failed before the first byte"
-                )
+            error = (GatewayTimeout if timed_out else BadGateway)(
+                f"backend {backend.name!r} failed before the first byte"
             )
-        backend.record_success()
+            return self._failure(call, backend, error, model=model)
+        self._succeeded(backend)
         ttft = time.perf_counter() - call.started
         state = _StreamState(b"", bytearray())
         state.add(first)

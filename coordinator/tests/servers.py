@@ -65,9 +65,10 @@ def http_json(url: str, body: dict[str, Any] | None = None) -> Any:
 class FakeUpstream:
     """A fake OpenAI-compatible server in its own process, so a test can kill it."""
 
-    def __init__(self, name: str, models: list[str]) -> None:
+    def __init__(self, name: str, models: list[str], api_key: str | None = None) -> None:
         self.name = name
         self.models = models
+        self.api_key = api_key  # answer 401 to requests without it, as a cloud API does
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -90,9 +91,10 @@ class FakeUpstream:
                 self.name,
                 "--models",
                 ",".join(self.models),
+                *(["--api-key", self.api_key] if self.api_key else []),
             ],
         )
-        wait_http(f"{self.url}/v1/models")
+        wait_http(f"{self.url}/_requests")
         return self
 
     def kill(self) -> None:

@@ -26,7 +26,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import ListenConfig
-from ..errors import Forbidden, HydraError, error_response
+from ..errors import Forbidden, HydraError, answer_error
 
 __all__ = ["BrowserGuard", "MisdirectedRequest"]
 
@@ -116,7 +116,7 @@ class BrowserGuard:
             error: HydraError = MisdirectedRequest(
                 f"this server is not {shown!r}; add the name to listen.allowed_hosts to use it"
             )
-            await error_response(error)(scope, receive, send)
+            await answer_error(scope, error)(scope, receive, send)
             return
         if origin is None and site in (None, b"same-origin", b"none"):
             await self.app(scope, receive, send)  # not a browser, or not cross-origin
@@ -136,4 +136,4 @@ class BrowserGuard:
             "origin to listen.cors_origins",
             code="origin_not_allowed",
         )
-        await error_response(error)(scope, receive, send)
+        await answer_error(scope, error)(scope, receive, send)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import BadRequest, HydraError, NotFound, error_response
+from ..errors import BadRequest, HydraError, NotFound, answer_error
+from ..exchange import REQUEST_ID_HEADER, Exchange, exchange_of
 from ..proxy import Call
 from ..routing.neighbours import neighbours, similar_questions
 from ..routing.pipeline import route_within_budget
@@ -68,13 +67,42 @@ async def handle_chat(
     started: float,
     *,
     cache: bool | None = None,
+    exchange: Exchange | None = None,
 ) -> Response:
     """Validate, route and forward one chat request: the one path every surface uses
     (the HTTP endpoint and the MCP ``ask`` tool). ``cache`` is the client's wish
-    (``x-hydra-cache``): True opts in, False opts out, None caches temperature 0 only."""
+    (``x-hydra-cache``): True opts in, False opts out, None caches temperature 0 only.
+
+    The request is recorded exactly once: an answer by whoever answered it (proxy, cache), an
+    error here; the error then carries the request id (``exchange``: the HTTP request's, or a
+    new one)."""
+    if exchange is None:
+        exchange = Exchange.begin(key_id, started)
+    exchange.key_id = key_id
+    try:
+        return await _handle_chat(runtime, exchange, body, raw, cache)
+    except HydraError as exc:
+        exchange.answered(exc.status, exc.code)
+        exc.headers.setdefault(REQUEST_ID_HEADER, exchange.request_id)
+        runtime.recorder.record_failure(exchange)
+        raise
+    except Exception:
+        exchange.answered(500, "internal_error")
+        runtime.recorder.record_failure(exchange)
+        raise
+
+
+async def _handle_chat(
+    runtime: Runtime,
+    exchange: Exchange,
+    body: dict[str, Any],
+    raw: bytes,
+    cache: bool | None,
+) -> Response:
+    key_id, started, request_id = exchange.key_id, exchange.started, exchange.request_id
     model, stream = _check_chat_body(body)
+    exchange.model, exchange.stream = model, stream
     await check_rate_limit(runtime, key_id)
-    request_id = os.urandom(12).hex()
     similar = await similar_questions(
         runtime.settings, runtime.knowledge, body, key_id, stream=stream
     )
@@ -87,6 +115,7 @@ async def handle_chat(
             f"the model {model!r} does not exist on any backend; see GET /v1/models",
             code="model_not_found",
         ) from None
+    exchange.decision = decision
     runtime.metrics.decisions.labels(decision.route).inc()
     runtime.recent.add(decision, kind="chat", model=model, request_id=request_id, key_id=key_id)
     # after routing, so privacy rules (403, local only) apply to cached answers too
@@ -101,6 +130,7 @@ async def handle_chat(
         decision=decision,
     )
     if cached is not None:
+        exchange.recorded = True
         return cached
     semantic = semantic_answer(
         runtime,
@@ -113,6 +143,7 @@ async def handle_chat(
         started=started,
     )
     if semantic is not None:
+        exchange.recorded = True
         return semantic
     call = Call(
         request_id=request_id,
@@ -124,19 +155,26 @@ async def handle_chat(
         decision=decision,
         started=started,
     )
-    response: Response = await runtime.proxy.forward(call)
+    try:
+        response: Response = await runtime.proxy.forward(call)
+    except HydraError:
+        exchange.backend = call.tried
+        raise
+    exchange.recorded = True  # by the proxy (a stream: when it ends)
     after_answer(runtime, call, response, key)
     return response
 
 
 @router.post(PATH)
 async def chat_completions(request: Request) -> Response:
-    started = time.perf_counter()
+    exchange = exchange_of(request.scope) or Exchange.begin()
     runtime = get_runtime(request)
     body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
     key_id = request.scope.get("state", {}).get("key_id")
     cache = parse_cache_header(request.headers.get(CACHE_HEADER))
-    return await handle_chat(runtime, body, raw, key_id, started, cache=cache)
+    return await handle_chat(
+        runtime, body, raw, key_id, exchange.started, cache=cache, exchange=exchange
+    )
 
 
 class ChatFastPath:
@@ -153,17 +191,19 @@ class ChatFastPath:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        exchange = exchange_of(scope) or Exchange.begin()
         runtime = self.runtime
         try:
             request = Request(scope, receive)
             body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
             key_id = scope.get("state", {}).get("key_id")
             cache = parse_cache_header(request.headers.get(CACHE_HEADER))
-            response = await handle_chat(runtime, body, raw, key_id, started, cache=cache)
+            response = await handle_chat(
+                runtime, body, raw, key_id, exchange.started, cache=cache, exchange=exchange
+            )
         except HydraError as exc:  # what the app's HydraError handler answers
-            response = error_response(exc)
+            response = answer_error(scope, exc)
         except Exception:  # what the app's catch-all handler answers; never crash the server
             log.exception("unhandled error on POST %s", PATH)
-            response = error_response(HydraError("internal error", code="internal_error"))
+            response = answer_error(scope, HydraError("internal error"))
         await response(scope, receive, send)

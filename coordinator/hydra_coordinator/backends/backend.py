@@ -91,6 +91,14 @@ class Backend:
     # -- health -------------------------------------------------------------------------------
 
     @property
+    def failure_threshold(self) -> int:
+        return self._health.failure_threshold
+
+    @property
+    def cooldown_s(self) -> float:
+        return self._health.cooldown_s
+
+    @property
     def breaker_open(self) -> bool:
         return self.failures >= self._health.failure_threshold and self._clock() < self.open_until
 

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..api.body import read_body
 from ..durations import parse_since
-from ..errors import PayloadTooLarge, error_response
+from ..errors import PayloadTooLarge, answer_error
 from .caller import current_key
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class BodyLimit:
         try:
             body = await read_body(Request(scope, receive), self.limit)
         except PayloadTooLarge as exc:
-            await error_response(exc)(scope, receive, send)
+            await answer_error(scope, exc)(scope, receive, send)
             return
         replayed = False
 

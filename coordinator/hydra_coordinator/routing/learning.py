@@ -22,7 +22,7 @@ import orjson
 from ..config import Settings
 from ..paths import state_directory
 from ..telemetry import Recorder
-from ..telemetry.record import RequestInfo, RequestRecord
+from ..telemetry.record import NO_BACKEND, RequestInfo, RequestRecord
 from .bandit import PromptLearner
 from .learned import LearnedRouter
 from .service import Router
@@ -46,7 +46,10 @@ def _outcome(record: RequestRecord) -> Literal["ok", "error", "timeout", "trunca
 
 
 class Outcomes:
-    """A telemetry sink that teaches the router from outcomes and remembers recent requests."""
+    """A telemetry sink that teaches the router from outcomes and remembers recent requests.
+    It also learns from failed attempts that failover moved on from (``attempts``)."""
+
+    attempts = True
 
     def __init__(self, router: LearnedRouter, remember: int = 20_000) -> None:
         self.router = router
@@ -55,8 +58,8 @@ class Outcomes:
         self.changed = False
 
     def emit(self, record: RequestRecord) -> None:
-        if record.cache_hit:
-            return
+        if record.cache_hit or record.backend == NO_BACKEND:
+            return  # says nothing about a backend
         info = RequestInfo(record.backend, record.route, record.task_class, record.key_id)
         self._recent[record.request_id] = info
         if len(self._recent) > self._remember:

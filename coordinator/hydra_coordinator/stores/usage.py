@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..telemetry import RequestRecord
+from ..telemetry.record import NO_BACKEND
 from .redis_link import RedisLink, RedisUnavailable
 
 if TYPE_CHECKING:
@@ -191,8 +192,8 @@ class UsageSink:
         self._task: asyncio.Task[None] | None = None
 
     def emit(self, record: RequestRecord) -> None:
-        if record.error == "upstream_status":
-            return  # a failed attempt that failover retried elsewhere; the retry is counted
+        if record.backend == NO_BACKEND:
+            return  # refused before any backend was tried (401, 429, ...): no usage
         try:
             self.queue.put_nowait(record)
         except asyncio.QueueFull:

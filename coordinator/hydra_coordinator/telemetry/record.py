@@ -1,5 +1,12 @@
 """One record per answered request, fanned out to metrics, the access log and sinks.
 
+Every chat request answered, whatever its status, is recorded exactly once: by the proxy when a
+backend answered (or the last one failed), else by :meth:`Recorder.record_failure` from the
+request's :class:`~..exchange.Exchange` (refused before any backend was tried: 400, 401, 403,
+404, 413, 429, 503). A failed attempt that failover moved on from is an *attempt*
+(:meth:`Recorder.attempt`): the sinks that learn from backends' outcomes see it, nothing counts
+it as a request.
+
 Sinks get the record synchronously and must not block: a sink that writes to a database queues
 the record and writes it in the background.
 """
@@ -11,10 +18,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from ..exchange import Exchange
 from ..logs import access_log
 from ..metrics import Metrics
 
-__all__ = ["EventSink", "Recorder", "RequestInfo", "RequestRecord"]
+__all__ = ["NO_BACKEND", "NO_ROUTE", "EventSink", "Recorder", "RequestInfo", "RequestRecord"]
+
+# route and backend of a request that no backend was tried for
+NO_ROUTE = NO_BACKEND = "none"
 
 log = logging.getLogger("hydra_coordinator.telemetry")
 
@@ -61,6 +72,9 @@ class RequestInfo:
 
 
 class EventSink(Protocol):
+    """Gets every request's record; a sink with a true ``attempts`` attribute also gets
+    failed attempts (:meth:`Recorder.attempt`)."""
+
     def emit(self, record: RequestRecord) -> None: ...
 
 
@@ -113,3 +127,37 @@ class Recorder:
                 sink.emit(r)
             except Exception:  # a broken sink must not fail the request
                 log.exception("telemetry sink %s failed", type(sink).__name__)
+
+    def attempt(self, r: RequestRecord) -> None:
+        """A failed attempt that failover moved on from: only for the sinks that learn from
+        each backend's outcomes (``attempts = True``); not a request, not counted or logged."""
+        for sink in self.sinks:
+            if getattr(sink, "attempts", False):
+                try:
+                    sink.emit(r)
+                except Exception:
+                    log.exception("telemetry sink %s failed", type(sink).__name__)
+
+    def record_failure(self, exchange: Exchange) -> None:
+        """Record a request the coordinator refused or could not answer, once, from what its
+        exchange knows (the decision when routing got that far, the backend tried last)."""
+        if exchange.recorded:
+            return
+        exchange.recorded = True
+        decision = exchange.decision
+        self.record(
+            RequestRecord(
+                request_id=exchange.request_id,
+                key_id=exchange.key_id,
+                route=decision.route if decision is not None else NO_ROUTE,
+                backend=exchange.backend or NO_BACKEND,
+                model=exchange.model,
+                status=exchange.status or 500,
+                stream=exchange.stream,
+                latency_s=time.perf_counter() - exchange.started,
+                confidence=decision.confidence if decision is not None else None,
+                reasons=decision.reasons if decision is not None else (),
+                error=exchange.error or "internal_error",
+                task_class=decision.task_class if decision is not None else None,
+            )
+        )

@@ -11,6 +11,9 @@ It depends only on aiohttp and serves:
 - ``GET  /_requests``                 every request received so far: path, body, authorization
 - ``POST /_control``                  change behaviour at run time (JSON object, see ``Behaviour``)
 
+With ``--api-key KEY`` every ``/v1`` request without ``Authorization: Bearer KEY`` gets an
+OpenAI-style 401, as a cloud API answers a wrong key.
+
 The answer text is ``"<name>: <last user message>"`` so a test can see which upstream answered.
 """
 
@@ -261,8 +264,30 @@ async def control(request: web.Request) -> web.Response:
     return web.json_response(state.behaviour.__dict__)
 
 
-def make_app(name: str, models_: list[str], log_path: str | None = None) -> web.Application:
-    app = web.Application()
+def _require_key(key: str) -> Any:
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/v1/") and request.headers.get("authorization") != (
+            f"Bearer {key}"
+        ):
+            error = {
+                "error": {
+                    "message": "Incorrect API key provided",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            }
+            return web.json_response(error, status=401)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check
+
+
+def make_app(
+    name: str, models_: list[str], log_path: str | None = None, api_key: str | None = None
+) -> web.Application:
+    app = web.Application(middlewares=[_require_key(api_key)] if api_key else [])
     app[STATE] = FakeState(name=name, models=models_, log_path=log_path)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
@@ -281,8 +306,9 @@ def main() -> None:
     parser.add_argument("--name", default="fake")
     parser.add_argument("--models", default="fake-model", help="comma-separated model ids")
     parser.add_argument("--log", default=None, help="append every request as a JSON line here")
+    parser.add_argument("--api-key", default=None, help="answer 401 without this bearer key")
     args = parser.parse_args()
-    app = make_app(args.name, [m for m in args.models.split(",") if m], args.log)
+    app = make_app(args.name, [m for m in args.models.split(",") if m], args.log, args.api_key)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 
