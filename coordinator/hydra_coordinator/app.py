@@ -24,6 +24,9 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("hydra_coordinator")
 
+# the model requests, each recorded once whatever its status (path -> its name in telemetry)
+MODEL_PATHS = {chat.PATH: "chat", completions.PATH: "completions", embeddings.PATH: "embeddings"}
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +74,5 @@ def create_app(settings: Settings) -> FastAPI:
     # Host and Origin checks, CORS preflights (which carry no key)
     app.add_middleware(BrowserGuard, listen=settings.listen, keys_enabled=runtime.keys.enabled)
     # outermost: every request gets its request id and is accounted for, whatever answers it
-    app.add_middleware(
-        RequestAccounting, recorder=runtime.recorder, chat_paths=frozenset({chat.PATH})
-    )
+    app.add_middleware(RequestAccounting, recorder=runtime.recorder, model_paths=MODEL_PATHS)
     return app

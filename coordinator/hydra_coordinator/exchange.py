@@ -31,6 +31,7 @@ class Exchange:
     request_id: str
     started: float  # time.perf_counter() when the request arrived
     key_id: str | None = None
+    endpoint: str = "chat"  # for a model request: chat, completions (legacy) or embeddings
     model: str = ""  # the model the client asked for, once the body is read
     stream: bool = False
     decision: Decision | None = None

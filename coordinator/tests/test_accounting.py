@@ -50,13 +50,13 @@ class Lab:
     def client(self, key: str = KEY) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0)
 
-    def post(self, body: bytes, key: str | None = KEY) -> tuple[int, dict[str, str], Any]:
+    def post(
+        self, body: bytes, key: str | None = KEY, path: str = "/v1/chat/completions"
+    ) -> tuple[int, dict[str, str], Any]:
         headers = {"content-type": "application/json"}
         if key:
             headers["authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(
-            f"{self.url}/v1/chat/completions", data=body, headers=headers
-        )
+        request = urllib.request.Request(f"{self.url}{path}", data=body, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=20) as response:
                 return response.status, dict(response.headers), json.loads(response.read())
@@ -143,22 +143,22 @@ def requests_total(url: str, status: int) -> float:
     return sum(float(value) for value in found)
 
 
-def rows(state: Path) -> dict[str, tuple[int, str | None, str, str]]:
+def rows(state: Path) -> dict[str, tuple[Any, ...]]:
     path = state / "telemetry.sqlite3"
     if not path.exists():
         return {}
     with sqlite3.connect(path) as conn:
         try:
             found = conn.execute(
-                "SELECT request_id, status, error_class, route, backend FROM telemetry"
+                "SELECT request_id, status, error_class, route, backend, endpoint FROM telemetry"
             ).fetchall()
         except sqlite3.OperationalError:
             return {}
-    return {r[0]: (r[1], r[2], r[3], r[4]) for r in found}
+    return {r[0]: tuple(r[1:]) for r in found}
 
 
-def test_every_answered_request_is_logged_counted_and_recorded(lab):
-    lab, served = lab
+def send_one_of_each(lab: Lab) -> None:
+    """A request answered with each status, its request id kept with what it should say."""
     # refused before any backend
     status, headers, payload = lab.post(b'{"model": "auto", "messages": [')
     assert (status, payload["error"]["code"]) == (400, "invalid_json")
@@ -171,6 +171,13 @@ def test_every_answered_request_is_logged_counted_and_recorded(lab):
     assert (status, payload["error"]["code"]) == (413, "request_too_large")
     lab.expect(headers, 413, "request_too_large")
     lab.fails(openai.AuthenticationError, 401, "invalid_api_key", key="sk-not-a-key")
+    # the other model endpoints too
+    status, headers, payload = lab.post(b'{"model": "auto"}', path="/v1/completions")
+    assert (status, payload["error"]["code"]) == (400, "invalid_prompt")
+    lab.expect(headers, 400, "invalid_prompt")
+    status, headers, payload = lab.post(b'{"input": "x"}', path="/v1/embeddings")
+    assert (status, payload["error"]["code"]) == (400, "missing_model")
+    lab.expect(headers, 400, "missing_model")
     lab.fails(
         openai.PermissionDeniedError,
         403,
@@ -191,16 +198,22 @@ def test_every_answered_request_is_logged_counted_and_recorded(lab):
     lab.fails(openai.InternalServerError, 502, "upstream_unavailable", model="dead-model")
     lab.fails(openai.InternalServerError, 504, "upstream_timeout", model="slow-model")
 
+
+def test_every_answered_request_is_logged_counted_and_recorded(lab):
+    lab, served = lab
+    send_one_of_each(lab)
     # one telemetry row each, with its error class
     deadline = time.monotonic() + 15
     while len(rows(lab.state)) < len(lab.expected) and time.monotonic() < deadline:
         time.sleep(0.1)
     recorded = rows(lab.state)
     assert {rid: r[:2] for rid, r in recorded.items()} == lab.expected
-    assert recorded[next(iter(lab.expected))][2:] == ("none", "none")  # refused before routing
+    first = next(iter(lab.expected))
+    assert recorded[first][2:] == ("none", "none", "chat")  # refused before routing
     by_class = {r[1]: r for r in recorded.values()}
-    assert by_class["upstream_timeout"][2:] == ("local", "slow")
-    assert by_class["upstream_auth_failed"][2:] == ("cloud", "picky")
+    assert by_class["upstream_timeout"][2:] == ("local", "slow", "chat")
+    assert by_class["upstream_auth_failed"][2:] == ("cloud", "picky", "chat")
+    assert by_class["invalid_prompt"][2:] == ("none", "none", "completions")
 
     # one count each, by status
     statuses = Counter(status for status, _ in lab.expected.values())
@@ -222,6 +235,7 @@ def test_every_answered_request_is_logged_counted_and_recorded(lab):
     assert stats["requests"] == len(lab.expected)
     assert stats["errors"] == len(lab.expected) - 1
     assert stats["error_classes"]["rate_limit_exceeded"] == 1
+    assert stats["error_classes"]["missing_model"] == 2
     assert stats["error_classes"]["upstream_auth_failed"] == 1
 
     # one access line each, with its status

@@ -176,7 +176,8 @@ def telemetry_rows(server: CoordinatorServer, endpoint: str) -> list[tuple[Any, 
     while True:
         with sqlite3.connect(database) as db:
             rows = db.execute(
-                "SELECT backend, model, prompt_tokens FROM telemetry WHERE endpoint = ?",
+                "SELECT backend, model, prompt_tokens FROM telemetry "
+                "WHERE endpoint = ? AND status = 200",
                 (endpoint,),
             ).fetchall()
         if rows or time.monotonic() > deadline:

@@ -1,15 +1,17 @@
 """The outermost middleware: every HTTP request is accounted for, whatever its status.
 
-It opens the request's :class:`~..exchange.Exchange` (its request id, its start). A chat request
-is recorded exactly once (``hydra_requests_total``, the access line, a telemetry row): by the proxy
-or the chat path when they answer, else here, from the exchange that whoever answered the error
-marked (the auth middleware's 401, a body refused with 400 or 413, an unexpected 500). Any other
-request gets an access line (a successful ``/health`` or ``/metrics`` poll excepted).
+It opens the request's :class:`~..exchange.Exchange` (its request id, its start). A model
+request (chat, legacy completions, embeddings) is recorded exactly once
+(``hydra_requests_total``, the access line, a telemetry row): by the proxy or the chat path when
+they answer, else here, from the exchange that whoever answered the error marked (the auth
+middleware's 401, a body refused with 400 or 413, an unexpected 500). Any other request gets an
+access line (a successful ``/health`` or ``/metrics`` poll excepted).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,10 +26,10 @@ _REQUEST_ID = REQUEST_ID_HEADER.encode()
 
 
 class RequestAccounting:
-    def __init__(self, app: ASGIApp, recorder: Recorder, chat_paths: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, recorder: Recorder, model_paths: Mapping[str, str]) -> None:
         self.app = app
         self.recorder = recorder
-        self.chat_paths = chat_paths
+        self.model_paths = dict(model_paths)  # path -> the endpoint's name in telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,7 +37,9 @@ class RequestAccounting:
             return
         exchange = Exchange.begin()
         scope.setdefault("state", {})["exchange"] = exchange
-        if scope["method"] == "POST" and scope["path"].rstrip("/") in self.chat_paths:
+        endpoint = self.model_paths.get(scope["path"].rstrip("/"))
+        if endpoint is not None and scope["method"] == "POST":
+            exchange.endpoint = endpoint
             try:
                 await self.app(scope, receive, send)
             finally:

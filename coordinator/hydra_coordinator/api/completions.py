@@ -14,9 +14,11 @@ from ..routing.pipeline import route_within_budget
 from ..routing.router import Decision
 from .forwarding import check_model, check_text_input, forward, read_incoming
 
-__all__ = ["router"]
+__all__ = ["PATH", "router"]
 
 router = APIRouter()
+
+PATH = "/v1/completions"
 
 
 def as_chat(body: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +29,7 @@ def as_chat(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "messages": [{"role": "user", "content": text}]}
 
 
-@router.post("/v1/completions")
+@router.post(PATH)
 async def completions(request: Request) -> Response:
     incoming = await read_incoming(request)
     body = incoming.body

@@ -12,12 +12,14 @@ from ..routing.embeddings import route_embeddings
 from ..routing.router import Decision
 from .forwarding import check_model, check_text_input, forward, read_incoming
 
-__all__ = ["router"]
+__all__ = ["PATH", "router"]
 
 router = APIRouter()
 
+PATH = "/v1/embeddings"
 
-@router.post("/v1/embeddings")
+
+@router.post(PATH)
 async def embeddings(request: Request) -> Response:
     incoming = await read_incoming(request)
     body = incoming.body

@@ -3,15 +3,14 @@ then the proxy (the same one chat uses: limits, failover, metrics, telemetry).""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
 from starlette.responses import Response
 
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, HydraError, NotFound
+from ..exchange import Exchange, exchange_of
 from ..proxy import Call
 from ..routing.router import Decision, UnknownModel
 from ..runtime import Runtime, get_runtime
@@ -22,25 +21,31 @@ __all__ = ["Incoming", "check_model", "check_text_input", "forward", "read_incom
 
 
 class Incoming:
-    """A request body read once, with who sent it and when."""
+    """A request body read once, with who sent it and its exchange (request id, start)."""
 
     def __init__(
-        self, runtime: Runtime, body: dict[str, Any], raw: bytes, key_id: str | None
+        self,
+        runtime: Runtime,
+        body: dict[str, Any],
+        raw: bytes,
+        key_id: str | None,
+        exchange: Exchange | None = None,
     ) -> None:
         self.runtime = runtime
         self.body = body
         self.raw = raw
         self.key_id = key_id
-        self.started = time.perf_counter()
+        self.exchange = exchange or Exchange.begin(key_id)
+        self.exchange.key_id = key_id
+        self.started = self.exchange.started
 
 
 async def read_incoming(request: Request) -> Incoming:
-    started = time.perf_counter()
+    exchange = exchange_of(request.scope) or Exchange.begin()
     runtime = get_runtime(request)
     body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
-    incoming = Incoming(runtime, body, raw, request.scope.get("state", {}).get("key_id"))
-    incoming.started = started
-    return incoming
+    key_id = request.scope.get("state", {}).get("key_id")
+    return Incoming(runtime, body, raw, key_id, exchange)
 
 
 def check_model(body: dict[str, Any]) -> str:
@@ -80,10 +85,13 @@ async def forward(
     endpoint: str,
     route: Callable[[str], Awaitable[Decision]],
 ) -> Response:
-    """Rate limit, decide (``route(request_id)``), then the proxy to ``endpoint``."""
+    """Rate limit, decide (``route(request_id)``), then the proxy to ``endpoint``. An error
+    raised here is recorded by the accounting middleware, from the exchange."""
     runtime = incoming.runtime
+    exchange = incoming.exchange
+    exchange.model, exchange.stream = model, stream
     await check_rate_limit(runtime, incoming.key_id)
-    request_id = os.urandom(12).hex()
+    request_id = exchange.request_id
     try:
         decision = await route(request_id)
     except UnknownModel:
@@ -91,6 +99,7 @@ async def forward(
             f"the model {model!r} does not exist on any backend; see GET /v1/models",
             code="model_not_found",
         ) from None
+    exchange.decision = decision
     runtime.metrics.decisions.labels(decision.route).inc()
     runtime.recent.add(decision, kind=endpoint, model=model, request_id=request_id)
     call = Call(
@@ -104,5 +113,10 @@ async def forward(
         started=incoming.started,
         endpoint=endpoint,
     )
-    response: Response = await runtime.proxy.forward(call)
+    try:
+        response: Response = await runtime.proxy.forward(call)
+    except HydraError:
+        exchange.backend = call.tried
+        raise
+    exchange.recorded = True  # by the proxy
     return response

@@ -159,5 +159,6 @@ class Recorder:
                 reasons=decision.reasons if decision is not None else (),
                 error=exchange.error or "internal_error",
                 task_class=decision.task_class if decision is not None else None,
+                endpoint=exchange.endpoint,
             )
         )
