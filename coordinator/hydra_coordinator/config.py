@@ -310,7 +310,10 @@ class LimitsConfig(_Model):
 
 class HealthConfig(_Model):
     interval_s: float = Field(
-        default=10.0, gt=0, description="How often each backend is probed (GET {base_url}/models)."
+        default=10.0,
+        gt=0,
+        description="How often each backend (GET {base_url}/models) and each dependency that "
+        "can go away (PostgreSQL or SQLite, a Qdrant server, an embeddings service) is probed.",
     )
     timeout_s: float = Field(default=3.0, gt=0, description="Longest wait for a probe.")
     failure_threshold: int = Field(

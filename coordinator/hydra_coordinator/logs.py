@@ -34,6 +34,7 @@ def setup_logging(level: str, access: bool = True) -> None:
     top = logging.getLogger()
     top.handlers[:] = [handler]
     top.setLevel(libraries)
+    logging.captureWarnings(True)  # a library's warnings.warn() too, as a WARNING line
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
         logging.getLogger(name).setLevel(logging.NOTSET)  # the root's level
     root = logging.getLogger("hydra_coordinator")

@@ -122,7 +122,12 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
     runtime.router_state.start()
     try:
         async with stores_running(runtime.stores):
-            yield runtime
+            health = runtime.settings.health
+            runtime.dependencies.start(health.interval_s, health.timeout_s)
+            try:
+                yield runtime
+            finally:
+                await runtime.dependencies.stop()
     finally:
         await runtime.pool.stop()
         await client.aclose()

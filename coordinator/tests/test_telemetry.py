@@ -208,8 +208,9 @@ def test_sqlite_default_stores_one_row_per_request_without_prompts(fake, tmp_pat
         assert wait_for(lambda: events(server.url, "written") == 6, what="written=6")
         assert events(server.url, "spooled") == 6
         assert events(server.url, "dropped") == 0
-    assert health["dependencies"]["postgres"] in ("healthy", "degraded")
-    assert health["dependency_details"]["postgres"].startswith("sqlite ")
+    assert health["dependencies"]["sqlite"] in ("healthy", "degraded")
+    assert "postgres" not in health["dependencies"]
+    assert health["dependency_details"]["sqlite"].startswith("sqlite ")
     assert {r[0] for r in found} == set(ids)
     assert all(r[1] is None for r in found)  # no prompt text by default
     assert sorted(r[2] for r in found) == [0, 0, 0, 0, 0, 1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import math
 import re
 import time
@@ -26,6 +27,9 @@ from ..backends.client import (
     create_client,
 )
 from ..config import EmbeddingsConfig, read_secret
+from ..redaction import redact_url
+
+log = logging.getLogger("hydra_coordinator.stores")
 
 __all__ = ["BuiltinEmbedder", "Embedder", "EmbeddingError", "RemoteEmbedder", "make_embedder"]
 
@@ -46,6 +50,9 @@ class Embedder(Protocol):
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
 
     def status(self) -> State: ...
+
+    async def probe(self, timeout_s: float) -> None:
+        """Find out whether the service works now (for /health, without traffic)."""
 
     async def start(self) -> None: ...
 
@@ -94,6 +101,9 @@ class BuiltinEmbedder:
     def status(self) -> State:
         return "healthy"
 
+    async def probe(self, timeout_s: float) -> None:
+        return None  # in process: it cannot go away
+
     async def start(self) -> None:
         return None
 
@@ -121,6 +131,15 @@ class RemoteEmbedder:
 
     def status(self) -> State:
         return "down" if self._ok is False else "healthy"
+
+    async def probe(self, timeout_s: float) -> None:
+        """Embed one word: the service's own endpoint, as real use would call it."""
+        try:
+            await asyncio.wait_for(self.embed(["health check"]), timeout_s)
+        except TimeoutError as exc:
+            self._failed(exc)
+        except EmbeddingError:
+            pass  # embed() recorded it
 
     async def start(self) -> None:
         self._client = create_client(self._client_kind)
@@ -164,11 +183,16 @@ class RemoteEmbedder:
         if len(vectors) != len(texts) or not vectors or not vectors[0]:
             self._failed(None)
             raise EmbeddingError(f"{self.url} answered {len(vectors)} embeddings for {len(texts)}")
+        if self._ok is False:
+            log.warning("embeddings service %s works again", redact_url(self.url))
         self._ok = True
         self.dimensions = len(vectors[0])
         return vectors
 
     def _failed(self, exc: object) -> None:
+        if self._ok is not False:
+            why = f"{type(exc).__name__}: {exc}" if exc is not None else "a wrong answer"
+            log.warning("embeddings service %s failed (%s)", redact_url(self.url), why)
         self._ok = False
         self._failed_at = time.monotonic()
 

@@ -16,7 +16,6 @@ waits for a search. Nothing here fails a request: errors are logged and the base
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import hashlib
 import logging
@@ -182,7 +181,6 @@ class KnowledgeBase:
         self._open_lock = asyncio.Lock()
         self._collections: dict[int, str] = {}
         self._worker: asyncio.Task[None] | None = None
-        self._watcher: asyncio.Task[None] | None = None
         self.on_drop: Callable[[], None] = lambda: None
 
     @property
@@ -205,20 +203,21 @@ class KnowledgeBase:
         # second, which would delay the start (and compete with it for the GIL).
         self._open_lock = asyncio.Lock()
         self._worker = asyncio.create_task(self._store_answers(), name="knowledge-store")
-        self._watcher = asyncio.create_task(self._watch(), name="knowledge-watch")
 
-    async def _watch(self, interval_s: float = 15.0) -> None:
-        """Keep ``/health`` true without traffic: ask a Qdrant server, and an embeddings
-        service that failed, whether they work (embedded Qdrant and the built-in embedder
-        cannot go away)."""
-        while True:
-            await asyncio.sleep(interval_s)
-            if self.qdrant.url or self._store is None:
-                with contextlib.suppress(Exception):  # opens it when that failed before
-                    await self._call(lambda c: c.get_collections())
-            if self.embedder.status() == "down":
-                with contextlib.suppress(Exception):
-                    await self.embedder.embed(["health check"])
+    async def probe(self, timeout_s: float) -> None:
+        """Keep ``/health`` true without traffic (every ``health.interval_s``): ask a Qdrant
+        server whether it works, and open an embedded store again after its open failed (an
+        embedded store that is open cannot go away; one never used is not opened for this)."""
+        if not self.enabled or not (self.qdrant.url or (self._store is None and not self._ok)):
+            return
+        try:
+            await asyncio.wait_for(self._call(lambda c: c.get_collections()), timeout_s)
+        except TimeoutError:
+            if self._ok:
+                log.warning("qdrant at %s does not answer", redact_url(self.where))
+            self._ok = False
+        except Exception:
+            pass  # _call recorded it
 
     def _open(self) -> None:
         if self.qdrant.url:
@@ -233,11 +232,10 @@ class KnowledgeBase:
             self._store, self._shared = _open_local(self._local_path())
 
     async def stop(self) -> None:
-        for task in (self._worker, self._watcher):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        self._worker = self._watcher = None
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self._worker = None
         store, self._store = self._store, None
         if store is not None:
             shared = store.lock is not None and store.where != ":memory:"

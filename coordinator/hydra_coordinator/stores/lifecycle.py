@@ -85,8 +85,9 @@ def open_stores(
             "qdrant",
             knowledge.status,
             f"server {where}" if settings.qdrant.url else f"embedded {where}",
+            probe=knowledge.probe,
         )
-        dependencies.add("embeddings", embedder.status, embedder.description)
+        dependencies.add("embeddings", embedder.status, embedder.description, probe=embedder.probe)
         answers = Counter(
             "hydra_knowledge_answers_dropped",
             "Answers not stored in the knowledge base because its queue was full",

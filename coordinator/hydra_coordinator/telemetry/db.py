@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import orjson
 
@@ -123,6 +124,9 @@ class Database(Protocol):
     async def has_telemetry(self) -> bool:
         """Whether the telemetry table exists; creates nothing (not even an SQLite file)."""
 
+    async def ping(self) -> None:
+        """Raise when the database cannot be reached (or its file opened) right now."""
+
     async def insert(self, lines: Sequence[bytes]) -> None:
         """Store spooled events (JSON lines); raises on a malformed line or a broken link."""
 
@@ -216,6 +220,13 @@ class PostgresDatabase:
         conn = await self._connect()
         try:
             return await _pg_migrate(conn)
+        finally:
+            await conn.close()
+
+    async def ping(self) -> None:
+        conn = await self._connect()  # a connection of its own: the pool's may be idle
+        try:
+            await conn.execute("SELECT 1")
         finally:
             await conn.close()
 
@@ -371,6 +382,27 @@ class SqliteDatabase:
 
     async def migrate(self) -> list[Migration]:
         return await asyncio.to_thread(self._migrate)
+
+    def _ping(self) -> None:
+        """Open the file afresh, as it is now at its path (the open connection would still
+        work on a file deleted or replaced since); when that fails, forget the open connection
+        too, so the next use opens the path again."""
+        try:
+            uri = f"file:{quote(str(self.path))}?mode=rw"  # rw: never creates the file
+            probe = sqlite3.connect(uri, uri=True, timeout=5)
+            try:
+                probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                probe.close()
+        except sqlite3.Error as exc:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+            raise sqlite3.OperationalError(f"{self.path}: {exc}") from exc
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self._ping)
 
     def _has_telemetry(self) -> bool:
         if self._conn is None and not self.path.is_file():

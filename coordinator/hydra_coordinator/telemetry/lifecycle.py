@@ -23,12 +23,11 @@ def open_telemetry(
     store = TelemetryStore(settings, metrics)
     if store.enabled:
         recorder.sinks.append(store)
-        # /health always names the telemetry database "postgres"; details say when it is the
-        # embedded SQLite file (database.url unset)
-        detail = None
+        # named by what it is: "postgres" (database.url) or "sqlite" (the file in the state
+        # directory); probed every health.interval_s
+        detail = f"{store.db.kind} {store.db.where}"
         if store.db.kind == "sqlite":
-            where = getattr(store.db, "where", "")
-            detail = f"sqlite {where} (database.url unset)"
-        dependencies.add("postgres", store.health, detail)
+            detail += " (database.url unset)"
+        dependencies.add(store.dependency, store.health, detail, probe=store.probe)
         proxy.store_prompts = settings.telemetry.store_prompts
     return store

@@ -284,6 +284,19 @@ class TelemetryStore:
 
     # --- health and queries -----------------------------------------------------------------
 
+    async def probe(self, timeout_s: float) -> None:
+        """Is the database reachable now? Run every ``health.interval_s``, so that ``/health``
+        says ``down`` without any traffic; once it failed, the writer retries on its own."""
+        if not self._open or not self._ready:
+            return  # starting, or already down: the writer is on it
+        try:
+            await asyncio.wait_for(self.db.ping(), timeout_s)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) or self.db.is_connection_error(exc):
+                self._failed(exc)
+            else:
+                log.exception("telemetry: probing %s failed", self.dependency)
+
     def health(self) -> DependencyState:
         if self._broken is not None or (self._failures and not self._ready):
             return "down"
