@@ -93,7 +93,9 @@ class Spool:
 
     # --- opening and closing ----------------------------------------------------------------
 
-    def open(self) -> None:
+    def open(self, *, append: bool = True) -> None:
+        """Take the spool (its lock) and find its lines. Without ``append`` (to write another
+        process's leftovers to the database): no segment is reserved for new lines."""
         self.directory.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -109,8 +111,12 @@ class Spool:
         for segment in [s for s in self._sizes if s < self.committed.segment]:
             self._unlink(segment)
         self._total = sum(self._sizes.values())
+        following = max([*self._sizes, self.committed.segment, 0]) + 1
+        if not append:
+            self._active = following  # no such file: every segment read is complete
+            return
         # never append to a segment a previous process wrote: its tail may be torn
-        if not self._open_segment(max([*self._sizes, self.committed.segment, 0]) + 1):
+        if not self._open_segment(following):
             os.close(lock_fd)
             self._lock_fd = -1
             raise OSError(f"cannot reserve a spool segment in {self.directory}")

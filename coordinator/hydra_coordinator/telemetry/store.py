@@ -1,5 +1,11 @@
 """``TelemetryStore``: the event sink that spools every record and writes it to the database.
 
+Each process has a spool of its own: ``telemetry-spool`` in the state directory, or, when another
+process (``serve`` and ``hydra-coordinator mcp`` on one state directory) holds that one,
+``telemetry-spool-2``, ``-3``, .... What a process could not write before it stopped is written
+by the next one that takes its spool, or by any running one that finds it unused (every
+``_ORPHANS_EVERY_S``).
+
 The request path only appends a line to the spool (see ``spool.py``); a background task moves
 batches from the spool into the database, in order, and retries with backoff while the database is
 unreachable. Nothing waits on the database.
@@ -12,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,7 +31,7 @@ from ..paths import state_directory
 from . import stats as stats_queries
 from .db import Database, open_database
 from .record import RequestInfo, RequestRecord
-from .spool import Batch, Spool
+from .spool import Batch, Spool, SpoolLocked
 
 __all__ = ["TelemetryStore"]
 
@@ -35,6 +42,9 @@ _BACKOFF_MIN, _BACKOFF_MAX = 0.25, 10.0
 _NEAR_FULL, _REARM = 0.8, 0.5  # warn at 80% of the cap, again after falling under 50%
 _DROP_LOG_EVERY_S = 10.0
 _SHUTDOWN_FLUSH_S = 5.0
+_SPOOL = "telemetry-spool"
+_MAX_SPOOLS = 32  # processes on one state directory
+_ORPHANS_EVERY_S = 60.0
 
 
 class TelemetryStore:
@@ -45,8 +55,8 @@ class TelemetryStore:
         self.db: Database = db if db is not None else open_database(settings)
         self.dependency = "postgres" if self.db.kind == "postgres" else "sqlite"
         self.metrics = metrics
-        spool_dir = state_directory(settings) / "telemetry-spool"
-        self.spool = Spool(spool_dir, self.config.spool_max_bytes)
+        self.state_dir = state_directory(settings)
+        self.spool = Spool(self.state_dir / _SPOOL, self.config.spool_max_bytes)
         self._events = metrics.telemetry_events  # outcome -> count; only the loop's thread counts
         metrics.telemetry_spooled = lambda: self.spool.appended
         metrics.telemetry_spool_limit.set(self.config.spool_max_bytes)
@@ -120,7 +130,7 @@ class TelemetryStore:
             return
         self._wake, self._stop_event = asyncio.Event(), asyncio.Event()
         try:
-            await asyncio.to_thread(self.spool.open)
+            self.spool = await asyncio.to_thread(self._take_spool)
         except Exception as exc:
             self._broken = f"cannot open the spool in {self.spool.directory}: {exc}"
             log.error("telemetry: %s; events will be dropped", self._broken)
@@ -134,6 +144,64 @@ class TelemetryStore:
             asyncio.create_task(self._writer(), name="telemetry-writer"),
             asyncio.create_task(self._syncer(), name="telemetry-fsync"),
         ]
+
+    def _spool_directory(self, number: int) -> Path:
+        return self.state_dir / (_SPOOL if number == 1 else f"{_SPOOL}-{number}")
+
+    def _take_spool(self) -> Spool:
+        """The first spool no other process holds (in a worker thread)."""
+        for number in range(1, _MAX_SPOOLS + 1):
+            spool = Spool(self._spool_directory(number), self.config.spool_max_bytes)
+            try:
+                spool.open()
+            except SpoolLocked:
+                continue
+            if number > 1:
+                log.info(
+                    "telemetry: %s is in use by another process; this one spools to %s",
+                    self._spool_directory(1),
+                    spool.directory,
+                )
+            return spool
+        raise SpoolLocked(f"all {_MAX_SPOOLS} spools in {self.state_dir} are in use")
+
+    async def _write_orphans(self) -> None:
+        """Write what other, stopped processes left in their spools (one no process holds).
+        Raises when the database is unreachable (the caller backs off)."""
+        mine = self.spool.directory
+        for number in range(1, _MAX_SPOOLS + 1):
+            directory = self._spool_directory(number)
+            if directory == mine or not directory.is_dir():
+                continue
+            spool = Spool(directory, self.config.spool_max_bytes)
+            try:
+                await asyncio.to_thread(spool.open, append=False)
+            except (SpoolLocked, OSError):
+                continue  # a running process writes its own
+            try:
+                while True:
+                    batch = await asyncio.to_thread(spool.read, self.config.batch_size)
+                    lines = [ln for ln in batch.lines if ln[:1] == b"{" and ln[-1:] == b"}"]
+                    self._events["dropped"] += batch.skipped + len(batch.lines) - len(lines)
+                    if not batch.lines and batch.end == spool.committed:
+                        break
+                    self._events["replayed"] += await self._insert(lines)
+                    await asyncio.to_thread(spool.commit, batch.end)
+            finally:
+                await asyncio.to_thread(spool.close)
+
+    async def _orphans_pass(self) -> float:
+        """Write other processes' leftovers; when to look again (at once after a failure,
+        which the writer then handles like its own: not ready, retried with backoff)."""
+        try:
+            await self._write_orphans()
+        except Exception as exc:
+            if not self.db.is_connection_error(exc):
+                log.exception("telemetry: writing another process's spool failed")
+                return time.monotonic() + _ORPHANS_EVERY_S
+            self._failed(exc)
+            return 0.0
+        return time.monotonic() + _ORPHANS_EVERY_S
 
     async def stop(self, flush_s: float = _SHUTDOWN_FLUSH_S) -> None:
         """Write what can be written within ``flush_s``; the rest stays in the spool."""
@@ -196,6 +264,7 @@ class TelemetryStore:
 
     async def _writer(self) -> None:
         backoff = _BACKOFF_MIN
+        orphans_at = 0.0  # when to look for other processes' leftovers next
         while True:
             if not self._ready:
                 try:
@@ -223,6 +292,8 @@ class TelemetryStore:
                 self._replaying = False
                 if self._stopping:
                     return
+                if time.monotonic() >= orphans_at:
+                    orphans_at = await self._orphans_pass()
                 await self._pause(self._wake, self.config.flush_interval_s)
                 continue
             try:
