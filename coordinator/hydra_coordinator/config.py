@@ -284,6 +284,9 @@ class LimitsConfig(_Model):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
     )
+    max_json_depth: int = Field(
+        default=64, ge=2, le=200, description="Deepest nesting of objects and arrays in a body."
+    )
     max_header_bytes: int = Field(
         default=64 * 1024,
         ge=1024,

@@ -8,6 +8,7 @@ Every error the API returns is ``{"error": {"message", "type", "code"}}`` with a
      ├─ Forbidden           403  permission_error
      ├─ NotFound            404  not_found_error / model_not_found
      ├─ PayloadTooLarge     413  invalid_request_error
+     ├─ ClientClosedRequest 499  client_closed_request   (the client left; nobody reads it)
      ├─ TooManyRequests     429  rate_limit_error        (with Retry-After)
      ├─ BadGateway          502  upstream_error
      ├─ ServiceUnavailable  503  service_unavailable
@@ -31,6 +32,7 @@ from .exchange import REQUEST_ID_HEADER, exchange_of
 __all__ = [
     "BadGateway",
     "BadRequest",
+    "ClientClosedRequest",
     "Forbidden",
     "GatewayTimeout",
     "HydraError",
@@ -81,6 +83,12 @@ class NotFound(HydraError):
 
 class PayloadTooLarge(HydraError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class ClientClosedRequest(HydraError):
+    """The client went away (e.g. in the middle of sending its body): not a server error."""
+
+    status, type, code = 499, "invalid_request_error", "client_closed_request"
 
 
 class TooManyRequests(HydraError):

@@ -169,7 +169,7 @@ async def _handle_chat(
 async def chat_completions(request: Request) -> Response:
     exchange = exchange_of(request.scope) or Exchange.begin()
     runtime = get_runtime(request)
-    body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
+    body, raw = await read_json_object(request, runtime.settings.limits)
     key_id = request.scope.get("state", {}).get("key_id")
     cache = parse_cache_header(request.headers.get(CACHE_HEADER))
     return await handle_chat(
@@ -195,7 +195,7 @@ class ChatFastPath:
         runtime = self.runtime
         try:
             request = Request(scope, receive)
-            body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
+            body, raw = await read_json_object(request, runtime.settings.limits)
             key_id = scope.get("state", {}).get("key_id")
             cache = parse_cache_header(request.headers.get(CACHE_HEADER))
             response = await handle_chat(

@@ -25,7 +25,7 @@ class FeedbackRequest(BaseModel):
 @router.post("/v1/feedback")
 async def feedback(request: Request) -> dict[str, Any]:
     runtime = get_runtime(request)
-    payload = await read_model(request, FeedbackRequest, runtime.settings.limits.max_body_bytes)
+    payload = await read_model(request, FeedbackRequest, runtime.settings.limits)
     key_id = request.scope.get("state", {}).get("key_id")
     try:
         return await runtime.feedback.record(

@@ -43,7 +43,7 @@ class Incoming:
 async def read_incoming(request: Request) -> Incoming:
     exchange = exchange_of(request.scope) or Exchange.begin()
     runtime = get_runtime(request)
-    body, raw = await read_json_object(request, runtime.settings.limits.max_body_bytes)
+    body, raw = await read_json_object(request, runtime.settings.limits)
     key_id = request.scope.get("state", {}).get("key_id")
     return Incoming(runtime, body, raw, key_id, exchange)
 

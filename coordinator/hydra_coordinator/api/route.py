@@ -70,7 +70,7 @@ class RouteResponse(BaseModel):
 @router.post("/route", response_model=RouteResponse)
 async def route_query(request: Request) -> dict[str, object]:
     runtime = get_runtime(request)
-    payload = await read_model(request, RouteRequest, runtime.settings.limits.max_body_bytes)
+    payload = await read_model(request, RouteRequest, runtime.settings.limits)
     key_id = request.scope.get("state", {}).get("key_id")
     decision = await decide_query(runtime, payload.query, payload.context, key_id)
     return decision.explain()

@@ -11,14 +11,16 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..api.body import read_body
+from ..api.body import check_depth, read_body
+from ..config import LimitsConfig
 from ..durations import parse_since
-from ..errors import PayloadTooLarge, answer_error
+from ..errors import HydraError, answer_error
 from .caller import current_key
 
 if TYPE_CHECKING:
@@ -32,21 +34,22 @@ log = logging.getLogger("hydra_coordinator.mcp")
 
 
 class BodyLimit:
-    """ASGI wrapper: POST bodies over ``limit`` bytes get the API's 413 (``limits.max_body_bytes``),
-    before the MCP transport buffers them (mcp 1.x has no limit of its own; 2.x's is set to the
-    same value)."""
+    """ASGI wrapper: POST bodies over ``limits.max_body_bytes`` get the API's 413, before the MCP
+    transport buffers them (mcp 1.x has no limit of its own; 2.x's is set to the same value), and
+    JSON nested deeper than ``limits.max_json_depth`` the API's 400, before the SDK parses it."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limits: LimitsConfig) -> None:
         self.app = app
-        self.limit = limit
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         try:
-            body = await read_body(Request(scope, receive), self.limit)
-        except PayloadTooLarge as exc:
+            body = await read_body(Request(scope, receive), self.limits.max_body_bytes)
+            _check_nesting(body, self.limits.max_json_depth)
+        except HydraError as exc:
             await answer_error(scope, exc)(scope, receive, send)
             return
         replayed = False
@@ -61,15 +64,25 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def _check_nesting(body: bytes, limit: int) -> None:
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return  # cannot be nested deeper (the common case: no parse here)
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return  # not JSON: the SDK answers that itself
+    check_depth(body, parsed, limit)
+
+
 class LazyMcpEndpoint:
     """``/mcp``, built on its first request: importing the MCP SDK and building its models
     costs about 0.4 s, which the coordinator's start should not pay for a surface some labs
     never use. The SDK's session manager then runs in a task of its own until :meth:`aclose`
     (the app's lifespan calls it at shutdown)."""
 
-    def __init__(self, runtime_provider: RuntimeProvider, limit: int) -> None:
+    def __init__(self, runtime_provider: RuntimeProvider, limits: LimitsConfig) -> None:
         self.runtime_provider = runtime_provider
-        self.limit = limit
+        self.limits = limits
         self._endpoint: ASGIApp | None = None
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -94,7 +107,7 @@ class LazyMcpEndpoint:
         if not ready.is_set():
             waiter.cancel()
             await self._task  # raises what stopped the session manager
-        return BodyLimit(route.endpoint, self.limit)
+        return BodyLimit(route.endpoint, self.limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self._endpoint
@@ -122,7 +135,7 @@ def mount_mcp(app: FastAPI, runtime_provider: RuntimeProvider) -> LazyMcpEndpoin
     """Serve the MCP server at ``/mcp`` in ``app``: a plain route of the API's router (no
     sub-app, no redirect from ``/mcp`` to ``/mcp/``), so the API's middleware (auth) and error
     handling apply. The app's lifespan must call ``aclose()`` at shutdown."""
-    endpoint = LazyMcpEndpoint(runtime_provider, runtime_provider().settings.limits.max_body_bytes)
+    endpoint = LazyMcpEndpoint(runtime_provider, runtime_provider().settings.limits)
     app.router.routes.append(Route("/mcp", endpoint, name="mcp"))
     return endpoint
 
