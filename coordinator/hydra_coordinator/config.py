@@ -304,6 +304,12 @@ class LimitsConfig(_Model):
         description="Client connections at once; more are refused with 503. Also kept below "
         "half the process's file descriptor limit.",
     )
+    request_timeout_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Longest a request may take in all, streaming included; then 504 (or an "
+        "error event in a stream).",
+    )
     shutdown_timeout_s: float = Field(
         default=20.0,
         gt=0,

@@ -404,6 +404,9 @@ class Proxy:
                 BadGateway(f"backend {backend.name!r} is unreachable: {exc}"),
                 model=model,
             )
+        except BaseException:  # cancelled: the client left, or the request's deadline passed
+            backend.release()
+            raise
         if upstream.status >= 500 or upstream.status == 429:
             return await self._upstream_refused(call, backend, upstream, model)
         if upstream.status in (401, 403):
@@ -504,6 +507,10 @@ class Proxy:
                 f"backend {backend.name!r} failed before the first byte"
             )
             return self._failure(call, backend, error, model=model)
+        except BaseException:  # cancelled before the first chunk
+            backend.release()
+            await upstream.close()
+            raise
         self._succeeded(backend)
         ttft = time.perf_counter() - call.started
         state = _StreamState(b"", bytearray())

@@ -116,7 +116,8 @@ def test_a_client_leaving_mid_stream_frees_the_backend(pair):
         httpx.Client(timeout=10) as http,
         http.stream("POST", f"{server.url}/v1/chat/completions", json=body) as response,
     ):
-        assert next(response.iter_bytes())  # the stream has started
+        chunks = response.iter_bytes()  # kept: dropping the iterator closes the response
+        assert next(chunks)  # the stream has started
         assert server.runtime.pool["a"].in_flight == 1
     deadline = time.monotonic() + 3  # well before the upstream's 4 s of chunks end
     while server.runtime.pool["a"].in_flight and time.monotonic() < deadline:

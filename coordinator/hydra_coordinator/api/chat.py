@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import BadRequest, HydraError, NotFound, answer_error
+from ..errors import BadRequest, GatewayTimeout, HydraError, NotFound, answer_error
 from ..exchange import REQUEST_ID_HEADER, Exchange, exchange_of
 from ..proxy import Call
 from ..routing.neighbours import neighbours, similar_questions
@@ -25,6 +26,7 @@ from ..stores.hooks import (
     semantic_answer,
 )
 from .body import read_json_object
+from .lifetime import Lifetime
 
 __all__ = ["PATH", "ChatFastPath", "handle_chat", "router"]
 
@@ -172,9 +174,15 @@ async def chat_completions(request: Request) -> Response:
     body, raw = await read_json_object(request, runtime.settings.limits)
     key_id = request.scope.get("state", {}).get("key_id")
     cache = parse_cache_header(request.headers.get(CACHE_HEADER))
-    return await handle_chat(
-        runtime, body, raw, key_id, exchange.started, cache=cache, exchange=exchange
-    )
+    try:
+        async with asyncio.timeout(runtime.settings.limits.request_timeout_s):
+            return await handle_chat(
+                runtime, body, raw, key_id, exchange.started, cache=cache, exchange=exchange
+            )
+    except TimeoutError:
+        raise GatewayTimeout(
+            "the request took longer than limits.request_timeout_s", code="request_timeout"
+        ) from None
 
 
 class ChatFastPath:
@@ -193,17 +201,23 @@ class ChatFastPath:
             return
         exchange = exchange_of(scope) or Exchange.begin()
         runtime = self.runtime
+        life = Lifetime(runtime.settings.limits.request_timeout_s, receive, send)
         try:
-            request = Request(scope, receive)
-            body, raw = await read_json_object(request, runtime.settings.limits)
-            key_id = scope.get("state", {}).get("key_id")
-            cache = parse_cache_header(request.headers.get(CACHE_HEADER))
-            response = await handle_chat(
-                runtime, body, raw, key_id, exchange.started, cache=cache, exchange=exchange
-            )
-        except HydraError as exc:  # what the app's HydraError handler answers
-            response = answer_error(scope, exc)
-        except Exception:  # what the app's catch-all handler answers; never crash the server
-            log.exception("unhandled error on POST %s", PATH)
-            response = answer_error(scope, HydraError("internal error"))
-        await response(scope, receive, send)
+            async with life:
+                try:
+                    request = Request(scope, receive)
+                    body, raw = await read_json_object(request, runtime.settings.limits)
+                    life.watch()
+                    key_id = scope.get("state", {}).get("key_id")
+                    cache = parse_cache_header(request.headers.get(CACHE_HEADER))
+                    response = await handle_chat(
+                        runtime, body, raw, key_id, exchange.started, cache=cache, exchange=exchange
+                    )
+                except HydraError as exc:  # what the app's HydraError handler answers
+                    response = answer_error(scope, exc)
+                except Exception:  # what the app's catch-all handler answers; never crash
+                    log.exception("unhandled error on POST %s", PATH)
+                    response = answer_error(scope, HydraError("internal error"))
+                await response(scope, life.receive, life.send)
+        except TimeoutError:  # the deadline, or the client left
+            await life.expired(scope)

@@ -9,6 +9,7 @@ later (knowledge base, telemetry store, feedback) are picked up without rebuildi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -325,9 +326,14 @@ def _add_routing_tools(mcp: Server[Any], runtime_provider: RuntimeProvider) -> N
         runtime = runtime_provider()
         started = time.perf_counter()
         try:
-            response = await handle_chat(runtime, body, orjson.dumps(body), _key_id(ctx), started)
+            async with asyncio.timeout(runtime.settings.limits.request_timeout_s):
+                response = await handle_chat(
+                    runtime, body, orjson.dumps(body), _key_id(ctx), started
+                )
         except HydraError as exc:
             raise ToolError(exc.message) from None
+        except TimeoutError:
+            raise ToolError("the request took longer than limits.request_timeout_s") from None
         raw = bytes(response.body)
         if response.status_code >= 400:
             raise ToolError(_upstream_error(raw, response.status_code))

@@ -42,6 +42,9 @@ class Behaviour:
     include_usage: bool = True  # report usage in the response
     answer: str = ""  # fixed answer text instead of the echo
     embeddings_delay_s: float = 0.0  # wait before answering an embeddings request
+    answer_bytes: int = 0  # an answer text of this many bytes (a huge answer)
+    raw_answer: str = ""  # send exactly this as the 200 body (or stream), valid or not
+    drip_s: float = 0.0  # send a non-streamed body one byte at a time, this far apart
 
 
 @dataclass
@@ -178,10 +181,29 @@ async def chat(request: web.Request) -> web.StreamResponse:
             }
         }
         return web.json_response(error, status=behaviour.fail_status)
+    if behaviour.raw_answer:
+        kind = "text/event-stream" if body.get("stream") else "application/json"
+        return web.Response(body=behaviour.raw_answer.encode(), content_type=kind)
     text = behaviour.answer or f"{state.name}: {_last_user_text(body)}"
+    if behaviour.answer_bytes:
+        text = "x" * behaviour.answer_bytes
     if body.get("stream"):
         return await _stream(request, state, body, text)
+    if behaviour.drip_s:
+        return await _drip(request, json.dumps(_completion(state, body, text)).encode(), behaviour)
     return web.json_response(_completion(state, body, text))
+
+
+async def _drip(request: web.Request, payload: bytes, behaviour: Behaviour) -> web.StreamResponse:
+    """A body sent one byte at a time: an upstream that never times out between reads."""
+    response = web.StreamResponse(headers={"content-type": "application/json"})
+    response.content_length = len(payload)
+    await response.prepare(request)
+    for index in range(len(payload)):
+        await response.write(payload[index : index + 1])
+        await asyncio.sleep(behaviour.drip_s)
+    await response.write_eof()
+    return response
 
 
 async def legacy_completions(request: web.Request) -> web.StreamResponse:
