@@ -161,6 +161,19 @@ class BackendConfig(_Model):
     context_window: int | None = Field(
         default=None, ge=1, description="The model's context size, in tokens."
     )
+    max_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most tokens one answer can have (the provider's cap): what a budget "
+        "reserves for a request without max_tokens. Unset: context_window, else 32768.",
+    )
+    image_tokens: int = Field(
+        default=40_000,
+        ge=0,
+        description="Tokens a budget reserves per image or file part of a request (at most what "
+        "the provider bills per image: about 1,100 for gpt-4o, 37,000 for gpt-4o-mini, 1,600 "
+        "for Claude); the real cost is settled after the answer.",
+    )
 
     @field_validator("base_url")
     @classmethod

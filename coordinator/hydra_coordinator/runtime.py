@@ -81,7 +81,10 @@ def build_runtime(settings: Settings) -> Runtime:
     dependencies = Dependencies()
     stores = open_stores(settings, metrics, recorder, dependencies)
     metrics.watch_dependencies(dependencies.checks)
-    budgets = Budgets(settings.budgets, stores.redis)
+    # a reservation older than any request can run is given back, whatever forgot it
+    budgets = Budgets(
+        settings.budgets, stores.redis, stale_after_s=settings.limits.request_timeout_s + 60
+    )
     if budgets.enabled:
         recorder.sinks.append(BudgetSink(budgets))
         # per key only where /metrics needs a key: a public scrape shows no key's spending

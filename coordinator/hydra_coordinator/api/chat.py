@@ -110,7 +110,13 @@ async def _handle_chat(
     )
     try:
         decision = await route_within_budget(
-            runtime, body, model, key_id, request_id=request_id, neighbours=neighbours(similar)
+            runtime,
+            body,
+            model,
+            key_id,
+            request_id=request_id,
+            neighbours=neighbours(similar),
+            body_size=len(raw),
         )
     except UnknownModel:
         raise NotFound(
@@ -159,8 +165,12 @@ async def _handle_chat(
     )
     try:
         response: Response = await runtime.proxy.forward(call)
-    except HydraError:
-        exchange.backend = call.tried
+    except BaseException as exc:
+        # whatever ended the request without a recorded answer (an upstream timeout or
+        # refusal, the client leaving, the deadline): its budget reservation is given back
+        runtime.budgets.release_later(request_id)
+        if isinstance(exc, HydraError):
+            exchange.backend = call.tried
         raise
     exchange.recorded = True  # by the proxy (a stream: when it ends)
     after_answer(runtime, call, response, key)

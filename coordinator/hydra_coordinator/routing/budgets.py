@@ -19,12 +19,13 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..config import BudgetLimit, BudgetsConfig
+from ..config import BackendConfig, BudgetLimit, BudgetsConfig
 from ..errors import TooManyRequests
 from ..telemetry.record import RequestRecord
 
@@ -41,6 +42,7 @@ __all__ = [
     "Line",
     "period_start",
     "reset_time",
+    "worst_case_cost",
 ]
 
 log = logging.getLogger("hydra_coordinator.budgets")
@@ -104,6 +106,49 @@ class BudgetExhausted(TooManyRequests):
     code = "budget_exhausted"
 
 
+_DEFAULT_OUTPUT_CAP = 32768  # output tokens reserved when neither the request nor config caps
+_IMAGES = frozenset({"image_url", "input_image", "image"})
+_FILES = frozenset({"file", "input_file"})
+
+
+def _parts(body: dict[str, Any]) -> tuple[int, int, int]:
+    """(image parts, bytes of those parts, file parts) in the messages."""
+    images = image_bytes = files = 0
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in _IMAGES:
+                images += 1
+                image_bytes += len(orjson.dumps(part))
+            elif kind in _FILES:
+                files += 1
+    return images, image_bytes, files
+
+
+def worst_case_cost(backend: BackendConfig, body: dict[str, Any], body_size: int) -> float:
+    """The most one request can cost on ``backend``, in US dollars.
+
+    The prompt: every byte of what is sent upstream (messages, tools, schemas, every other
+    field) counted as a token, as a token is at least one byte in every tokenizer in use;
+    an image counted as ``image_tokens`` instead of its bytes (providers bill an image by its
+    size in pixels, up to a maximum); a file (a PDF: text and page images) as its bytes plus
+    ``image_tokens``. The answer: ``max_completion_tokens`` or ``max_tokens``, else the
+    backend's cap, times ``n``."""
+    images, image_bytes, files = _parts(body)
+    prompt = max(0, body_size - image_bytes) + (images + files) * backend.image_tokens
+    cap = backend.max_output_tokens or backend.context_window or _DEFAULT_OUTPUT_CAP
+    asked = body.get("max_completion_tokens") or body.get("max_tokens")
+    completion = min(asked, cap) if isinstance(asked, int) and asked > 0 else cap
+    choices = body.get("n")
+    if isinstance(choices, int) and choices > 1:
+        completion *= choices
+    price = backend.price_per_mtok
+    return (prompt * price.input + completion * price.output) / 1e6
+
+
 class _Memory:
     def __init__(self) -> None:
         self.spent: dict[str, float] = {}
@@ -125,12 +170,19 @@ class _Memory:
 
 
 class Budgets:
-    def __init__(self, config: BudgetsConfig, link: RedisLink | None = None) -> None:
+    def __init__(
+        self, config: BudgetsConfig, link: RedisLink | None = None, stale_after_s: float = 3600.0
+    ) -> None:
         self.config = config
         self.link = link
         self.memory = _Memory()  # the fallback, and all there is without Redis
         self.last_spent: dict[tuple[str, str], float] = {}  # (scope, period) -> $, for /metrics
+        # request id -> (amount, counters, when), oldest first
         self._reserved: dict[str, tuple[float, tuple[str, ...], float]] = {}
+        # a reservation this old belongs to a request that cannot be running any more (past
+        # limits.request_timeout_s): given back, whatever path forgot it
+        self.stale_after_s = stale_after_s
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -196,11 +248,39 @@ class Budgets:
         now = time.time()
         keys = [line.key(now) for line in lines]
         limits = [line.limit for line in lines]
+        await self._release_stale(now)
         failed = await self._reserve(keys, amount, limits, [_TTL_S[line.period] for line in lines])
         if failed:
             return lines[failed - 1]
         self._reserved[request_id] = (amount, tuple(keys), now)
         return None
+
+    def reserved(self, request_id: str) -> float:
+        """What ``request_id`` holds reserved (0 when nothing)."""
+        return self._reserved.get(request_id, (0.0, (), 0.0))[0]
+
+    async def release(self, request_id: str) -> None:
+        """Give back what ``request_id`` reserved, if it still holds anything (a request that
+        ended without an answer: upstream timeout, connection refused, client gone, ...)."""
+        amount, keys, _ = self._reserved.pop(request_id, (0.0, (), 0.0))
+        if keys and amount:
+            await self._add(keys, -amount)
+
+    def release_later(self, request_id: str) -> None:
+        """:meth:`release` in a task of its own (from a path being cancelled or unwinding)."""
+        if request_id not in self._reserved:
+            return
+        task = asyncio.get_running_loop().create_task(self.release(request_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release_stale(self, now: float) -> None:
+        while self._reserved:
+            request_id, (_, _, when) = next(iter(self._reserved.items()))
+            if now - when < self.stale_after_s:
+                return
+            log.warning("request %s held a budget reservation past its deadline", request_id)
+            await self.release(request_id)
 
     async def _reserve(
         self, keys: list[str], amount: float, limits: list[float], ttls: list[int]
@@ -225,6 +305,9 @@ class Budgets:
         delta = (record.cost_usd or 0.0) - reserved
         if not keys or abs(delta) < 1e-12:
             return
+        await self._add(keys, delta)
+
+    async def _add(self, keys: Sequence[str], delta: float) -> None:
         if self.link is not None:
             from ..stores.redis_link import RedisUnavailable
 

@@ -14,12 +14,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from ..backends.client import create_client
 from ..backends.pool import BackendPool
 from ..config import Settings
 from ..errors import NotFound
 from ..stores.knowledge import KnowledgeBase
-from .budgets import Budgets, Line
+from .budgets import Budgets, Line, worst_case_cost
 from .learning import load_learner
 from .neighbours import neighbours, similar_questions
 from .recent import RecentDecisions
@@ -131,9 +133,13 @@ async def route_within_budget(
     *,
     request_id: str | None = None,
     neighbours: Sequence[tuple[str, float, float]] = (),
+    body_size: int | None = None,
 ) -> Decision:
     """Privacy rules, budgets, then the route. With ``request_id`` (a real request, not a
-    preview) a cloud route reserves its expected cost; 429 or a local route when it cannot."""
+    preview) a cloud route reserves the most the request can cost on any of its cloud
+    candidates (:func:`worst_case_cost`; ``body_size`` is the size of what goes upstream);
+    429 or a local route when that does not fit. The reservation is settled to the real cost
+    when the request is recorded, and given back (``Budgets.release``) on any other end."""
     budgets = runtime.budgets
     if not budgets.enabled:
         return runtime.router.decide(
@@ -154,7 +160,12 @@ async def route_within_budget(
     )
     if decision.route != "cloud" or decision.backend is None:
         return decision
-    cost = runtime.router.expected_cost(decision.backend, body)
+    size = len(orjson.dumps(body)) if body_size is None else body_size
+    cost = max(
+        worst_case_cost(runtime.settings.backend(name), body, size)
+        for name in (decision.backend, *decision.candidates)
+        if runtime.settings.backend(name).kind == "cloud"
+    )
     if request_id is None:  # a preview: say what a real request would get, reserve nothing
         if remaining is None or line is None or cost <= remaining:
             return decision

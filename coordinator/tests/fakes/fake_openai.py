@@ -45,6 +45,7 @@ class Behaviour:
     answer_bytes: int = 0  # an answer text of this many bytes (a huge answer)
     raw_answer: str = ""  # send exactly this as the 200 body (or stream), valid or not
     drip_s: float = 0.0  # send a non-streamed body one byte at a time, this far apart
+    bill_whole_body: bool = False  # prompt_tokens: the whole request (tools too), 4 bytes each
 
 
 @dataclass
@@ -93,6 +94,8 @@ async def models(request: web.Request) -> web.Response:
 
 def _completion(state: FakeState, body: dict[str, Any], text: str) -> dict[str, Any]:
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    if state.behaviour.bill_whole_body:  # as a provider bills: every field, tools included
+        prompt_tokens = len(json.dumps(body)) // 4
     completion_tokens = len(text.split())
     result: dict[str, Any] = {
         "id": "chatcmpl-fake",
