@@ -92,7 +92,8 @@ def guarded_protocol(
     )
 
     class GuardedProtocol(HttpToolsProtocol):
-        _head_bytes = 0  # bytes received since the last complete head (None: in a body)
+        _head_bytes = 0  # bytes received since the last complete head
+        _tail = b""  # the last bytes of the head so far (a blank line may span two reads)
         _in_head = True
         _head_timer: asyncio.TimerHandle | None = None
 
@@ -109,11 +110,19 @@ def guarded_protocol(
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
-                self._head_bytes += len(data)
-                if self._head_bytes > max_head:
+                total = self._head_bytes + len(data)
+                if total > max_head and not self._head_ends_within(data):
                     self._refuse(too_large, "header_too_large")
                     return
+                self._head_bytes = total
+                self._tail = data[-3:]
             super().data_received(data)
+
+        def _head_ends_within(self, data: bytes) -> bool:
+            """Whether the head ends (a blank line) within the bytes it may still take: the
+            rest of ``data`` is the body (or the next request), not head."""
+            room = max(0, max_head - self._head_bytes)
+            return b"\r\n\r\n" in self._tail + data[:room]
 
         # parser callbacks
         def on_message_begin(self) -> None:
@@ -124,6 +133,7 @@ def guarded_protocol(
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._head_bytes = 0
+            self._tail = b""
             self._stop_head_timer()
             super().on_headers_complete()
 

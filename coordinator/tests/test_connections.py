@@ -135,3 +135,17 @@ def test_a_head_just_under_the_cap_is_served(guarded: CoordinatorServer) -> None
         )
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+
+
+def test_a_large_body_sent_with_its_head_is_not_mistaken_for_a_head(
+    guarded: CoordinatorServer,
+) -> None:
+    body = b'{"query": "' + b"a" * 200_000 + b'"}'
+    with connect(guarded) as sock:
+        sock.sendall(
+            b"POST /route HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
