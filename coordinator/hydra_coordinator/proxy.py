@@ -181,11 +181,13 @@ class _StreamState:
 class _Retry:
     """An attempt failed before the first byte; ``error`` is what to answer if none succeeds.
     ``attempt`` is the failure as a record for the sinks that learn from backends' outcomes
-    (None when it says nothing about the backend: its queue was full, no model known)."""
+    (None when it says nothing about the backend: its queue was full, no model known).
+    ``tried``: the request reached the backend (its queue, at least): its record names it."""
 
     error: HydraError | Response
     backend: Backend
     attempt: RequestRecord | None = None
+    tried: bool = True
 
 
 def _error_event(message: str, code: str) -> bytes:
@@ -356,7 +358,7 @@ class Proxy:
             assert failed.attempt is not None
             self.recorder.record(failed.attempt)
             return failed.error
-        call.tried = failed.backend.name if failed.attempt is not None else None
+        call.tried = failed.backend.name if failed.tried else None
         raise failed.error
 
     async def _attempt(self, call: Call, backend: Backend) -> Response | _Retry:
@@ -370,11 +372,14 @@ class Proxy:
                     code="no_model_known",
                 ),
                 backend,
+                tried=False,
             )
         try:
             await backend.acquire()
         except QueueFull as exc:
-            busy = TooManyRequests(str(exc), headers={"retry-after": str(exc.retry_after)})
+            busy = TooManyRequests(
+                str(exc), code="backend_busy", headers={"retry-after": str(exc.retry_after)}
+            )
             return _Retry(busy, backend)
         return await self._try(call, backend, model)
 

@@ -183,6 +183,8 @@ def test_full_queue_is_429_with_retry_after(guarded, local_fake):
     assert status == 429
     assert int(headers["retry-after"]) >= 1
     assert_openai_error(payload, "rate_limit_error")
+    assert payload["error"]["code"] == "backend_busy"  # not the key's rate limit
+    assert headers["x-hydra-request-id"]
     assert results == [200, 200]
 
 
