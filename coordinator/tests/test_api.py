@@ -141,16 +141,18 @@ def test_stream_chunks_are_not_buffered(coordinator, local_fake):
     local_fake.control(chunks=4, chunk_delay_s=0.3)
     import time
 
-    start = time.perf_counter()
+    arrivals = []
     with client(coordinator).chat.completions.create(
         model="local", messages=SIMPLE, stream=True
     ) as stream:
-        first = next(iter(stream))
-        first_at = time.perf_counter() - start
-        list(stream)
-    total = time.perf_counter() - start
-    assert first.choices[0].delta.role == "assistant"
-    assert first_at < 0.25 < total  # the first chunk arrived long before the last
+        for chunk in stream:
+            arrivals.append((time.perf_counter(), chunk))
+    assert arrivals[0][1].choices[0].delta.role == "assistant"
+    # The upstream sends its 4 pieces 0.3 s apart. A relay that buffered would hand them over
+    # together; passed through, they arrive spread over at least the upstream's 3 gaps. A busy
+    # machine only widens the spread, so this holds under any load (no absolute deadline).
+    spread = arrivals[-1][0] - arrivals[0][0]
+    assert spread >= 0.85, spread
 
 
 def test_models_lists_virtual_and_backend_models(coordinator):
