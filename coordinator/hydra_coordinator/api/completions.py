@@ -41,7 +41,12 @@ async def completions(request: Request) -> Response:
 
     async def route(request_id: str) -> Decision:
         return await route_within_budget(
-            incoming.runtime, as_chat(body), model, incoming.key_id, request_id=request_id
+            incoming.runtime,
+            as_chat(body),
+            model,
+            incoming.key_id,
+            request_id=request_id,
+            body_size=len(incoming.raw),
         )
 
     return await forward(incoming, model=model, stream=stream, endpoint=COMPLETIONS, route=route)

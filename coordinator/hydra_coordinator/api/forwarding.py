@@ -3,13 +3,14 @@ then the proxy (the same one chat uses: limits, failover, metrics, telemetry).""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
 from starlette.responses import Response
 
-from ..errors import BadRequest, HydraError, NotFound
+from ..errors import BadRequest, GatewayTimeout, HydraError, NotFound
 from ..exchange import Exchange, exchange_of
 from ..proxy import Call
 from ..routing.router import Decision, UnknownModel
@@ -101,7 +102,9 @@ async def forward(
         ) from None
     exchange.decision = decision
     runtime.metrics.decisions.labels(decision.route).inc()
-    runtime.recent.add(decision, kind=endpoint, model=model, request_id=request_id)
+    runtime.recent.add(
+        decision, kind=endpoint, model=model, request_id=request_id, key_id=incoming.key_id
+    )
     call = Call(
         request_id=request_id,
         key_id=incoming.key_id,
@@ -114,9 +117,16 @@ async def forward(
         endpoint=endpoint,
     )
     try:
-        response: Response = await runtime.proxy.forward(call)
-    except HydraError:
-        exchange.backend = call.tried
+        async with asyncio.timeout(runtime.settings.limits.request_timeout_s):
+            response: Response = await runtime.proxy.forward(call)
+    except BaseException as exc:
+        runtime.budgets.release_later(request_id)  # nothing recorded: the reservation back
+        if isinstance(exc, HydraError):
+            exchange.backend = call.tried
+        if isinstance(exc, TimeoutError):
+            raise GatewayTimeout(
+                "the request took longer than limits.request_timeout_s", code="request_timeout"
+            ) from None
         raise
     exchange.recorded = True  # by the proxy
     return response

@@ -136,15 +136,16 @@ def worst_case_cost(backend: BackendConfig, body: dict[str, Any], body_size: int
     an image counted as ``image_tokens`` instead of its bytes (providers bill an image by its
     size in pixels, up to a maximum); a file (a PDF: text and page images) as its bytes plus
     ``image_tokens``. The answer: ``max_completion_tokens`` or ``max_tokens``, else the
-    backend's cap, times ``n``."""
+    backend's cap, times ``n`` (or ``best_of``)."""
     images, image_bytes, files = _parts(body)
     prompt = max(0, body_size - image_bytes) + (images + files) * backend.image_tokens
     cap = backend.max_output_tokens or backend.context_window or _DEFAULT_OUTPUT_CAP
     asked = body.get("max_completion_tokens") or body.get("max_tokens")
     completion = min(asked, cap) if isinstance(asked, int) and asked > 0 else cap
-    choices = body.get("n")
-    if isinstance(choices, int) and choices > 1:
-        completion *= choices
+    # answers generated: n, or (legacy completions) best_of, of which n are returned
+    generated = [v for v in (body.get("n"), body.get("best_of")) if isinstance(v, int) and v > 1]
+    if generated:
+        completion *= max(generated)
     price = backend.price_per_mtok
     return (prompt * price.input + completion * price.output) / 1e6
 
