@@ -323,6 +323,12 @@ class LimitsConfig(_Model):
         description="Longest a request may take in all, streaming included; then 504 (or an "
         "error event in a stream).",
     )
+    max_answer_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest non-streamed answer read whole (then checked, and cached or "
+        "stored when small enough); a larger one is passed to the client as it arrives.",
+    )
     shutdown_timeout_s: float = Field(
         default=20.0,
         gt=0,
@@ -572,6 +578,11 @@ class KnowledgeConfig(_Model):
         default=True, description="The knowledge base at all (off: no Qdrant, nothing stored)."
     )
     store_answers: bool = Field(default=True, description="Store answered questions.")
+    max_answer_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="An answer whose body is larger is not stored (nor queued for storing).",
+    )
     queue_size: int = Field(
         default=256,
         ge=1,

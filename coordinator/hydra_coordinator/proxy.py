@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response, StreamingResponse
 
+from .backends.answers import SseCheck, parse_answer, read_capped
 from .backends.backend import Backend, QueueFull
 from .backends.client import Timeouts, UpstreamConnectError, UpstreamResponse, UpstreamTimeout
 from .backends.pool import BackendPool
@@ -80,6 +81,21 @@ def _usage_from_body(body: bytes) -> tuple[int | None, int | None]:
     except orjson.JSONDecodeError:
         return None, None
     return _usage(payload) if isinstance(payload, dict) else (None, None)
+
+
+_TAIL_USAGE = re.compile(rb'"usage"\s*:\s*(\{(?:[^{}]|\{[^{}]*\})*\})')
+
+
+def _usage_from_tail(tail: bytes) -> tuple[int | None, int | None]:
+    """The usage object near the end of a body too large to parse whole."""
+    found = _TAIL_USAGE.findall(tail)
+    if not found:
+        return None, None
+    try:
+        usage = orjson.loads(found[-1])
+    except orjson.JSONDecodeError:
+        return None, None
+    return _usage({"usage": usage}) if isinstance(usage, dict) else (None, None)
 
 
 _FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"([a-z_]+)"')
@@ -169,6 +185,7 @@ class _StreamState:
     size: int = 0  # bytes streamed in all
     error: str | None = None
     recorded: bool = False
+    complete: bool = False  # the upstream's answer ended as it should
 
     def add(self, chunk: bytes) -> None:
         self.tail = (self.tail + chunk)[-_SSE_TAIL:]
@@ -202,6 +219,7 @@ class Proxy:
         self.pool = pool
         self.recorder = recorder
         self.store_prompts = False  # telemetry.store_prompts: put the messages in the record
+        self.max_answer_bytes = 16 * 1024 * 1024  # limits.max_answer_bytes
         self.tokens = tokens or TokenCounter()
 
     def _headers(self, call: Call, backend: Backend) -> dict[str, str]:
@@ -227,16 +245,25 @@ class Proxy:
         answer: bytes = b"",
         error: str | None = None,
         stream: tuple[bytes, int] | None = None,
+        parsed: dict[str, Any] | None = None,
+        passed_through: int | None = None,
     ) -> None:
-        """Record the request. ``answer`` is the upstream's body, or a stream's tail;
-        ``stream`` is the stream's first bytes and its whole size (to count tokens)."""
+        """Record the request. ``answer`` is the upstream's body (``parsed``: as JSON), or a
+        stream's tail; ``stream`` is the stream's first bytes and its whole size (to count
+        tokens); ``passed_through`` the size of a body too large to keep (``answer``: its
+        tail)."""
         prompt = completion = None
         finish_reason = None
         estimated = False
         if status == 200 and answer:
-            prompt, completion = (
-                _usage_from_stream_tail(answer) if stream else _usage_from_body(answer)
-            )
+            if parsed is not None:
+                prompt, completion = _usage(parsed)
+            elif passed_through is not None:
+                prompt, completion = _usage_from_tail(answer)
+            else:
+                prompt, completion = (
+                    _usage_from_stream_tail(answer) if stream else _usage_from_body(answer)
+                )
             finish_reason = _finish_reason(answer)
             if call.endpoint == EMBEDDINGS and completion is None:
                 completion = 0  # an embedding has no completion; its usage has prompt_tokens
@@ -245,7 +272,11 @@ class Proxy:
                 if prompt is None:
                     prompt = self._count_prompt(call.body)
                 if completion is None:
-                    completion = self._count_answer(answer, stream)
+                    completion = (
+                        passed_through // 4  # about 4 bytes a token
+                        if passed_through is not None
+                        else self._count_answer(answer, stream)
+                    )
         price = backend.config.price_per_mtok
         cost = None
         if prompt is not None or completion is not None:
@@ -460,25 +491,38 @@ class Proxy:
         self, call: Call, backend: Backend, upstream: UpstreamResponse, model: str
     ) -> Response | _Retry:
         try:
-            body = await upstream.read()
-        except UpstreamTimeout:
-            self._failed(backend, "timeout")
-            return self._failure(
-                call,
-                backend,
-                GatewayTimeout(f"backend {backend.name!r} did not finish in time"),
-                model=model,
-            )
-        except UpstreamConnectError as exc:
-            self._failed(backend, "connect")
-            return self._failure(
-                call,
-                backend,
-                BadGateway(f"backend {backend.name!r} dropped the answer: {exc}"),
-                model=model,
-            )
-        finally:
+            body, rest = await read_capped(upstream, self.max_answer_bytes)
+        except (UpstreamTimeout, UpstreamConnectError) as exc:
             backend.release()
+            await upstream.close()
+            timed_out = isinstance(exc, UpstreamTimeout)
+            self._failed(backend, "timeout" if timed_out else "connect")
+            error: HydraError = (
+                GatewayTimeout(f"backend {backend.name!r} did not finish in time")
+                if timed_out
+                else BadGateway(f"backend {backend.name!r} dropped the answer: {exc}")
+            )
+            return self._failure(call, backend, error, model=model)
+        except BaseException:  # cancelled: the client left, or the deadline passed
+            backend.release()
+            await upstream.close()
+            raise
+        if rest is not None:  # larger than limits.max_answer_bytes: passed on as it comes
+            self._succeeded(backend)
+            return self._pass_through(call, backend, upstream, model, first=body, rest=rest)
+        backend.release()
+        await upstream.close()
+        parsed = None
+        if upstream.status == 200:
+            parsed = parse_answer(body, _ENDPOINT_NAMES[call.endpoint])
+            if parsed is None:
+                self._failed(backend, "invalid")
+                invalid = BadGateway(
+                    f"backend {backend.name!r} answered 200 with a body that is not a valid "
+                    "answer (not JSON, cut short, or not of the endpoint's shape)",
+                    code="upstream_invalid_answer",
+                )
+                return self._failure(call, backend, invalid, model=model)
         self._succeeded(backend)
         ttft = time.perf_counter() - call.started
         self._finish(
@@ -488,6 +532,7 @@ class Proxy:
             upstream.status,
             ttft=ttft,
             answer=body,
+            parsed=parsed,
             error=None if upstream.status < 400 else "upstream_client_error",
         )
         return Response(
@@ -497,10 +542,65 @@ class Proxy:
             headers=self._headers(call, backend),
         )
 
+    def _pass_through(
+        self,
+        call: Call,
+        backend: Backend,
+        upstream: UpstreamResponse,
+        model: str,
+        *,
+        first: bytes,
+        rest: AsyncIterator[bytes],
+    ) -> Response:
+        """An answer over ``limits.max_answer_bytes``: relayed as it arrives (nothing cached or
+        stored), recorded from its size and the usage near its end."""
+        ttft = time.perf_counter() - call.started
+        state = _StreamState(first[-_SSE_TAIL:], bytearray(), len(first))
+
+        async def relay() -> AsyncIterator[bytes]:
+            yield first
+            try:
+                async for chunk in rest:
+                    state.tail = (state.tail + chunk)[-_SSE_TAIL:]
+                    state.size += len(chunk)
+                    yield chunk
+            except (UpstreamTimeout, UpstreamConnectError):
+                self._failed(backend, "stream")
+                state.error = "upstream_cut"
+                return
+            state.complete = True
+
+        def done(gone: bool) -> None:
+            backend.release()
+            if state.recorded:
+                return
+            state.recorded = True
+            error = state.error or (None if state.complete or gone else "timeout")
+            self._finish(
+                call,
+                backend,
+                model,
+                upstream.status,
+                ttft=ttft,
+                answer=bytes(state.tail),
+                error=error,
+                passed_through=state.size,
+            )
+
+        return _RelayResponse(
+            relay(),
+            upstream,
+            done,
+            status_code=upstream.status,
+            headers=self._headers(call, backend),
+            media_type=upstream.content_type,
+        )
+
     async def _stream(
         self, call: Call, backend: Backend, upstream: UpstreamResponse, model: str
     ) -> Response | _Retry:
         chunks = upstream.chunks()
+        check = SseCheck()
         try:
             first = await anext(chunks)
         except (UpstreamTimeout, UpstreamConnectError, StopAsyncIteration) as exc:
@@ -516,72 +616,103 @@ class Proxy:
             backend.release()
             await upstream.close()
             raise
-        self._succeeded(backend)
-        ttft = time.perf_counter() - call.started
-        state = _StreamState(b"", bytearray())
-        state.add(first)
-
-        def record() -> None:
-            if state.recorded:
-                return
-            state.recorded = True
-            error = f"stream_{state.error}" if state.error else None
-            self._finish(
-                call,
-                backend,
-                model,
-                200,
-                ttft=ttft,
-                answer=state.tail,
-                error=error,
-                stream=(bytes(state.seen), state.size),
-            )
-
-        async def relay() -> AsyncIterator[bytes]:
-            # The end of the stream (`data: [DONE]`, an error event, the end of the body) is
-            # held back until the request is recorded: a client that saw its stream end is in
-            # the telemetry spool. Every other chunk passes through at once.
-            held: list[bytes] = []
-            if _DONE in first:
-                held.append(first)
-            else:
-                yield first
-            try:
-                async for chunk in chunks:
-                    state.add(chunk)
-                    if held or _DONE in chunk:
-                        held.append(chunk)
-                    else:
-                        yield chunk
-            except (UpstreamTimeout, UpstreamConnectError) as exc:
-                kind = "timeout" if isinstance(exc, UpstreamTimeout) else "stream"
-                self._failed(backend, "stream")
-                state.error = kind
-                held.append(
-                    _error_event(
-                        f"backend {backend.name!r} failed mid-stream ({kind})", f"upstream_{kind}"
-                    )
-                )
-            record()
-            for chunk in held:
-                yield chunk
-
-        def done() -> None:
+        if not check.feed(first):  # nothing sent yet: fail over
+            await upstream.close()
             backend.release()
-            record()  # when the client went away before the end
-
+            self._failed(backend, "invalid")
+            invalid = BadGateway(
+                f"backend {backend.name!r} answered 200 with a stream that is not valid "
+                f"server-sent events ({check.invalid})",
+                code="upstream_invalid_answer",
+            )
+            return self._failure(call, backend, invalid, model=model)
+        self._succeeded(backend)
+        relay = _StreamRelay(self, call, backend, model, check)
         return _RelayResponse(
-            relay(),
+            relay.relay(first, chunks),
             upstream,
-            done,
+            relay.done,
             headers=self._headers(call, backend),
             media_type=upstream.content_type,
         )
 
 
+class _StreamRelay:
+    """A stream on its way from an upstream to the client: each event checked, the end held
+    back until the request is recorded, a failure or a cut ending in an error event."""
+
+    def __init__(
+        self, proxy: Proxy, call: Call, backend: Backend, model: str, check: SseCheck
+    ) -> None:
+        self.proxy, self.call, self.backend, self.model = proxy, call, backend, model
+        self.check = check
+        self.ttft = time.perf_counter() - call.started
+        self.state = _StreamState(b"", bytearray())
+
+    def record(self) -> None:
+        state = self.state
+        if state.recorded:
+            return
+        state.recorded = True
+        self.proxy._finish(
+            self.call,
+            self.backend,
+            self.model,
+            200,
+            ttft=self.ttft,
+            answer=state.tail,
+            error=f"stream_{state.error}" if state.error else None,
+            stream=(bytes(state.seen), state.size),
+        )
+
+    def broken(self, kind: str, what: str) -> bytes:
+        """The error event that ends a stream the upstream broke; the backend's failure."""
+        self.proxy._failed(self.backend, "stream" if kind in ("timeout", "stream") else kind)
+        self.state.error = kind
+        return _error_event(f"backend {self.backend.name!r} {what}", f"upstream_{kind}")
+
+    async def relay(self, first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        # The end of the stream (`data: [DONE]`, an error event, the end of the body) is held
+        # back until the request is recorded: a client that saw its stream end is in the
+        # telemetry spool. Every other chunk passes through at once.
+        state, check = self.state, self.check
+        state.add(first)
+        held: list[bytes] = []
+        if _DONE in first:
+            held.append(first)
+        else:
+            yield first
+        try:
+            async for chunk in chunks:
+                state.add(chunk)
+                if not check.feed(chunk):
+                    held.append(self.broken("invalid", f"sent an invalid event ({check.invalid})"))
+                    break
+                if held or _DONE in chunk:
+                    held.append(chunk)
+                else:
+                    yield chunk
+            else:
+                if not check.complete():
+                    held.append(self.broken("truncated", "ended the stream without [DONE]"))
+        except (UpstreamTimeout, UpstreamConnectError) as exc:
+            kind = "timeout" if isinstance(exc, UpstreamTimeout) else "stream"
+            held.append(self.broken(kind, f"failed mid-stream ({kind})"))
+        state.complete = True
+        self.record()
+        for chunk in held:
+            yield chunk
+
+    def done(self, gone: bool) -> None:
+        self.backend.release()
+        if not self.state.complete and not gone:
+            self.state.error = self.state.error or "timeout"  # cut by the request's deadline
+        self.record()  # when the client went away before the end (or the deadline passed)
+
+
 class _RelayResponse(StreamingResponse):
-    """A streaming response that always closes the upstream and runs ``done`` exactly once,
-    whether the stream ends, fails, or the client goes away.
+    """A streaming response that always closes the upstream and runs ``done(gone)`` exactly
+    once, whether the stream ends, fails, or the client goes away (``gone``).
 
     Starlette's own streaming response starts an anyio task group per response to notice a
     client that disconnects (uvicorn speaks ASGI 2.3); a plain task that waits for
@@ -597,12 +728,12 @@ class _RelayResponse(StreamingResponse):
         self._done = done
         self._cleaned = False
 
-    async def _cleanup(self) -> None:
+    async def _cleanup(self, gone: bool) -> None:
         if self._cleaned:
             return
         self._cleaned = True
         await self._upstream.close()
-        self._done()
+        self._done(gone)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         gone = asyncio.Event()
@@ -634,4 +765,4 @@ class _RelayResponse(StreamingResponse):
             aclose = getattr(self._content, "aclose", None)
             if aclose is not None:
                 await aclose()
-            await self._cleanup()
+            await self._cleanup(gone.is_set())

@@ -78,6 +78,7 @@ def build_runtime(settings: Settings) -> Runtime:
     recorder = Recorder(metrics)
     keys = ApiKeys(client_keys(settings), admin_keys(settings))
     proxy = Proxy(pool, recorder, TokenCounter(settings.cost.tokenizer_file))
+    proxy.max_answer_bytes = settings.limits.max_answer_bytes
     dependencies = Dependencies()
     stores = open_stores(settings, metrics, recorder, dependencies)
     metrics.watch_dependencies(dependencies.checks)

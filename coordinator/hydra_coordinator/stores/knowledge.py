@@ -470,6 +470,8 @@ class KnowledgeBase:
         """Queue an answered request for storing; never blocks (a full queue drops it)."""
         if not (self.enabled and self.config.store_answers):
             return
+        if len(response_body) > self.config.max_answer_bytes:
+            return  # a bound on what is stored (and held in the queue)
         try:
             self.queue.put_nowait((body, response_body, backend, key_id, request_id))
             self._pending[request_id] = None

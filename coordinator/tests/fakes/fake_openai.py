@@ -44,6 +44,9 @@ class Behaviour:
     embeddings_delay_s: float = 0.0  # wait before answering an embeddings request
     answer_bytes: int = 0  # an answer text of this many bytes (a huge answer)
     raw_answer: str = ""  # send exactly this as the 200 body (or stream), valid or not
+    raw_stream: list[str] = field(
+        default_factory=list
+    )  # a 200 stream of these, chunk_delay_s apart
     drip_s: float = 0.0  # send a non-streamed body one byte at a time, this far apart
     bill_whole_body: bool = False  # prompt_tokens: the whole request (tools too), 4 bytes each
 
@@ -184,6 +187,14 @@ async def chat(request: web.Request) -> web.StreamResponse:
             }
         }
         return web.json_response(error, status=behaviour.fail_status)
+    if behaviour.raw_stream:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for piece in behaviour.raw_stream:
+            await response.write(piece.encode())
+            await asyncio.sleep(behaviour.chunk_delay_s)
+        await response.write_eof()
+        return response
     if behaviour.raw_answer:
         kind = "text/event-stream" if body.get("stream") else "application/json"
         return web.Response(body=behaviour.raw_answer.encode(), content_type=kind)
