@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -85,6 +92,8 @@ class Metrics:
     def __init__(self, backends: Iterable[Backend]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_* (resident memory, CPU seconds, open files, start time) from /proc
+        ProcessCollector(registry=r)
         self.requests = Counter(
             "hydra_requests", "Chat requests answered", ["route", "backend", "status"], registry=r
         )

@@ -220,6 +220,14 @@ def test_metrics_after_traffic(coordinator):
     assert up == {"ollama": 1.0, "openai": 1.0}
 
 
+def test_metrics_include_the_process(coordinator):
+    text = fetch(f"{coordinator.url}/metrics").decode()
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples["process_resident_memory_bytes"] > 0
+    assert samples["process_open_fds"] > 0
+    assert "process_cpu_seconds_total" in samples
+
+
 def test_metrics_pass_promtool(coordinator):
     assert shutil.which("promtool"), "promtool is needed (tests/run installs Debian's prometheus)"
     client(coordinator).chat.completions.create(model="auto", messages=SIMPLE)
