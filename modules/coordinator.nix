@@ -52,7 +52,20 @@ let
     ++ map (value: {
       option = "services.hydra-coordinator.settings.auth.api_key_files";
       inherit value;
-    }) cfg.settings.auth.api_key_files;
+    }) cfg.settings.auth.api_key_files
+    ++ map (value: {
+      option = "services.hydra-coordinator.settings.auth.admin_key_files";
+      inherit value;
+    }) adminKeyFiles;
+
+  # Admin keys (API keys that also see every key's data), freeform: names of
+  # credentials, as auth.api_key_files.
+  adminKeyFiles = cfg.settings.auth.admin_key_files or [ ];
+
+  # On SIGTERM the coordinator gives open requests limits.shutdown_timeout_s
+  # (its default: 20), then writes its telemetry (at most 5 s) and closes its
+  # stores: systemd waits that long and a margin before it kills.
+  shutdownTimeout = cfg.settings.limits.shutdown_timeout_s or 20;
 
   # A bare name (no slash) is a credential, resolved by the coordinator against
   # $CREDENTIALS_DIRECTORY.
@@ -111,8 +124,9 @@ in
         `database.url`, `redis.url` and `qdrant.url` keys, are set by the
         module.
 
-        Secret files are never given by value: `api_key_file` and
-        `auth.api_key_files` hold the *name* of a credential declared in
+        Secret files are never given by value: `api_key_file`,
+        `auth.api_key_files` and `auth.admin_key_files` hold the *name* of a
+        credential declared in
         {option}`services.hydra-coordinator.credentials`.
       '';
       default = { };
@@ -314,7 +328,10 @@ in
   config = lib.mkIf cfg.enable {
     assertions = [
       {
-        assertion = isLoopback cfg.listen.address || cfg.settings.auth.api_key_files != [ ];
+        assertion =
+          isLoopback cfg.listen.address
+          || cfg.settings.auth.api_key_files != [ ]
+          || adminKeyFiles != [ ];
         message = ''
           services.hydra-coordinator.listen.address = "${cfg.listen.address}" is not a loopback
           address, but services.hydra-coordinator.settings.auth.api_key_files is empty: anyone on
@@ -457,6 +474,12 @@ in
         UMask = "0077";
 
         LoadCredential = lib.mapAttrsToList (credential: path: "${credential}:${path}") cfg.credentials;
+
+        # Client connections are kept under half the descriptor limit
+        # (limits.max_connections, 1024 by default); systemd's default soft
+        # limit of 1024 would leave room for about 450.
+        LimitNOFILE = 65536;
+        TimeoutStopSec = builtins.ceil shutdownTimeout + 30;
         EnvironmentFile = lib.optional (cfg.environmentFile != null) cfg.environmentFile;
 
         # Hardening, after nixpkgs' ollama and qdrant modules.

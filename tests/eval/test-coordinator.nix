@@ -509,6 +509,52 @@ in
     expected = true;
   };
 
+  testAdminKeysAreCredentials = {
+    expr = failsWith [
+      "services.hydra-coordinator.credentials"
+      "services.hydra-coordinator.settings.auth.admin_key_files"
+      "admin-keys"
+    ] (eval [
+      enabled
+      { services.hydra-coordinator.settings.auth.admin_key_files = [ "admin-keys" ]; }
+    ]);
+    expected = true;
+  };
+
+  testAdminKeysAloneAllowANonLoopbackAddress = {
+    expr = failedAssertions (eval [
+      enabled
+      {
+        services.hydra-coordinator = {
+          listen.address = "0.0.0.0";
+          credentials.admin-keys = "/run/secrets/hydra-admin-keys";
+          settings.auth.admin_key_files = [ "admin-keys" ];
+        };
+      }
+    ]);
+    expected = [ ];
+  };
+
+  testDescriptorAndStopLimits = {
+    expr = map (config: lib.getAttrs [ "LimitNOFILE" "TimeoutStopSec" ] (serviceOf config)) [
+      (eval [ enabled ])
+      (eval [
+        enabled
+        { services.hydra-coordinator.settings.limits.shutdown_timeout_s = 4.5; }
+      ])
+    ];
+    expected = [
+      {
+        LimitNOFILE = 65536;
+        TimeoutStopSec = 50; # shutdown_timeout_s (20) + telemetry flush and a margin
+      }
+      {
+        LimitNOFILE = 65536;
+        TimeoutStopSec = 35;
+      }
+    ];
+  };
+
   testAssertNoStoreSecrets = {
     expr = failsWith [ "Nix store" "${builtins.storeDir}/0000-openai-key" ] (eval [
       {
