@@ -84,6 +84,8 @@ python3Packages.buildPythonApplication (finalAttrs: {
       openai
       pytest-asyncio
       pytestCheckHook
+      # tests/test_openapi.py fuzzes the API from its /openapi.json
+      schemathesis
     ])
     # promtool checks the /metrics output. nixpkgs' prometheus moves bin/promtool
     # to its `cli` output (outputs = [ "out" "doc" "cli" ]); `prometheus` alone

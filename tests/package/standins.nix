@@ -100,6 +100,7 @@ let
     python-stdnum = { };
     qdrant-client = { };
     redis = { };
+    schemathesis = { };
     starlette = { };
     tiktoken = { };
     uvicorn = { };
