@@ -14,6 +14,7 @@ from .api import chat, completions, embeddings, feedback, health, models, route,
 from .api import metrics as metrics_api
 from .api.accounting import RequestAccounting
 from .api.browsers import BrowserGuard
+from .api.openapi import install_openapi
 from .auth import AuthMiddleware
 from .config import Settings
 from .errors import install_error_handlers
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_openapi(app)
     for router in (
         chat.router,
         models.router,
