@@ -4,33 +4,36 @@ Representation. A request becomes a sparse vector: a bias, the cold-start scorer
 (:mod:`.scorer`) and the words of the last user message hashed into ``2**14`` buckets
 (CRC-32, L2-normalised). No embedding call: it costs tens of microseconds.
 
-Model. Every backend is an arm with a linear model of the quality of its answers,
-q_b(x) = prior_b(x) + w_b . x, where the prior is the cold start: ``local_quality`` for a local
-backend and ``local_quality`` + the scorer's estimated gain for a cloud one. The weights have a
-diagonal Gaussian posterior (mean and precision per coordinate), updated by each rating with a
-Kalman step (diagonal approximation). So a rating moves the estimate for its own prompt most,
-for prompts sharing its words and features less, and for unrelated prompts not at all.
+Model. The quality of backend b's answer to prompt x (the probability that it is right) is
+q_b(x) = level + a . x + prior_b(x) + d_b . x: a *shared* part (how hard the prompt is for
+anyone, learnt from every rating) and a part that sets the backend apart, whose prior is the
+cold start (the scorer's estimated gain for a cloud backend, 0 for a local one). Every weight
+has a diagonal Gaussian posterior (mean and precision per coordinate), updated by each rating
+with a Kalman step (diagonal approximation) on the shared and the backend's weights together.
+So a rating moves the estimate for its own prompt most, for prompts sharing its words and
+features less, for unrelated prompts not at all; and because the shared part absorbs how hard
+a prompt is, the *difference* between backends (the cloud's gain) moves only on evidence that
+one answers better than the other, not because one was rated on harder prompts.
 
 Decision. The estimated *gain* of the cloud for a prompt is q_cloud - q_local; a cloud backend
 is chosen when its quality minus ``cost_weight`` x its expected cost beats the best local one
 by ``margin`` (1 - ``routing.threshold``, or what the operator's cloud-share target makes
 it). The expected decision uses posterior means; the sampled one (linear Thompson sampling,
-what requests use) draws each arm's quality from its posterior, widened or narrowed by
+what requests use) draws each backend's own part from its posterior, widened or narrowed by
 ``exploration``, so uncertain prompts are sometimes tried on the other side. Before the first
 rating there is nothing to learn from exploring, and the sampled decision is the expected one.
 
 Ratings. :meth:`PromptLearner.rate` takes a rating of a request it decided (it keeps the
 representation of its last ``remember`` decisions). A second rating of the same request
-*replaces* the first (the first is retracted, a negative-weight update, then the new one
-applied), and so does a rating of the same prompt on the same backend by the same API key: one
-key has one vote per prompt and backend. Each key also teaches at most
-``key_ratings_per_hour`` ratings an hour at its ``key_weights`` weight (default 1): past
-that its ratings are kept by the caller but teach nothing. State (weights and precisions) is
-saved with :meth:`to_json`.
+*replaces* the first (the first is taken back exactly, then the new one applied), and so does
+a rating of the same prompt on the same backend by the same API key: one key has one vote per
+prompt and backend. Each key also teaches at most ``key_ratings_per_hour`` ratings an hour, at
+its ``key_weights`` weight (default 1): past that its ratings are kept by the caller but teach
+nothing. Weights and precisions are saved with :meth:`PromptLearner.to_json`.
 
-Memory: two arrays of ``2**14`` floats per backend plus at most ``remember`` compact vectors;
-CPU per request: one pass over the prompt's words per backend. Not thread-safe: the
-coordinator uses it from its event loop.
+Memory: two arrays of ``2**14`` floats for the shared part and for each backend, plus at most
+``remember`` compact prompt vectors and ``max_votes`` votes; CPU per request: one pass over the
+prompt's coordinates per backend. Not thread-safe: the coordinator uses it from its event loop.
 """
 
 from __future__ import annotations
@@ -48,20 +51,23 @@ from typing import Any, Literal
 from .features import last_user_text
 from .scorer import FEATURES, ColdScore
 
-__all__ = ["Arm", "Belief", "Choice", "PromptLearner", "Representation", "represent"]
+__all__ = ["Belief", "Choice", "PromptLearner", "Representation", "Weights", "represent"]
 
 Kind = Literal["local", "cloud"]
+Coords = Sequence[tuple[int, float]]
 
 HASH_BITS = 14
 _HASH_SIZE = 1 << HASH_BITS
 _SCAN_LIMIT = 8_000
 _NOISE = 0.25  # variance of one rating around the model (a coin's)
-_PRIOR_PRECISION_BIAS = 100.0  # weight s.d. 0.1
-_PRIOR_PRECISION_FEATURE = 100.0  # s.d. 0.1
-_PRIOR_PRECISION_WORD = 25.0  # s.d. 0.2 along a whole (normalised) prompt
 _MIN_PRECISION = 1e-3
-STATE_VERSION = 1
 _VOTE_PRIOR = 2.0  # pseudo-votes the model's own estimate counts against neighbours' votes
+STATE_VERSION = 2
+
+# prior precision (1 / variance) of the weights: bias, each scorer feature, the words (which
+# share a vector of length 1, so 25 means a s.d. of 0.2 along a whole prompt)
+SHARED_PRIOR = (25.0, 50.0, 25.0)
+BACKEND_PRIOR = (100.0, 100.0, 25.0)
 
 
 def _token_ids(text: str) -> array[int]:
@@ -113,53 +119,80 @@ def _dimensions() -> int:
     return 1 + len(FEATURES) + _HASH_SIZE
 
 
-def _prior_precision() -> array[float]:
-    values = array("d", [_PRIOR_PRECISION_WORD]) * _dimensions()
-    values[0] = _PRIOR_PRECISION_BIAS
-    for i in range(len(FEATURES)):
-        values[i + 1] = _PRIOR_PRECISION_FEATURE
-    return values
-
-
 @dataclass
-class Arm:
-    """One backend's posterior over the weights (mean, precision per coordinate)."""
+class Weights:
+    """A diagonal Gaussian posterior over linear weights: mean and precision per coordinate."""
 
-    kind: Kind
-    mean: array[float] = field(default_factory=lambda: array("d", [0.0]) * _dimensions())
-    precision: array[float] = field(default_factory=_prior_precision)
+    prior: tuple[float, float, float]  # prior precision of the bias, a feature, a word
+    mean: array[float] = field(init=False)
+    precision: array[float] = field(init=False)
     ratings: float = 0.0
 
-    def predict(self, coords: Sequence[tuple[int, float]]) -> tuple[float, float]:
+    def __post_init__(self) -> None:
+        self.mean = array("d", [0.0]) * _dimensions()
+        self.precision = self.prior_precision()
+
+    def prior_precision(self) -> array[float]:
+        bias, feature, word = self.prior
+        values = array("d", [word]) * _dimensions()
+        values[0] = bias
+        for i in range(len(FEATURES)):
+            values[i + 1] = feature
+        return values
+
+    def predict(self, coords: Coords) -> tuple[float, float]:
         """(mean, variance) of w . x."""
         mean, precision = self.mean, self.precision
-        m = sum(mean[i] * v for i, v in coords)
-        var = sum(v * v / precision[i] for i, v in coords)
-        return m, var
+        return sum(mean[i] * v for i, v in coords), sum(v * v / precision[i] for i, v in coords)
 
-    def learn(self, coords: Sequence[tuple[int, float]], residual: float, weight: float) -> float:
-        """A Kalman step (diagonal) towards ``residual`` (target - prior); returns the error
-        it corrected, which :meth:`unlearn` needs to take the step back."""
-        mean, precision = self.mean, self.precision
-        predicted, var = self.predict(coords)
-        error = residual - predicted
-        gain = weight * error / (_NOISE + weight * var)
+    def to_json(self) -> dict[str, Any]:
+        prior = self.prior_precision()
+        moved = [
+            i for i in range(len(self.mean)) if self.mean[i] != 0.0 or self.precision[i] != prior[i]
+        ]
+        return {
+            "ratings": self.ratings,
+            "index": moved,
+            "mean": [self.mean[i] for i in moved],
+            "precision": [self.precision[i] for i in moved],
+        }
+
+    def load(self, row: Mapping[str, Any]) -> None:
+        self.ratings = float(row["ratings"])
+        for i, m, p in zip(row["index"], row["mean"], row["precision"], strict=True):
+            self.mean[int(i)] = float(m)
+            self.precision[int(i)] = max(_MIN_PRECISION, float(p))
+
+
+def learn(parts: Sequence[Weights], coords: Coords, residual: float, weight: float) -> float:
+    """One Kalman step (diagonal) of the sum of ``parts`` towards ``residual`` (the rating less
+    the prior); returns the error it corrected, which :func:`unlearn` needs."""
+    predicted = sum(p.predict(coords)[0] for p in parts)
+    var = sum(p.predict(coords)[1] for p in parts)
+    error = residual - predicted
+    step = weight * error / (_NOISE + weight * var)
+    for part in parts:
+        mean, precision = part.mean, part.precision
         for i, v in coords:
-            mean[i] += gain * v / precision[i]
+            mean[i] += step * v / precision[i]
             precision[i] += weight * v * v / _NOISE
-        self.ratings += 1.0
-        return error
+        part.ratings += 1.0
+    return error
 
-    def unlearn(self, coords: Sequence[tuple[int, float]], error: float, weight: float) -> None:
-        """Take back a :meth:`learn` step (exact when nothing was learnt since)."""
-        mean, precision = self.mean, self.precision
+
+def unlearn(parts: Sequence[Weights], coords: Coords, error: float, weight: float) -> None:
+    """Take back a :func:`learn` step (exact when nothing was learnt since)."""
+    for part in parts:
+        precision = part.precision
         for i, v in coords:
             precision[i] = max(_MIN_PRECISION, precision[i] - weight * v * v / _NOISE)
-        var = sum(v * v / precision[i] for i, v in coords)
-        gain = weight * error / (_NOISE + weight * var)
+    var = sum(p.predict(coords)[1] for p in parts)
+    step = weight * error / (_NOISE + weight * var)
+    for part in parts:
+        mean, precision = part.mean, part.precision
         for i, v in coords:
-            mean[i] -= gain * v / precision[i]
-        self.ratings = max(0.0, self.ratings - 1.0)
+            mean[i] -= step * v / precision[i]
+        part.ratings = max(0.0, part.ratings - 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +229,6 @@ class _Vote:
     rep: Representation
     error: float
     weight: float
-    reward: float
 
 
 @dataclass
@@ -205,11 +237,17 @@ class _Bucket:
     at: float
 
 
+@dataclass
+class _Backend:
+    kind: Kind
+    weights: Weights
+
+
 @dataclass(kw_only=True)
 class PromptLearner:
     """Contextual bandit over prompts (see module docs)."""
 
-    local_quality: float = 0.6
+    level: float = 0.55  # prior quality of any answer before the prompt is looked at
     cost_weight: float = 10.0
     exploration: float = 0.5
     key_ratings_per_hour: float = 600.0
@@ -218,7 +256,8 @@ class PromptLearner:
     max_votes: int = 50_000
     seed: int | None = None
     clock: Any = time.monotonic
-    _arms: dict[str, Arm] = field(default_factory=dict, init=False, repr=False)
+    _shared: Weights = field(default_factory=lambda: Weights(SHARED_PRIOR), init=False)
+    _backends: dict[str, _Backend] = field(default_factory=dict, init=False, repr=False)
     _recent: OrderedDict[str, tuple[str, Representation]] = field(
         default_factory=OrderedDict, init=False, repr=False
     )
@@ -234,22 +273,24 @@ class PromptLearner:
 
     # ------------------------------------------------------------------ decisions
 
-    def arm(self, name: str, kind: Kind) -> Arm:
-        found = self._arms.get(name)
+    def _backend(self, name: str, kind: Kind) -> _Backend:
+        found = self._backends.get(name)
         if found is None or found.kind != kind:
-            found = self._arms[name] = Arm(kind)
+            found = self._backends[name] = _Backend(kind, Weights(BACKEND_PRIOR))
         return found
 
+    def _prior(self, kind: Kind, rep: Representation) -> float:
+        return self.level + (rep.prior_gain if kind == "cloud" else 0.0)
+
     def quality(self, choice: Choice, rep: Representation) -> tuple[float, float]:
-        """(mean, s.d.) of the quality of ``choice``'s answers to this prompt."""
-        prior = self.local_quality + (rep.prior_gain if choice.kind == "cloud" else 0.0)
-        arm = self._arms.get(choice.name)
-        if arm is None or arm.kind != choice.kind:
-            arm = Arm(choice.kind)
-            mean, var = 0.0, arm.predict(rep.coordinates())[1]
-        else:
-            mean, var = arm.predict(rep.coordinates())
-        return prior + mean, math.sqrt(var)
+        """(mean, s.d.) of the quality of ``choice``'s answers to this prompt; the s.d. is of
+        the backend's own part (the shared part is the same for every backend)."""
+        coords = rep.coordinates()
+        shared, _ = self._shared.predict(coords)
+        found = self._backends.get(choice.name)
+        weights = found.weights if found is not None and found.kind == choice.kind else None
+        own, var = (weights or Weights(BACKEND_PRIOR)).predict(coords)
+        return self._prior(choice.kind, rep) + shared + own, math.sqrt(var)
 
     def estimate(
         self,
@@ -274,7 +315,7 @@ class PromptLearner:
         utilities = self._utilities(choices, {n: q[0] for n, q in qualities.items()}, margin)
         expected = _best(choices, utilities)
         # no rating yet, nothing to explore for: the cold start decides, as the prior says
-        spread = self.exploration if any(a.ratings > 0 for a in self._arms.values()) else 0.0
+        spread = self.exploration if self._shared.ratings > 0 else 0.0
         draws = None
         sampled = expected
         if spread > 0:
@@ -333,48 +374,43 @@ class PromptLearner:
     ) -> str:
         """Teach the rating (reward in [0, 1]) of an earlier request; says what happened.
 
-        Returns ``"learned"``, ``"replaced"`` (an earlier vote of this request, or of this
-        key on this prompt, was retracted first), ``"forgotten"`` (the request is older than
-        the last ``remember`` decisions) or ``"limited"`` (the key is over its hourly share)."""
+        Returns ``"learned"``, ``"replaced"`` (an earlier vote of this request, or of this key
+        on this prompt and backend, was taken back first), ``"forgotten"`` (the request is older
+        than the last ``remember`` decisions) or ``"limited"`` (the key is over its hourly
+        share, or its weight is 0)."""
         found = self._recent.get(request_id)
         if found is None:
             return "forgotten"
         backend, rep = found
-        arm_kind: Kind = kind or (self._arms[backend].kind if backend in self._arms else "local")
-        reward = min(1.0, max(0.0, reward))
+        known = self._backends.get(backend)
+        backend_kind: Kind = kind or (known.kind if known is not None else "local")
+        weight = min(1.0, max(0.0, self.key_weights.get(key_id or "", 1.0)))
         slot = (key_id or "", rep.fingerprint, backend)
-        replaced = False
         earlier = self._votes.pop(slot, None)
         if earlier is not None:
-            self._retract(earlier[1])
-            replaced = True
-        else:
-            weight = self._allowance(key_id)
-            if weight <= 0:
-                return "limited"
-        weight = min(1.0, max(0.0, self.key_weights.get(key_id or "", 1.0)))
+            self._take_back(earlier[1])
+        elif weight <= 0 or not self._allowance(key_id):
+            return "limited"
         if weight <= 0:
             return "limited"
-        arm = self.arm(backend, arm_kind)
-        prior = self.local_quality + (rep.prior_gain if arm_kind == "cloud" else 0.0)
-        residual = reward - prior
-        error = arm.learn(rep.coordinates(), residual, weight)
-        vote = _Vote(backend, rep, error, weight, reward)
-        self._votes[slot] = (request_id, vote)
+        parts = (self._shared, self._backend(backend, backend_kind).weights)
+        residual = min(1.0, max(0.0, reward)) - self._prior(backend_kind, rep)
+        error = learn(parts, rep.coordinates(), residual, weight)
+        self._votes[slot] = (request_id, _Vote(backend, rep, error, weight))
         while len(self._votes) > self.max_votes:
             self._votes.popitem(last=False)
         self.changed = True
-        return "replaced" if replaced else "learned"
+        return "learned" if earlier is None else "replaced"
 
-    def _retract(self, vote: _Vote) -> None:
-        arm = self._arms.get(vote.backend)
-        if arm is not None:
-            arm.unlearn(vote.rep.coordinates(), vote.error, vote.weight)
+    def _take_back(self, vote: _Vote) -> None:
+        known = self._backends.get(vote.backend)
+        if known is not None:
+            unlearn((self._shared, known.weights), vote.rep.coordinates(), vote.error, vote.weight)
 
-    def _allowance(self, key_id: str | None) -> float:
-        """Take one rating from the key's hourly bucket: 1 if there was room, else 0."""
+    def _allowance(self, key_id: str | None) -> bool:
+        """Take one rating from the key's hourly bucket; False when it is empty."""
         if self.key_ratings_per_hour <= 0:
-            return 1.0
+            return True
         now = self.clock()
         name = key_id or ""
         bucket = self._buckets.get(name)
@@ -384,34 +420,23 @@ class PromptLearner:
         bucket.tokens = min(self.key_ratings_per_hour, bucket.tokens + (now - bucket.at) * rate)
         bucket.at = now
         if bucket.tokens < 1.0:
-            return 0.0
+            return False
         bucket.tokens -= 1.0
-        return 1.0
+        return True
 
     # ------------------------------------------------------------------ state
 
     def to_json(self) -> dict[str, Any]:
-        """Weights and precisions of every arm (only the coordinates that moved)."""
-        arms = {}
-        prior = _prior_precision()
-        for name, arm in sorted(self._arms.items()):
-            moved = [
-                i
-                for i in range(len(arm.mean))
-                if arm.mean[i] != 0.0 or arm.precision[i] != prior[i]
-            ]
-            arms[name] = {
-                "kind": arm.kind,
-                "ratings": arm.ratings,
-                "index": moved,
-                "mean": [arm.mean[i] for i in moved],
-                "precision": [arm.precision[i] for i in moved],
-            }
+        """The weights (only the coordinates that moved) of the shared part and each backend."""
         return {
             "version": STATE_VERSION,
             "hash_bits": HASH_BITS,
-            "features": FEATURES,
-            "arms": arms,
+            "features": list(FEATURES),
+            "shared": self._shared.to_json(),
+            "backends": {
+                name: {"kind": b.kind, **b.weights.to_json()}
+                for name, b in sorted(self._backends.items())
+            },
         }
 
     def load_json(self, data: Mapping[str, Any]) -> None:
@@ -420,20 +445,21 @@ class PromptLearner:
             raise ValueError("prompt learner state of another version")
         if tuple(data.get("features", ())) != FEATURES:
             raise ValueError("prompt learner state for other scorer features")
-        arms: dict[str, Arm] = {}
         try:
-            for name, row in data["arms"].items():
+            shared = Weights(SHARED_PRIOR)
+            shared.load(data["shared"])
+            backends = {}
+            for name, row in data["backends"].items():
                 kind = row["kind"]
                 if kind not in ("local", "cloud"):
                     raise ValueError(f"unknown kind {kind!r}")
-                arm = Arm(kind, ratings=float(row["ratings"]))
-                for i, m, p in zip(row["index"], row["mean"], row["precision"], strict=True):
-                    arm.mean[int(i)] = float(m)
-                    arm.precision[int(i)] = max(_MIN_PRECISION, float(p))
-                arms[str(name)] = arm
+                weights = Weights(BACKEND_PRIOR)
+                weights.load(row)
+                backends[str(name)] = _Backend(kind, weights)
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"malformed prompt learner state: {exc!r}") from None
-        self._arms = arms
+        self._shared, self._backends = shared, backends
 
     def ratings(self) -> dict[str, float]:
-        return {name: arm.ratings for name, arm in self._arms.items()}
+        """Ratings learnt per backend."""
+        return {name: b.weights.ratings for name, b in self._backends.items()}

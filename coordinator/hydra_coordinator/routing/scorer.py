@@ -38,7 +38,7 @@ def _words(text: str) -> frozenset[str]:
 # Regexes over a whole prompt cost ~0.5 ms per KB when they alternate or backtrack: words are
 # split with str.translate and looked up in sets; the few regexes left are anchored and cheap.
 _TO_SPACE = str.maketrans({c: " " for c in "$!\"&'()*,./:;<=>?@[\\]^_`{|}~\n\t\r"})
-_CHOICE = re.compile(r"^ *\(?[A-Ja-j][.)] ", re.MULTILINE)
+_CHOICE = re.compile(r"^ *\(?[A-Ja-j][.)] .*$", re.MULTILINE)
 _NUMBERED = re.compile(r"^ *\d{1,2}[.)] ", re.MULTILINE)
 _PART_MARKERS = ("(a)", "(b)", "(c)", "(d)", "(i)", "(ii)", "(iii)")
 _ARITHMETIC = re.compile(r"\d ?[-+*/^=<>\u00d7\u00f7] ?\d")
@@ -113,16 +113,16 @@ FEATURES: tuple[str, ...] = (
 # ``short_question`` / ``creative`` are fitted (bench/fit_scorer.py); design, code, tools and
 # conversation are hand-set (no benchmark data covers them).
 WEIGHTS: Mapping[str, float] = {
-    "size": 0.30,
-    "sentences": 0.05,
-    "numbers": 0.28,
-    "maths": 0.03,
-    "maths_notation": 0.04,
-    "multi_part": 0.07,
+    "size": 0.15,
+    "sentences": 0.08,
+    "numbers": 0.30,
+    "maths": 0.04,
+    "maths_notation": 0.02,
+    "multi_part": 0.08,
     "multi_step": 0.12,
-    "reasoning": 0.06,
+    "reasoning": 0.04,
     "constraints": 0.02,
-    "choices": 0.01,
+    "choices": 0.02,
     "design": 0.50,
     "code": 0.15,
     "tools": 0.10,
@@ -130,7 +130,7 @@ WEIGHTS: Mapping[str, float] = {
     "short_question": -0.12,
     "creative": -0.08,
 }
-BASE = -0.12  # the gain of a prompt with no feature at all (calibrated, see module docs)
+BASE = -0.05  # the gain of a prompt with no feature at all (calibrated, see module docs)
 
 _LABELS: Mapping[str, str] = {
     "size": "prompt size",
@@ -187,13 +187,19 @@ def signals(body: Mapping[str, Any]) -> dict[str, float]:
     parts = sum(1 for m in _PART_MARKERS if m in low)
     parts += len(_NUMBERED.findall(ask)) if lines else 0
     first = tokens[0] if tokens else ""
+    # the options of a multiple-choice question say little about how hard it is: the size
+    # is the question's (its numbers, options included, do count)
+    choices = _CHOICE.findall(ask) if lines else []
+    stem_tokens = len(tokens)
+    if len(choices) >= 3:
+        stem_tokens = len(_tokens(low[: low.index(choices[0].lower())]))
     response_format = body.get("response_format")
     schema = isinstance(response_format, dict) and response_format.get("type") == "json_schema"
     turns = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
     context_chars = len(message_text(messages)) - len(ask) if turns > 1 else 0
     notation = any(n in ask for n in _NOTATION) or _ARITHMETIC.search(ask) is not None
     return {
-        "size": min(1.0, math.log1p(len(tokens)) / math.log1p(600)),
+        "size": min(1.0, math.log1p(stem_tokens) / math.log1p(600)),
         "sentences": _saturate(_sentences(ask), 4.0),
         "numbers": min(1.0, math.log1p(numbers) / math.log1p(24)),
         "maths": _saturate(len(words & _MATHS), 3.0),
@@ -202,7 +208,7 @@ def signals(body: Mapping[str, Any]) -> dict[str, float]:
         "multi_step": 1.0 if any(p in low for p in _STEP_PHRASES) else 0.0,
         "reasoning": _saturate(len(words & _REASONING), 2.0),
         "constraints": _saturate(len(words & _CONSTRAINTS), 2.0),
-        "choices": 1.0 if lines and len(_CHOICE.findall(ask)) >= 3 else 0.0,
+        "choices": 1.0 if len(choices) >= 3 else 0.0,
         "design": _saturate(design, 2.0),
         "code": 1.0 if _is_code(ask, words) else 0.0,
         "tools": 1.0 if (body.get("tools") or body.get("functions") or schema) else 0.0,

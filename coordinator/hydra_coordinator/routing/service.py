@@ -243,6 +243,8 @@ class Router:
         reasons += self._describe(belief, choices, required)
         if chosen != belief.expected:
             reasons.append(f"sampled '{chosen}' (expected: '{belief.expected}'): exploring")
+        elif request_id is None and belief.draws is not None:
+            reasons.append(f"a request, which samples, would now go to '{belief.sampled}'")
         estimates = tuple(
             BackendEstimate(
                 backend=c.name,
