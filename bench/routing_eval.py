@@ -249,6 +249,7 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), choices=SCENARIOS)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the servers on the way out
     rows = routing_data.load()
     test = [r for r in rows if routing_data.split(r) == "test"]
     pool = [r for r in rows if routing_data.split(r) != "test"]

@@ -215,7 +215,11 @@ class BackendConfig(_Model):
 class LearnedRoutingConfig(_Model):
     cost_weight: float = Field(default=10.0, ge=0, description="Quality given up per US dollar.")
     local_margin: float = Field(
-        default=0.02, ge=0, le=1, description="Stay local when its quality is this close."
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Added to the gain a cloud answer must bring (1 - routing.threshold): "
+        "an equally good local answer wins.",
     )
     exploration: float = Field(
         default=0.5,
@@ -250,7 +254,8 @@ class RoutingConfig(_Model):
         default=0.7,
         ge=0,
         le=1,
-        description="Route local when the confidence that a local model suffices is >= this.",
+        description="Route local when the confidence that a local model suffices is >= this: "
+        "the cloud must be expected to gain at least 1 - this.",
     )
     target_cloud_share: float | None = Field(
         default=None,

@@ -61,16 +61,17 @@ class Router:
             key_ratings_per_hour=learned_config.key_ratings_per_hour,
             key_weights=learned_config.key_weights,
         )
+        # the gain a cloud answer must add: 1 - threshold, and the margin by which an equally
+        # good local answer wins (equal quality should not cost money)
+        self._required = 1.0 - self.config.threshold + learned_config.local_margin
         share = self.config.target_cloud_share
-        self.cloud_share = (
-            None if share is None else CloudShare(share, default=1.0 - self.config.threshold)
-        )
+        self.cloud_share = None if share is None else CloudShare(share, default=self._required)
 
     def required_gain(self) -> float:
         """The expected gain (net of cost) a cloud backend must beat: the operator's knob."""
         if self.cloud_share is not None:
             return self.cloud_share.required_gain()
-        return 1.0 - self.config.threshold
+        return self._required
 
     def check_privacy(self, body: dict[str, Any], key_id: str | None) -> PrivacyVerdict:
         """The privacy verdict; a ``block`` rule raises 403 with the rule's reason."""
