@@ -46,19 +46,17 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import mul, truediv
 from typing import Any, Literal
 
-from .features import last_user_text
 from .scorer import FEATURES, ColdScore
 
 __all__ = ["Belief", "Choice", "PromptLearner", "Representation", "Weights", "represent"]
 
 Kind = Literal["local", "cloud"]
-Coords = Sequence[tuple[int, float]]
 
 HASH_BITS = 14
 _HASH_SIZE = 1 << HASH_BITS
-_SCAN_LIMIT = 8_000
 _NOISE = 0.25  # variance of one rating around the model (a coin's)
 _MIN_PRECISION = 1e-3
 _VOTE_PRIOR = 2.0  # pseudo-votes the model's own estimate counts against neighbours' votes
@@ -70,10 +68,17 @@ SHARED_PRIOR = (25.0, 50.0, 25.0)
 BACKEND_PRIOR = (100.0, 100.0, 25.0)
 
 
-def _token_ids(text: str) -> array[int]:
-    words = {w for w in text.lower().split() if w}
-    ids = sorted({zlib.crc32(w.strip(".,;:!?()[]{}\"'`").encode()) % _HASH_SIZE for w in words})
-    return array("H", ids)
+def _token_ids(words: frozenset[str]) -> array[int]:
+    return array("H", sorted({zlib.crc32(w.encode()) % _HASH_SIZE for w in words}))
+
+
+@dataclass(frozen=True, slots=True)
+class Coords:
+    """A sparse vector: coordinates, their values and the values squared."""
+
+    index: list[int]
+    value: list[float]
+    square: list[float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,22 +94,25 @@ class Representation:
         """Identifies the prompt's wording (for one vote per key and prompt)."""
         return zlib.crc32(self.words.tobytes())
 
-    def coordinates(self) -> list[tuple[int, float]]:
-        """(index, value): bias 0, features 1..F, words F+1.. (normalised to length 1)."""
-        coords = [(0, 1.0)]
-        coords += [(i + 1, v) for i, v in enumerate(self.features) if v]
+    def coordinates(self) -> Coords:
+        """Bias 0, features 1..F, words F+1.. (the words normalised to length 1)."""
+        index = [0]
+        value = [1.0]
+        for i, v in enumerate(self.features):
+            if v:
+                index.append(i + 1)
+                value.append(v)
         if self.words:
-            value = 1.0 / math.sqrt(len(self.words))
             offset = len(FEATURES) + 1
-            coords += [(offset + w, value) for w in self.words]
-        return coords
+            index += [offset + w for w in self.words]
+            value += [1.0 / math.sqrt(len(self.words))] * len(self.words)
+        return Coords(index, value, [v * v for v in value])
 
 
 def represent(body: Mapping[str, Any], cold: ColdScore) -> Representation:
-    messages = body.get("messages")
-    text = last_user_text(messages if isinstance(messages, list) else [])[-_SCAN_LIMIT:]
+    del body  # the scorer already read it: its features and words are the representation
     return Representation(
-        tuple(cold.signals[name] for name in FEATURES), _token_ids(text), cold.gain
+        tuple(cold.signals[name] for name in FEATURES), _token_ids(cold.words), cold.gain
     )
 
 
@@ -142,8 +150,9 @@ class Weights:
 
     def predict(self, coords: Coords) -> tuple[float, float]:
         """(mean, variance) of w . x."""
-        mean, precision = self.mean, self.precision
-        return sum(mean[i] * v for i, v in coords), sum(v * v / precision[i] for i, v in coords)
+        means = map(self.mean.__getitem__, coords.index)
+        precisions = map(self.precision.__getitem__, coords.index)
+        return sum(map(mul, means, coords.value)), sum(map(truediv, coords.square, precisions))
 
     def to_json(self) -> dict[str, Any]:
         prior = self.prior_precision()
@@ -173,7 +182,7 @@ def learn(parts: Sequence[Weights], coords: Coords, residual: float, weight: flo
     step = weight * error / (_NOISE + weight * var)
     for part in parts:
         mean, precision = part.mean, part.precision
-        for i, v in coords:
+        for i, v in zip(coords.index, coords.value, strict=True):
             mean[i] += step * v / precision[i]
             precision[i] += weight * v * v / _NOISE
         part.ratings += 1.0
@@ -184,15 +193,18 @@ def unlearn(parts: Sequence[Weights], coords: Coords, error: float, weight: floa
     """Take back a :func:`learn` step (exact when nothing was learnt since)."""
     for part in parts:
         precision = part.precision
-        for i, v in coords:
+        for i, v in zip(coords.index, coords.value, strict=True):
             precision[i] = max(_MIN_PRECISION, precision[i] - weight * v * v / _NOISE)
     var = sum(p.predict(coords)[1] for p in parts)
     step = weight * error / (_NOISE + weight * var)
     for part in parts:
         mean, precision = part.mean, part.precision
-        for i, v in coords:
+        for i, v in zip(coords.index, coords.value, strict=True):
             mean[i] -= step * v / precision[i]
         part.ratings = max(0.0, part.ratings - 1.0)
+
+
+_UNTAUGHT = Weights(BACKEND_PRIOR)  # a backend no rating taught yet (read only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,10 +298,14 @@ class PromptLearner:
         """(mean, s.d.) of the quality of ``choice``'s answers to this prompt; the s.d. is of
         the backend's own part (the shared part is the same for every backend)."""
         coords = rep.coordinates()
-        shared, _ = self._shared.predict(coords)
+        return self._quality(choice, rep, coords, self._shared.predict(coords)[0])
+
+    def _quality(
+        self, choice: Choice, rep: Representation, coords: Coords, shared: float
+    ) -> tuple[float, float]:
         found = self._backends.get(choice.name)
         weights = found.weights if found is not None and found.kind == choice.kind else None
-        own, var = (weights or Weights(BACKEND_PRIOR)).predict(coords)
+        own, var = (weights or _UNTAUGHT).predict(coords)
         return self._prior(choice.kind, rep) + shared + own, math.sqrt(var)
 
     def estimate(
@@ -303,7 +319,9 @@ class PromptLearner:
         ``margin`` + ``cost_weight`` x its cost). ``votes`` (backend: good, bad pseudo-votes,
         e.g. from rated similar questions in the knowledge base) pull a backend's quality
         towards their mean for this decision only."""
-        qualities = {c.name: self.quality(c, rep) for c in choices}
+        coords = rep.coordinates()
+        shared = self._shared.predict(coords)[0]
+        qualities = {c.name: self._quality(c, rep, coords, shared) for c in choices}
         for name, (good, bad) in (votes or {}).items():
             if name in qualities and good + bad > 0:
                 mean, sd = qualities[name]

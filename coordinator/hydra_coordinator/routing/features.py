@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Features", "extract_features", "last_user_text", "message_text"]
+__all__ = ["Features", "extract_features", "last_user_text", "message_text", "prompt_tokens"]
 
 # A scan of the last user message is enough to see what is asked; cap it so a huge paste
 # costs the same as a long one.
@@ -61,6 +61,14 @@ def last_user_text(messages: list[Any]) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return _content_text(message.get("content"))
     return ""
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """Rough prompt size in tokens (characters / 4), as :func:`extract_features` counts it."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return 0
+    return sum(len(_content_text(m.get("content"))) for m in messages if isinstance(m, dict)) // 4
 
 
 def extract_features(body: dict[str, Any]) -> Features:

@@ -204,7 +204,7 @@ def _decide_class(
 
 
 def decide(
-    features: Features,
+    features: Features | None,
     model: str,
     backends: Sequence[BackendView],
     config: RoutingConfig,
@@ -218,7 +218,11 @@ def decide(
     ``cold`` is the cold-start scorer's confidence that local suffices and what counted
     (default: v1's :func:`local_confidence`).
     """
-    confidence, reasons = cold if cold is not None else local_confidence(features, config)
+    if cold is None:
+        if features is None:
+            raise ValueError("decide() needs the features or the cold-start score")
+        cold = local_confidence(features, config)
+    confidence, reasons = cold
     reasons = list(reasons)
     scorer = tuple(reasons)
     strategy = "forced"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .features import last_user_text, message_text
@@ -174,32 +174,39 @@ def _is_code(ask: str, words: frozenset[str]) -> bool:
 
 def signals(body: Mapping[str, Any]) -> dict[str, float]:
     """The scorer's features of a chat request, each in [0, 1]."""
+    return _signals(body)[0]
+
+
+def _signals(body: Mapping[str, Any]) -> tuple[dict[str, float], frozenset[str]]:
+    """The features and the words of the last user message (lower case)."""
     messages = body.get("messages")
     if not isinstance(messages, list):
         messages = []
     ask = last_user_text(messages)[-_SCAN_LIMIT:]
     low = ask.lower()
-    tokens = _tokens(low)
-    words = frozenset(tokens)
-    numbers = sum(1 for t in tokens if t[0].isdigit())
-    design = len(words & _DESIGN) + sum(1 for p in _DESIGN_PHRASES if p in low)
     lines = "\n" in ask
-    parts = sum(1 for m in _PART_MARKERS if m in low)
-    parts += len(_NUMBERED.findall(ask)) if lines else 0
-    first = tokens[0] if tokens else ""
     # the options of a multiple-choice question say little about how hard it is: the size
     # is the question's (its numbers, options included, do count)
     choices = _CHOICE.findall(ask) if lines else []
-    stem_tokens = len(tokens)
     if len(choices) >= 3:
-        stem_tokens = len(_tokens(low[: low.index(choices[0].lower())]))
+        start = low.index(choices[0].lower())
+        stem = _tokens(low[:start])
+        tokens = stem + _tokens(low[start:])
+    else:
+        stem = tokens = _tokens(low)
+    words = frozenset(tokens)
+    numbers = sum(1 for t in tokens if t[0].isdigit())
+    design = len(words & _DESIGN) + sum(1 for p in _DESIGN_PHRASES if p in low)
+    parts = sum(1 for m in _PART_MARKERS if m in low)
+    parts += len(_NUMBERED.findall(ask)) if lines else 0
+    first = tokens[0] if tokens else ""
     response_format = body.get("response_format")
     schema = isinstance(response_format, dict) and response_format.get("type") == "json_schema"
     turns = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
     context_chars = len(message_text(messages)) - len(ask) if turns > 1 else 0
     notation = any(n in ask for n in _NOTATION) or _ARITHMETIC.search(ask) is not None
-    return {
-        "size": min(1.0, math.log1p(stem_tokens) / math.log1p(600)),
+    values = {
+        "size": min(1.0, math.log1p(len(stem)) / math.log1p(600)),
         "sentences": _saturate(_sentences(ask), 4.0),
         "numbers": min(1.0, math.log1p(numbers) / math.log1p(24)),
         "maths": _saturate(len(words & _MATHS), 3.0),
@@ -216,6 +223,7 @@ def signals(body: Mapping[str, Any]) -> dict[str, float]:
         "short_question": 1.0 if first in _QUESTION_START and len(tokens) <= 12 else 0.0,
         "creative": 1.0 if words & _CREATIVE else 0.0,
     }
+    return values, words
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +233,7 @@ class ColdScore:
     gain: float  # estimated quality gain of the cloud, in [-1, 1]
     signals: Mapping[str, float]  # feature values, in FEATURES order
     contributions: tuple[tuple[str, float], ...]  # (feature, weight x value), largest first
+    words: frozenset[str] = field(default=frozenset(), repr=False)  # of the last user message
 
     @property
     def local(self) -> float:
@@ -242,8 +251,8 @@ class ColdScore:
 
 def cold_score(body: Mapping[str, Any]) -> ColdScore:
     """The scorer's estimate of the cloud's quality gain for ``body``, with what counted."""
-    values = signals(body)
+    values, words = _signals(body)
     parts = [(name, WEIGHTS[name] * values[name]) for name in FEATURES if values[name]]
     gain = min(1.0, max(-1.0, BASE + sum(v for _, v in parts)))
     parts.sort(key=lambda item: -abs(item[1]))
-    return ColdScore(gain, values, tuple(parts))
+    return ColdScore(gain, values, tuple(parts), words)

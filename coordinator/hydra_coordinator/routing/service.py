@@ -18,7 +18,7 @@ from ..errors import Forbidden
 from ..privacy import PrivacyPolicy, PrivacyVerdict
 from .bandit import Belief, Choice, PromptLearner, Representation, represent
 from .explanation import BackendEstimate, Explanation, decision_confidence
-from .features import Features, extract_features, last_user_text
+from .features import last_user_text, prompt_tokens
 from .knobs import CloudShare
 from .learned import LearnedRouter
 from .learned import _describe_votes as describe_votes
@@ -33,12 +33,12 @@ _DEFAULT_COMPLETION_TOKENS = 400
 NEIGHBOUR_WEIGHT = 2.0  # pseudo-votes a rated similar question of similarity 1 adds
 
 
-def expected_cost(backend: BackendConfig, features: Features, body: dict[str, Any]) -> float:
-    """What one request is expected to cost on ``backend``, in US dollars."""
+def expected_cost(backend: BackendConfig, tokens: int, body: dict[str, Any]) -> float:
+    """What one request of ``tokens`` prompt tokens is expected to cost on ``backend``, in US$."""
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     completion = limit if isinstance(limit, int) and limit > 0 else _DEFAULT_COMPLETION_TOKENS
     price = backend.price_per_mtok
-    return (features.tokens * price.input + completion * price.output) / 1e6
+    return (tokens * price.input + completion * price.output) / 1e6
 
 
 class Router:
@@ -110,7 +110,7 @@ class Router:
             reasons.append("privacy keeps this request on local backends, also on failover")
         elif not cloud_allowed and cloud_blocked_by:
             reasons.append(cloud_blocked_by)
-        features = extract_features(body)
+        tokens = prompt_tokens(body)
         if not cloud_allowed:
             views = [v for v in views if v.kind == "local"]
             if model == "cloud" or (
@@ -121,7 +121,7 @@ class Router:
         decision = self._route(
             body,
             model,
-            features,
+            tokens,
             views,
             cloud_allowed=cloud_allowed,
             budget_remaining=budget_remaining,
@@ -140,7 +140,7 @@ class Router:
         self,
         body: dict[str, Any],
         model: str,
-        features: Features,
+        tokens: int,
         views: Sequence[BackendView],
         *,
         cloud_allowed: bool,
@@ -151,7 +151,7 @@ class Router:
         cold = cold_score(body)
         if model != "auto" or self.learned is None or self.config.strategy != "learned":
             counted = [f"counted: {why}" for why in cold.explain()]
-            decision = decide(features, model, views, self.config, cold=(cold.local, counted))
+            decision = decide(None, model, views, self.config, cold=(cold.local, counted))
             if request_id is not None and decision.backend is not None:
                 # a rating of a request sent to a named class or model teaches its prompt too
                 self.prompts.remember_decision(request_id, decision.backend, represent(body, cold))
@@ -159,7 +159,7 @@ class Router:
         return self._learned(
             body,
             cold,
-            features,
+            tokens,
             views,
             cloud_allowed=cloud_allowed,
             budget_remaining=budget_remaining,
@@ -170,7 +170,7 @@ class Router:
     def _choices(
         self,
         body: dict[str, Any],
-        features: Features,
+        tokens: int,
         usable: Sequence[BackendView],
         *,
         cloud_allowed: bool,
@@ -179,7 +179,7 @@ class Router:
     ) -> list[Choice]:
         choices = []
         for view in usable:
-            cost = expected_cost(self._backends[view.name], features, body)
+            cost = expected_cost(self._backends[view.name], tokens, body)
             if view.kind == "cloud" and not cloud_allowed:
                 continue
             if view.kind == "cloud" and budget_remaining is not None and cost > budget_remaining:
@@ -195,7 +195,7 @@ class Router:
         self,
         body: dict[str, Any],
         cold: ColdScore,
-        features: Features,
+        tokens: int,
         views: Sequence[BackendView],
         *,
         cloud_allowed: bool,
@@ -215,7 +215,7 @@ class Router:
         )  # local first: a tie goes local
         choices = self._choices(
             body,
-            features,
+            tokens,
             usable,
             cloud_allowed=cloud_allowed,
             budget_remaining=budget_remaining,
@@ -302,4 +302,4 @@ class Router:
         return lines
 
     def expected_cost(self, backend: str, body: dict[str, Any]) -> float:
-        return expected_cost(self._backends[backend], extract_features(body), body)
+        return expected_cost(self._backends[backend], prompt_tokens(body), body)
