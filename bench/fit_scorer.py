@@ -5,7 +5,7 @@ its ``bench`` extra. Fits the weights of the general features on the *train* spl
 regression of each prompt's gain (strong - weak) on its features, within each kind (the kinds'
 base rates are removed, so the weights rank prompts and do not learn which benchmark a prompt
 came from), and prints the weights next to the ones in ``routing/scorer.py`` and the APGR of
-v1, the fitted weights and the shipped scorer on the *validation* split, per kind.
+v1, the fitted weights and the shipped scorer on the *validation* and *test* splits, per kind.
 """
 
 from __future__ import annotations
@@ -60,17 +60,20 @@ def main() -> None:
         fitted = f"{weights[name]:+.3f}" if name in weights else "  (fixed)"
         print(f"{name:18s} {fitted:>8s}  {WEIGHTS[name]:+.3f}")
     print(f"base {BASE:+.3f}\n")
-    print("APGR on the validation split (coin 0.50):")
-    print("kind        n     v1     fitted  shipped")
-    for kind, part in routing_data.by_kind(valid).items():
-        strong = [float(r["strong"]) for r in part]
-        weak = [float(r["weak"]) for r in part]
-        v1 = routing_data.apgr([v1_score(r) for r in part], strong, weak)
-        fitted = routing_data.apgr(
-            [sum(weights[f] * signals(r)[f] for f in FITTED) for r in part], strong, weak
-        )
-        shipped = routing_data.apgr([cold_score(r).gain for r in part], strong, weak)
-        print(f"{kind:10s} {len(part):5d}  {v1:.3f}  {fitted:.3f}   {shipped:.3f}")
+    test = [r for r in rows if routing_data.split(r) == "test"]
+    for name, part_rows in (("validation", valid), ("test", test)):
+        print(f"APGR on the {name} split (coin 0.50):")
+        print("kind        n     v1     fitted  shipped")
+        for kind, part in routing_data.by_kind(part_rows).items():
+            strong = [float(r["strong"]) for r in part]
+            weak = [float(r["weak"]) for r in part]
+            v1 = routing_data.apgr([v1_score(r) for r in part], strong, weak)
+            fitted = routing_data.apgr(
+                [sum(weights[f] * signals(r)[f] for f in FITTED) for r in part], strong, weak
+            )
+            shipped = routing_data.apgr([cold_score(r).gain for r in part], strong, weak)
+            print(f"{kind:10s} {len(part):5d}  {v1:.3f}  {fitted:.3f}   {shipped:.3f}")
+        print()
 
 
 if __name__ == "__main__":

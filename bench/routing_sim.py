@@ -2,7 +2,7 @@
 
 Usage: ``python bench/routing_sim.py [--steps N] [--seeds K]`` from the
 repository root, with the coordinator installed with its ``bench`` extra.
-Writes ``bench/results/routing.md`` and ``bench/routing_sim.png``.
+Writes ``bench/results/routing_sim.md`` and ``bench/routing_sim.png``.
 
 World. Requests belong to five task classes and carry a hidden complexity in
 [0, 1]; the router sees the class (as the task classifier would) and a noisy
@@ -48,7 +48,7 @@ from hydra_coordinator.routing.learned import Candidate, LearnedRouter
 from matplotlib.figure import Figure
 
 HERE = Path(__file__).resolve().parent
-REPORT = HERE / "results" / "routing.md"
+REPORT = HERE / "results" / "routing_sim.md"
 PLOT = HERE / "routing_sim.png"
 
 COST_WEIGHT = 10.0  # utility per USD: a $0.012 cloud call costs 0.12 quality

@@ -222,7 +222,7 @@ class LearnedRoutingConfig(_Model):
         "an equally good local answer wins.",
     )
     exploration: float = Field(
-        default=0.5,
+        default=0.3,
         ge=0,
         le=2,
         description="How widely a request's route is sampled around the expected one "

@@ -77,14 +77,16 @@ def test_feedback_changes_later_decisions_and_survives_a_restart(fakes, tmp_path
     # requests take the expected route (no sampling), so the check below is deterministic
     expected = {"routing": {"learned": {"exploration": 0}}}
     with running(settings_for(local, cloud, tmp_path, **expected)) as server:
-        assert route(server)["route"] == "cloud"  # cold start follows the v1 threshold
-        for _ in range(8):
-            request_id, routed = ask(server, "local")
+        assert route(server)["route"] == "cloud"  # cold start: the scorer's estimate
+        # a key has one vote per prompt and backend: the lesson comes from variants of it
+        for i in range(8):
+            variant = f"{HARD}\n# case {i}"
+            request_id, routed = ask(server, "local", variant)
             assert routed == "local"
             assert (
                 post(server, "/v1/feedback", {"request_id": request_id, "rating": "up"})[0] == 200
             )
-            request_id, routed = ask(server, "cloud")
+            request_id, routed = ask(server, "cloud", variant)
             assert routed == "cloud"
             status, body = post(server, "/v1/feedback", {"request_id": request_id, "rating": -1})
             assert status == 200 and body["backend"] == "openai"

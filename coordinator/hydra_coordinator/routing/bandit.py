@@ -7,7 +7,8 @@ Representation. A request becomes a sparse vector: a bias, the cold-start scorer
 Model. The quality of backend b's answer to prompt x (the probability that it is right) is
 q_b(x) = level + a . x + prior_b(x) + d_b . x: a *shared* part (how hard the prompt is for
 anyone, learnt from every rating) and a part that sets the backend apart, whose prior is the
-cold start (the scorer's estimated gain for a cloud backend, 0 for a local one). Every weight
+cold start: half the scorer's estimated gain g(x) above ``level`` for a cloud backend, half
+below for a local one (so the prior gain is g(x), and the estimates stay within 0..1). Every weight
 has a diagonal Gaussian posterior (mean and precision per coordinate), updated by each rating
 with a Kalman step (diagonal approximation) on the shared and the backend's weights together.
 So a rating moves the estimate for its own prompt most, for prompts sharing its words and
@@ -63,9 +64,12 @@ _VOTE_PRIOR = 2.0  # pseudo-votes the model's own estimate counts against neighb
 STATE_VERSION = 2
 
 # prior precision (1 / variance) of the weights: bias, each scorer feature, the words (which
-# share a vector of length 1, so 25 means a s.d. of 0.2 along a whole prompt)
+# share a vector of length 1, so 25 means a s.d. of 0.2 along a whole prompt). A backend's own
+# bias and feature weights are held tight: they move every prompt's gain at once, and ratings
+# of one backend on one kind of prompt (what routing yields) would otherwise shift the gain of
+# all; its word weights are looser, so what is learnt is per prompt.
 SHARED_PRIOR = (25.0, 50.0, 25.0)
-BACKEND_PRIOR = (100.0, 100.0, 25.0)
+BACKEND_PRIOR = (400.0, 400.0, 25.0)
 
 
 def _token_ids(words: frozenset[str]) -> array[int]:
@@ -213,6 +217,7 @@ class Belief:
 
     gain: float  # expected quality gain of the best cloud backend over the best local one
     net_gain: float  # the gain less cost_weight x the cloud's expected cost
+    sampled_net_gain: float  # the same on this decision's draw (= net_gain when not sampled)
     uncertainty: float  # its standard deviation
     prior_gain: float  # the cold-start scorer's part
     margin: float  # the net gain the cloud must beat
@@ -259,9 +264,9 @@ class _Backend:
 class PromptLearner:
     """Contextual bandit over prompts (see module docs)."""
 
-    level: float = 0.55  # prior quality of any answer before the prompt is looked at
+    level: float = 0.5  # prior quality of an answer, before the prompt is looked at
     cost_weight: float = 10.0
-    exploration: float = 0.5
+    exploration: float = 0.3
     key_ratings_per_hour: float = 600.0
     key_weights: Mapping[str, float] = field(default_factory=dict)
     remember: int = 4096
@@ -292,7 +297,10 @@ class PromptLearner:
         return found
 
     def _prior(self, kind: Kind, rep: Representation) -> float:
-        return self.level + (rep.prior_gain if kind == "cloud" else 0.0)
+        """The cold start: the cloud half the scorer's gain above ``level``, local half below
+        (a prompt that gains much from the cloud is one the local model often gets wrong)."""
+        half = rep.prior_gain / 2
+        return self.level + (half if kind == "cloud" else -half)
 
     def quality(self, choice: Choice, rep: Representation) -> tuple[float, float]:
         """(mean, s.d.) of the quality of ``choice``'s answers to this prompt; the s.d. is of
@@ -350,9 +358,15 @@ class PromptLearner:
             gain = qualities[best_cloud.name][0] - qualities[best_local.name][0]
             uncertainty = math.hypot(qualities[best_cloud.name][1], qualities[best_local.name][1])
             net = gain - self.cost_weight * best_cloud.cost
+        sampled_net = net
+        if draws is not None and local and cloud:
+            # utilities carry - margin for a cloud backend: add it back, the knob compares to it
+            sampled_net = max(draws[c.name] for c in cloud) + margin
+            sampled_net -= max(draws[c.name] for c in local)
         return Belief(
             gain=gain,
             net_gain=net,
+            sampled_net_gain=sampled_net,
             uncertainty=uncertainty,
             prior_gain=rep.prior_gain,
             margin=margin,

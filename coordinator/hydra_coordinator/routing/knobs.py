@@ -1,11 +1,12 @@
 """The operator's knob in their own terms: a target share of requests sent to the cloud.
 
-The router sends a request to the cloud when the cloud's expected quality gain, net of
-``cost_weight`` x its cost, beats a *required gain*. By default that is 1 - ``routing.threshold``.
-With ``routing.target_cloud_share`` set, :class:`CloudShare` keeps the net gains of the last
-``window`` routed requests and sets the required gain to their (1 - share) quantile, so about
-that share of requests, those with the largest expected gain, go to the cloud: quality is
-maximised under the share rather than the share following from the weights.
+The router sends a request to the cloud when the cloud's quality gain, net of ``cost_weight`` x
+its cost, beats a *required gain*. By default that is 1 - ``routing.threshold`` +
+``routing.learned.local_margin``. With ``routing.target_cloud_share`` set, :class:`CloudShare`
+keeps the net gains the last ``window`` requests were decided on (sampled ones, once the router
+samples) and sets the required gain to their (1 - share) quantile, so about that share of
+requests, those with the largest gain, go to the cloud: quality is maximised under the share
+rather than the share following from the weights.
 """
 
 from __future__ import annotations

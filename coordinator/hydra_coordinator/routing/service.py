@@ -284,7 +284,9 @@ class Router:
     def _observe(self, request_id: str, chosen: str, rep: Representation, belief: Belief) -> None:
         self.prompts.remember_decision(request_id, chosen, rep)
         if self.cloud_share is not None:
-            self.cloud_share.observe(belief.net_gain)
+            # the value a request's route was decided on (sampled, once there are ratings), so
+            # that the share of requests sent to the cloud follows the target
+            self.cloud_share.observe(belief.sampled_net_gain)
 
     def _describe(self, belief: Belief, choices: Sequence[Choice], required: float) -> list[str]:
         ratings = self.prompts.ratings()
