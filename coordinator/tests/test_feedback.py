@@ -61,11 +61,11 @@ def settings_for(local, cloud, state_dir: Path, **extra):
 
 
 def ask(server, model: str, text: str = HARD):
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}]
-    )
-    return raw.headers["x-hydra-request-id"], raw.headers["x-hydra-route"]
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": text}]
+        )
+        return raw.headers["x-hydra-request-id"], raw.headers["x-hydra-route"]
 
 
 def route(server, text: str = HARD) -> dict:

@@ -78,12 +78,12 @@ def settings_for(fakes: tuple[FakeUpstream, FakeUpstream], state_dir: Path, **ex
 
 def ask(server: Any, text: str, model: str = "auto", key: str = "x") -> tuple[str, str]:
     """(request id, route) of a chat completion, through the official client."""
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}]
-    )
-    raw.parse()
-    return raw.headers["x-hydra-request-id"], raw.headers["x-hydra-route"]
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": text}]
+        )
+        raw.parse()
+        return raw.headers["x-hydra-request-id"], raw.headers["x-hydra-route"]
 
 
 def route(server: Any, text: str, key: str | None = None) -> dict[str, Any]:
