@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any, Literal
@@ -16,8 +17,8 @@ from hydra_coordinator.privacy import (
     PrivacyRule,
     builtin_detectors,
     detector_names,
-    extract_text,
     is_placeholder,
+    upstream_text,
 )
 
 # Fake credentials in documented formats (never real ones).
@@ -59,7 +60,7 @@ def fired(detectors: dict[str, Any], text: str) -> set[str]:
         ("The token is 8Zq4TfK2pLx9VbN3mR7wY1cHjD5sQ0aGuE6b, why rejected?", "high_entropy"),
         ("Mail me at jane.doe@gmail.com", "email"),
         ("Call me at +1 415-555-2671 tonight", "phone"),
-        ("Card 4012 8888 8888 1881, exp 09/28", "payment_card"),
+        ("Card 4398 2597 9190 7482, exp 09/28", "payment_card"),
         ("IBAN GB82 WEST 1234 5698 7654 32", "iban"),
         ("My SSN is 536-22-1234", "national_id"),
         ("Codice fiscale: RSSMRA85T10A562S", "national_id"),
@@ -170,27 +171,41 @@ def test_every_message_part_is_scanned(shape):
 def test_tool_arguments_are_decoded_before_scanning():
     arguments = json.dumps({"env": "DB_PASSWORD=s3cr3tP4ss!2024\nDEBUG=1"})
     body = {"messages": [{"role": "assistant", "tool_calls": [_tool_call(arguments)]}]}
-    assert "DB_PASSWORD=s3cr3tP4ss!2024\nDEBUG=1" in extract_text(body)
+    assert "DB_PASSWORD=s3cr3tP4ss!2024\nDEBUG=1" in upstream_text(body).fields
 
 
-def test_image_parts_are_not_scanned():
-    blob = (
+def test_binary_payloads_are_not_scanned_but_text_payloads_are():
+    png = (
         "data:image/png;base64,"
-        + "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk" * 4
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
     )
-    body = {
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "what is in this picture?"},
-                    {"type": "image_url", "image_url": {"url": blob}},
-                ],
-            }
+    text = "data:text/plain;base64," + base64.b64encode(f"deploy key {AWS_KEY}".encode()).decode()
+
+    def body(url: str) -> dict[str, Any]:
+        parts = [
+            {"type": "text", "text": "what is in this picture?"},
+            {"type": "image_url", "image_url": {"url": url}},
         ]
+        return {"messages": [{"role": "user", "content": parts}]}
+
+    upstream = upstream_text(body(png))
+    assert "what is in this picture?" in upstream.fields
+    assert "iVBOR" not in upstream.fields and upstream.decoded == ()
+    assert PrivacyPolicy(PrivacyConfig()).evaluate(body(png), key_id=None).action == "allow"
+    assert upstream_text(body(text)).decoded == (f"deploy key {AWS_KEY}",)
+    assert PrivacyPolicy(PrivacyConfig()).evaluate(body(text), key_id=None).action == "local_only"
+
+
+def test_every_key_and_value_is_read_with_its_key():
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"db_password": "hunter2Hunter", "n": 7, "ok": True},
+        "stop": ["END"],
     }
-    assert extract_text(body) == "what is in this picture?"
-    assert PrivacyPolicy(PrivacyConfig()).evaluate(body, key_id=None).action == "allow"
+    fields = upstream_text(body).fields.splitlines()
+    assert "db_password: hunter2Hunter" in fields
+    assert "n: 7" in fields and "ok" in fields and "stop: END" in fields
 
 
 # --------------------------------------------------------------------------- rules
@@ -216,7 +231,7 @@ def test_default_config_keeps_secrets_and_personal_data_local():
 
 
 def test_reasons_and_findings_never_contain_matched_text():
-    text = f"key {AWS_KEY}, mail jane.doe@gmail.com, card 4012 8888 8888 1881, codename zeta-9"
+    text = f"key {AWS_KEY}, mail jane.doe@gmail.com, card 4398 2597 9190 7482, codename zeta-9"
     verdict = policy(
         {"name": "codenames", "action": "block", "keywords": ["zeta-9"], "patterns": [r"\bzeta"]},
         {"name": "secrets", "action": "local_only", "detectors": ["secret", "pii"]},
@@ -225,7 +240,7 @@ def test_reasons_and_findings_never_contain_matched_text():
     rendered = json.dumps(
         [verdict.reasons, verdict.message, [f.detector for f in verdict.findings]]
     )
-    for sensitive in (AWS_KEY, "jane.doe", "4012", "zeta"):
+    for sensitive in (AWS_KEY, "jane.doe", "4398", "zeta"):
         assert sensitive not in rendered
     assert verdict.reasons == [
         "rule 'codenames' (block): pattern #0",

@@ -3,32 +3,28 @@
 Typical use on the request path::
 
     policy = PrivacyPolicy(config.privacy)
-    verdict = policy.evaluate(body, key_id)
+    verdict = policy.evaluate(body, key_id)  # reads everything the body sends upstream
     if verdict.action == "block": ...        # 403 with verdict.message
     elif verdict.action == "local_only": ... # never a cloud backend, also not on fallback
 """
 
-from .detectors import (
-    CATEGORIES,
-    DETECTOR_CATEGORIES,
-    Category,
-    Detector,
-    Finding,
-    builtin_detectors,
-    detector_names,
-    is_placeholder,
-)
+from .detector import CATEGORIES, Category, Detector, Finding
+from .detectors import DETECTOR_CATEGORIES, builtin_detectors, detector_names
+from .extract import UpstreamText, normalise, upstream_text
+from .heuristics import is_placeholder
 from .rules import (
+    BUDGET_RULE,
     Action,
     PrivacyConfig,
     PrivacyPolicy,
     PrivacyRule,
     PrivacyVerdict,
     default_rules,
-    extract_text,
+    json_size,
 )
 
 __all__ = [
+    "BUDGET_RULE",
     "CATEGORIES",
     "DETECTOR_CATEGORIES",
     "Action",
@@ -39,9 +35,12 @@ __all__ = [
     "PrivacyPolicy",
     "PrivacyRule",
     "PrivacyVerdict",
+    "UpstreamText",
     "builtin_detectors",
     "default_rules",
     "detector_names",
-    "extract_text",
     "is_placeholder",
+    "json_size",
+    "normalise",
+    "upstream_text",
 ]

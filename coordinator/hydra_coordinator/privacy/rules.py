@@ -25,53 +25,46 @@ Evaluation, like a firewall with severity:
 Reasons name the rule, its action and what fired (``detector aws_access_key``,
 ``pattern #0``, ``keyword #1``), never the matched text nor the configured
 keyword itself, so they are safe to log, return to clients and store.
+
+The scan reads everything the request sends upstream (:mod:`.extract`) in linear time
+(:mod:`.engine`), within a CPU budget of ``scan_cpu_ms`` plus ``scan_cpu_ms_per_mb`` per MB of
+request body. A scan that runs out of budget fails closed: the request is kept on local backends, as
+the ``scan-budget`` rule.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .detectors import (
-    DETECTOR_CATEGORIES,
-    Detector,
-    Finding,
-    ScanText,
-    SharedScanDetector,
-    builtin_detectors,
-    detector_names,
-)
+from .detector import Category, Detector, Finding
+from .detectors import DETECTOR_CATEGORIES, builtin_detectors, detector_names
+from .engine import BudgetExceeded, Pattern, PatternError, ScanBudget, compile_pattern, escape
+from .extract import UpstreamText, upstream_text
+from .scan import RequestScan, ScanPlan
+
+__all__ = [
+    "BUDGET_RULE",
+    "Action",
+    "PrivacyConfig",
+    "PrivacyPolicy",
+    "PrivacyRule",
+    "PrivacyVerdict",
+    "default_rules",
+]
+
+log = logging.getLogger("hydra_coordinator.privacy")
 
 Action = Literal["block", "local_only", "allow"]
 _SEVERITY: dict[str, int] = {"allow": 0, "local_only": 1, "block": 2}
 
-# Content-part keys that hold binary payloads (base64 images, audio, files) or
-# metadata rather than text a user wrote; scanning them only yields noise.
-_SKIPPED_PART_KEYS = frozenset(
-    {
-        "type",
-        "id",
-        "role",
-        "name",
-        "tool_call_id",
-        "cache_control",
-        "image_url",
-        "input_audio",
-        "file",
-        "image",
-        "audio",
-        "source",
-        "data",
-        "mime_type",
-        "detail",
-    }
-)
-_MESSAGE_TEXT_KEYS = ("content", "reasoning_content", "refusal")
+BUDGET_RULE = "scan-budget"
+"""The verdict's rule when the scan ran out of CPU budget (the request stays local)."""
 
 
 class PrivacyRule(BaseModel):
@@ -87,12 +80,23 @@ class PrivacyRule(BaseModel):
     detectors: list[str] = Field(
         default_factory=list, description="detector names or the categories 'secret' / 'pii'"
     )
-    patterns: list[str] = Field(default_factory=list, description="regular expressions")
+    patterns: list[str] = Field(
+        default_factory=list,
+        description="regular expressions in RE2 syntax (linear time: no look-around, "
+        "no back-references)",
+    )
     keywords: list[str] = Field(
         default_factory=list, description="case-insensitive whole words or phrases"
     )
     api_keys: list[str] = Field(default_factory=list, description="key ids; empty = every key")
     reason: str | None = Field(default=None, description="message for clients (e.g. the 403)")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == BUDGET_RULE:
+            raise ValueError(f"{BUDGET_RULE!r} is reserved for scans that run out of budget")
+        return value
 
     @field_validator("detectors")
     @classmethod
@@ -105,9 +109,11 @@ class PrivacyRule(BaseModel):
     def _valid_patterns(cls, value: list[str]) -> list[str]:
         for index, pattern in enumerate(value):
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern #{index} is not a valid regex: {exc}") from None
+                compile_pattern(pattern)
+            except PatternError as exc:
+                raise ValueError(
+                    f"pattern #{index} is not a valid regex (RE2 syntax): {exc}"
+                ) from None
         return value
 
     @field_validator("keywords")
@@ -150,6 +156,16 @@ class PrivacyConfig(BaseModel):
             "`personal-data-stays-local`)"
         },
     )
+    scan_cpu_ms: float = Field(
+        default=10.0,
+        ge=0,
+        description="CPU time the privacy scan of one request may use, plus scan_cpu_ms_per_mb "
+        "per MB of request body; a scan that runs out keeps the request on local backends "
+        "(fails closed)",
+    )
+    scan_cpu_ms_per_mb: float = Field(
+        default=50.0, ge=0, description="the scan's extra CPU budget per MB of request body"
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> PrivacyConfig:
@@ -165,10 +181,10 @@ class PrivacyConfig(BaseModel):
 class PrivacyVerdict:
     """The outcome of evaluating the rules on one request.
 
-    ``rule`` is the deciding rule (None when nothing matched); ``reasons`` list
-    every matching rule's hits; ``findings`` the detectors that fired (for
-    telemetry: names and categories only); ``message`` the deciding rule's
-    configured reason, meant for the client (403/503 body).
+    ``rule`` is the deciding rule (None when nothing matched; ``scan-budget`` when the scan
+    ran out of CPU budget); ``reasons`` list every matching rule's hits; ``findings`` the
+    detectors that fired (for telemetry: names and categories only); ``message`` the deciding
+    rule's configured reason, meant for the client (403/503 body).
     """
 
     action: Action
@@ -186,167 +202,47 @@ class PrivacyVerdict:
 ALLOW = PrivacyVerdict(action="allow")
 
 
-# --------------------------------------------------------------------------- text extraction
-
-
-def extract_text(body: Mapping[str, Any]) -> str:
-    """All user-controlled text of a chat (or legacy completion) request, joined by newlines.
-
-    Covers every message (system, user, assistant, tool, earlier turns), string
-    and list-of-parts content, tool call and legacy function call arguments,
-    and the ``prompt`` / ``input`` fields. Binary parts (images, audio, files)
-    are skipped.
-    """
-    texts: list[str] = []
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if _is_mapping(message):
-                _add_message_texts(message, texts)
-    for key in ("prompt", "input"):
-        _add_strings(body.get(key), texts)
-    return "\n".join(texts)
-
-
-def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
-    """``isinstance(value, Mapping)``, with fast paths for JSON (a dict, or None)."""
-    return type(value) is dict or (value is not None and isinstance(value, Mapping))
-
-
-def _add_message_texts(message: Mapping[str, Any], texts: list[str]) -> None:
-    for key in _MESSAGE_TEXT_KEYS:
-        _add_strings(message.get(key), texts)
-    tool_calls = message.get("tool_calls")
-    if isinstance(tool_calls, list):
-        for call in tool_calls:
-            if _is_mapping(call):
-                _add_function_arguments(call.get("function"), texts)
-    _add_function_arguments(message.get("function_call"), texts)
-
-
-def _add_function_arguments(function: object, texts: list[str]) -> None:
-    """Tool call arguments: the string values of the JSON object, else the raw string."""
-    if not _is_mapping(function):
-        return
-    arguments = function.get("arguments")
-    if isinstance(arguments, str):
-        try:
-            decoded = json.loads(arguments)
-        except ValueError:
-            texts.append(arguments)
-            return
-        _add_json_strings(decoded, texts)
-    else:
-        _add_json_strings(arguments, texts)
-
-
-def _add_json_strings(value: object, texts: list[str]) -> None:
-    """Every string value inside decoded JSON, whatever its key."""
-    if isinstance(value, str):
-        if value:
-            texts.append(value)
-    elif isinstance(value, list):
-        for item in value:
-            _add_json_strings(item, texts)
-    elif _is_mapping(value):
-        for item in value.values():
-            _add_json_strings(item, texts)
-
-
-def _add_strings(value: object, texts: list[str]) -> None:
-    """Every string inside ``value`` (parts lists, nested tool results), minus binary parts."""
-    if isinstance(value, str):
-        if value:
-            texts.append(value)
-    elif isinstance(value, list):
-        for item in value:
-            _add_strings(item, texts)
-    elif _is_mapping(value):
-        for key, item in value.items():
-            if key not in _SKIPPED_PART_KEYS:
-                _add_strings(item, texts)
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-Scanner = Callable[[ScanText], bool]
-"""A detector's scan on the request's shared :class:`ScanText`."""
-
-
-def _scanner(detector: Detector) -> Scanner:
-    if isinstance(detector, SharedScanDetector):
-        return detector.scan_shared
-    return lambda text: detector.scan(text.text)
-
-
-class _Scan:
-    """Detector results for one request, computed lazily and at most once each."""
-
-    __slots__ = ("fired", "results", "scanners", "shared", "text")
-
-    def __init__(self, text: str, scanners: Mapping[str, Scanner]) -> None:
-        self.text = text
-        self.shared = ScanText(text)
-        self.scanners = scanners
-        self.results: dict[str, bool] = {}
-        self.fired: list[str] = []  # detectors that fired, in the order they ran
-
-    def fired_among(self, names: tuple[str, ...]) -> list[str]:
-        """The detectors of ``names`` that fire, running each not yet run (one flat loop)."""
-        results, scanners, shared = self.results, self.scanners, self.shared
-        found: list[str] = []
-        for name in names:
-            hit = results.get(name)
-            if hit is None:
-                hit = results[name] = scanners[name](shared)
-                if hit:
-                    self.fired.append(name)
-            if hit:
-                found.append(name)
-        return found
-
-    def findings(self) -> tuple[Finding, ...]:
-        return tuple(Finding(name, DETECTOR_CATEGORIES[name]) for name in self.fired)
-
-
 @dataclass(frozen=True)
 class _CompiledRule:
-    """A rule with its selectors expanded and its regexes compiled once."""
+    """A rule with its selectors expanded and its patterns compiled (RE2) once."""
 
     rule: PrivacyRule
     detectors: tuple[str, ...]
-    patterns: tuple[re.Pattern[str], ...]
-    keywords: tuple[re.Pattern[str], ...]
+    patterns: tuple[Pattern, ...]
+    keywords: tuple[Pattern, ...]
 
     @classmethod
     def build(cls, rule: PrivacyRule) -> _CompiledRule:
-        keywords = tuple(
-            re.compile(rf"(?<!\w){re.escape(k.strip())}(?!\w)", re.IGNORECASE)
-            for k in rule.keywords
-        )
         return cls(
             rule=rule,
             detectors=tuple(detector_names(rule.detectors)),
-            patterns=tuple(re.compile(p) for p in rule.patterns),
-            keywords=keywords,
+            patterns=tuple(compile_pattern(p) for p in rule.patterns),
+            keywords=tuple(compile_pattern(_keyword_pattern(k)) for k in rule.keywords),
         )
 
     def applies_to(self, key_id: str | None) -> bool:
         return not self.rule.api_keys or key_id in self.rule.api_keys
 
-    def hits(self, scan: _Scan) -> list[str]:
+    def hits(self, scan: RequestScan) -> list[str]:
         """What fired, as safe labels; a rule without matchers matches everything."""
         if not (self.detectors or self.patterns or self.keywords):
             return ["every request" + (" of this key" if self.rule.api_keys else "")]
         found = [f"detector {name}" for name in scan.fired_among(self.detectors)]
-        found += [f"pattern #{i}" for i, p in enumerate(self.patterns) if p.search(scan.text)]
-        found += [f"keyword #{i}" for i, k in enumerate(self.keywords) if k.search(scan.text)]
+        found += [f"pattern #{i}" for i, p in enumerate(self.patterns) if scan.pattern_occurs(p)]
+        found += [f"keyword #{i}" for i, k in enumerate(self.keywords) if scan.pattern_occurs(k)]
         return found
 
     def reasons(self, hits: list[str]) -> list[str]:
         prefix = f"rule '{self.rule.name}' ({self.rule.action})"
         return [f"{prefix}: {hit}" for hit in hits]
+
+
+_NOT_WORD = r"[^\pL\pN_]"
+
+
+def _keyword_pattern(keyword: str) -> str:
+    """A whole word or phrase, ignoring case: no letter, digit or ``_`` right around it."""
+    return f"(?i)(?:^|{_NOT_WORD}){escape(keyword.strip())}(?:{_NOT_WORD}|$)"
 
 
 class PrivacyPolicy:
@@ -356,16 +252,44 @@ class PrivacyPolicy:
         """Compile ``cfg``; ``detectors`` replaces the built-ins (for tests)."""
         self._enabled = cfg.enabled
         self._rules = tuple(_CompiledRule.build(rule) for rule in cfg.rules)
+        self._budget_s = cfg.scan_cpu_ms / 1000
+        self._budget_s_per_byte = cfg.scan_cpu_ms_per_mb / 1000 / 1_000_000
         available = dict(detectors) if detectors is not None else builtin_detectors()
         needed = {name for rule in self._rules for name in rule.detectors}
-        self._scanners: Mapping[str, Scanner] = {n: _scanner(available[n]) for n in needed}
+        self._detectors: Mapping[str, Detector] = {n: available[n] for n in needed}
+        self._plan = ScanPlan(self._detectors)
 
-    def evaluate(self, body: Mapping[str, Any], key_id: str | None) -> PrivacyVerdict:
-        """Decide allow / local_only / block for one request body from key ``key_id``."""
+    def budget_s(self, size: int) -> float:
+        """The CPU seconds the scan of a ``size``-byte request may use."""
+        return self._budget_s + self._budget_s_per_byte * size
+
+    def evaluate(
+        self, body: Mapping[str, Any], key_id: str | None, *, size: int | None = None
+    ) -> PrivacyVerdict:
+        """Decide allow / local_only / block for one request body from key ``key_id``.
+
+        Reads everything in ``body`` that is sent upstream; fails closed (local only) when the
+        scan runs out of its CPU budget, set by the body's size in bytes (``size``, the length
+        of its JSON, computed when not given).
+        """
         rules = [rule for rule in self._rules if rule.applies_to(key_id)]
         if not self._enabled or not rules:
             return ALLOW
-        scan = _Scan(extract_text(body), self._scanners)
+        if size is None:
+            size = json_size(body)
+        budget = ScanBudget(self.budget_s(size), size)
+        try:
+            upstream = upstream_text(body, budget.tick)
+            verdict = self._decide(rules, upstream, budget)
+            budget.finish()
+            return verdict
+        except BudgetExceeded:
+            return self._over_budget(size, budget)
+
+    def _decide(
+        self, rules: list[_CompiledRule], upstream: UpstreamText, budget: ScanBudget
+    ) -> PrivacyVerdict:
+        scan = RequestScan(self._plan, upstream, self._detectors, budget)
         decisive: _CompiledRule | None = None
         reasons: list[str] = []
         for rule in rules:
@@ -377,15 +301,48 @@ class PrivacyPolicy:
                 decisive = rule
             if rule.rule.action in ("allow", "block"):
                 break
+        findings = tuple(Finding(name, _category(name, self._detectors)) for name in scan.fired)
         if decisive is None:
-            return PrivacyVerdict(action="allow", findings=scan.findings()) if scan.fired else ALLOW
+            return PrivacyVerdict(action="allow", findings=findings) if findings else ALLOW
         return PrivacyVerdict(
             action=decisive.rule.action,
             rule=decisive.rule.name,
             reasons=reasons,
-            findings=scan.findings(),
+            findings=findings,
             message=decisive.rule.reason,
         )
+
+    def _over_budget(self, size: int, budget: ScanBudget) -> PrivacyVerdict:
+        used_ms = budget.used() * 1000
+        log.warning(
+            "privacy scan of a %d-byte request ran out of its CPU budget after %.1f ms; "
+            "the request stays on local backends",
+            size,
+            used_ms,
+        )
+        why = (
+            f"the privacy scan ran out of its CPU budget ({used_ms:.0f} ms); "
+            "the request is only sent to local backends"
+        )
+        return PrivacyVerdict(
+            action="local_only",
+            rule=BUDGET_RULE,
+            reasons=[f"rule '{BUDGET_RULE}': {why}"],
+            message=why,
+        )
+
+
+def json_size(body: Mapping[str, Any]) -> int:
+    """The length of ``body`` as JSON (what the scan's budget is measured against)."""
+    try:
+        return len(orjson.dumps(body))
+    except TypeError:  # not JSON (an integer too large, a set, ...): count its text instead
+        return len(str(body))
+
+
+def _category(name: str, detectors: Mapping[str, Detector]) -> Category:
+    detector = detectors.get(name)
+    return detector.category if detector is not None else DETECTOR_CATEGORIES[name]
 
 
 def _stricter(candidate: _CompiledRule, current: _CompiledRule) -> bool:
