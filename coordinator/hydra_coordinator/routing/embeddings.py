@@ -27,7 +27,7 @@ async def route_embeddings(
 ) -> Decision:
     """Privacy rules (403 for ``block``, local only for ``local_only``), budgets, then the
     backends to try in order. Raises :class:`UnknownModel` for a model no backend serves."""
-    verdict = runtime.router.check_privacy(body, key_id)
+    verdict = await runtime.router.privacy_verdict(body, key_id)
     reasons = list(verdict.reasons)
     cloud_allowed = verdict.cloud_allowed
     if not cloud_allowed:

@@ -20,6 +20,7 @@ from ..backends.client import create_client
 from ..backends.pool import BackendPool
 from ..config import Settings
 from ..errors import NotFound
+from ..privacy import PrivacyVerdict
 from ..stores.knowledge import KnowledgeBase
 from .budgets import Budgets, Line, worst_case_cost
 from .learning import load_learner
@@ -108,7 +109,8 @@ async def decide_query(
     """The decision the chat endpoint would make for ``query`` in ``context``."""
     earlier = context.get("messages")
     messages = [*(earlier if isinstance(earlier, list) else []), {"role": "user", "content": query}]
-    body = {"messages": messages, "tools": context.get("tools")}
+    # the whole context, as a chat request would carry it: the privacy rules read all of it
+    body = {**context, "messages": messages}
     model = context.get("model", "auto")
     try:
         similar = await similar_questions(
@@ -140,15 +142,24 @@ async def route_within_budget(
     candidates (:func:`worst_case_cost`; ``body_size`` is the size of what goes upstream);
     429 or a local route when that does not fit. The reservation is settled to the real cost
     when the request is recorded, and given back (``Budgets.release``) on any other end."""
+    privacy = await runtime.router.privacy_verdict(body, key_id)  # once, off the loop if big
     budgets = runtime.budgets
     if not budgets.enabled:
         return runtime.router.decide(
-            body, model, runtime.pool.views(), key_id, neighbours=neighbours, request_id=request_id
+            body,
+            model,
+            runtime.pool.views(),
+            key_id,
+            neighbours=neighbours,
+            request_id=request_id,
+            privacy=privacy,
         )
     views = runtime.pool.views()
     remaining, line = await budgets.remaining(key_id)
     if remaining is not None and line is not None and remaining <= 0:
-        return _over_budget(runtime, budgets, body, model, key_id=key_id, line=line)
+        return _over_budget(
+            runtime, budgets, body, model, key_id=key_id, line=line, privacy=privacy
+        )
     decision = runtime.router.decide(
         body,
         model,
@@ -157,6 +168,7 @@ async def route_within_budget(
         budget_remaining=remaining,
         neighbours=neighbours,
         request_id=request_id,
+        privacy=privacy,
     )
     if decision.route != "cloud" or decision.backend is None:
         return decision
@@ -169,11 +181,13 @@ async def route_within_budget(
     if request_id is None:  # a preview: say what a real request would get, reserve nothing
         if remaining is None or line is None or cost <= remaining:
             return decision
-        return _over_budget(runtime, budgets, body, model, key_id=key_id, line=line)
+        return _over_budget(
+            runtime, budgets, body, model, key_id=key_id, line=line, privacy=privacy
+        )
     failed = await budgets.reserve(request_id, key_id, cost)
     if failed is None:
         return decision
-    return _over_budget(runtime, budgets, body, model, key_id=key_id, line=failed)
+    return _over_budget(runtime, budgets, body, model, key_id=key_id, line=failed, privacy=privacy)
 
 
 def _over_budget(
@@ -184,10 +198,11 @@ def _over_budget(
     *,
     key_id: str | None,
     line: Line,
+    privacy: PrivacyVerdict,
 ) -> Decision:
     views = runtime.pool.views()
     if budgets.config.on_exhausted == "reject":
-        wanted = runtime.router.decide(body, model, views, key_id)
+        wanted = runtime.router.decide(body, model, views, key_id, privacy=privacy)
         if wanted.route == "cloud":
             raise budgets.exhausted_error(line)
     return runtime.router.decide(
@@ -197,4 +212,5 @@ def _over_budget(
         key_id,
         cloud_allowed=False,
         cloud_blocked_by=f"the {line.describe()} is exhausted: cloud backends are skipped",
+        privacy=privacy,
     )

@@ -9,13 +9,14 @@ correct. The gain the cloud must beat is the operator's knob (:mod:`.knobs`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..config import BackendConfig, Settings
 from ..errors import Forbidden
-from ..privacy import PrivacyPolicy, PrivacyVerdict
+from ..privacy import PrivacyPolicy, PrivacyVerdict, json_size
 from .bandit import Belief, Choice, PromptLearner, Representation, represent
 from .explanation import BackendEstimate, Explanation, decision_confidence
 from .features import last_user_text, prompt_tokens
@@ -31,6 +32,11 @@ __all__ = ["Router", "expected_cost"]
 
 _DEFAULT_COMPLETION_TOKENS = 400
 NEIGHBOUR_WEIGHT = 2.0  # pseudo-votes a rated similar question of similarity 1 adds
+
+
+# Bodies larger than this are scanned in a worker thread: RE2 releases the GIL while it
+# matches, so the event loop keeps serving other requests during a long scan.
+_SCAN_INLINE_BYTES = 32 * 1024
 
 
 def expected_cost(backend: BackendConfig, tokens: int, body: dict[str, Any]) -> float:
@@ -75,11 +81,15 @@ class Router:
 
     def check_privacy(self, body: dict[str, Any], key_id: str | None) -> PrivacyVerdict:
         """The privacy verdict; a ``block`` rule raises 403 with the rule's reason."""
-        verdict = self.privacy.evaluate(body, key_id)
-        if verdict.action == "block":
-            why = verdict.message or f"blocked by privacy rule {verdict.rule!r}"
-            raise Forbidden(why, code="blocked_by_policy")
-        return verdict
+        return _enforced(self.privacy.evaluate(body, key_id))
+
+    async def privacy_verdict(self, body: dict[str, Any], key_id: str | None) -> PrivacyVerdict:
+        """:meth:`check_privacy` without holding up the event loop: a large body is scanned
+        in a worker thread (the scan's own CPU budget bounds how long it takes)."""
+        size = json_size(body)
+        if size <= _SCAN_INLINE_BYTES:
+            return _enforced(self.privacy.evaluate(body, key_id, size=size))
+        return _enforced(await asyncio.to_thread(self.privacy.evaluate, body, key_id, size=size))
 
     def task_class(self, body: dict[str, Any]) -> str:
         return self.classifier.classify(last_user_text(body.get("messages") or []))
@@ -96,14 +106,17 @@ class Router:
         budget_remaining: float | None = None,
         neighbours: Sequence[tuple[str, float, float]] = (),
         request_id: str | None = None,
+        privacy: PrivacyVerdict | None = None,
     ) -> Decision:
         """Privacy, then the route. Raises Forbidden (block) or UnknownModel.
 
         ``budget_remaining`` (US$) keeps the learned router from trying a cloud backend that
         would cost more than what is left of a budget. With ``request_id`` (a real request) the
         learned route is *sampled* and the prompt is remembered, so that a rating of the request
-        teaches; without (a preview: ``/route``) the route is the *expected* one."""
-        verdict = self.check_privacy(body, key_id)
+        teaches; without (a preview: ``/route``) the route is the *expected* one. ``privacy`` is
+        the verdict when the caller has it (:meth:`privacy_verdict`); else the body is scanned
+        here."""
+        verdict = privacy if privacy is not None else self.check_privacy(body, key_id)
         reasons: list[str] = list(verdict.reasons)
         if not verdict.cloud_allowed:
             cloud_allowed = False
@@ -305,3 +318,11 @@ class Router:
 
     def expected_cost(self, backend: str, body: dict[str, Any]) -> float:
         return expected_cost(self._backends[backend], prompt_tokens(body), body)
+
+
+def _enforced(verdict: PrivacyVerdict) -> PrivacyVerdict:
+    """``verdict``, unless a ``block`` rule decided: then 403 with the rule's reason."""
+    if verdict.action == "block":
+        why = verdict.message or f"blocked by privacy rule {verdict.rule!r}"
+        raise Forbidden(why, code="blocked_by_policy")
+    return verdict

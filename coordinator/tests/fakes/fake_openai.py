@@ -8,7 +8,8 @@ It depends only on aiohttp and serves:
 - ``POST /v1/embeddings``             a deterministic embedding per input
 - ``POST /v1/completions``            legacy completions: ``"<name>: <prompt>"``, streaming or not
 - ``GET  /info``                      text-embeddings-inference's model info
-- ``GET  /_requests``                 every request received so far: path, body, authorization
+- ``GET  /_requests``                 every request received so far: path, body, its raw bytes,
+                                      authorization
 - ``POST /_control``                  change behaviour at run time (JSON object, see ``Behaviour``)
 
 With ``--api-key KEY`` every ``/v1`` request without ``Authorization: Bearer KEY`` gets an
@@ -73,11 +74,20 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def _record(request: web.Request, body: dict[str, Any]) -> None:
+async def _read(request: web.Request) -> dict[str, Any]:
+    """The request's JSON body, recorded with its raw bytes."""
+    raw = await request.read()
+    body: dict[str, Any] = json.loads(raw)
+    _record(request, body, raw)
+    return body
+
+
+def _record(request: web.Request, body: dict[str, Any], raw: bytes) -> None:
     state = request.app[STATE]
     entry = {
         "path": request.path,
         "body": body,
+        "raw": raw.decode("utf-8", "replace"),
         "authorization": request.headers.get("authorization"),
         "time": time.time(),
     }
@@ -173,8 +183,7 @@ async def _stream(
 
 async def chat(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    body = await request.json()
-    _record(request, body)
+    body = await _read(request)
     behaviour = state.behaviour
     if behaviour.delay_s:
         await asyncio.sleep(behaviour.delay_s)
@@ -223,8 +232,7 @@ async def _drip(request: web.Request, payload: bytes, behaviour: Behaviour) -> w
 async def legacy_completions(request: web.Request) -> web.StreamResponse:
     """OpenAI's legacy ``/v1/completions``: the answer is ``"<name>: <prompt>"`` as ``text``."""
     state = request.app[STATE]
-    body = await request.json()
-    _record(request, body)
+    body = await _read(request)
     prompt = body.get("prompt")
     text = f"{state.name}: {' '.join(prompt) if isinstance(prompt, list) else prompt}"
     model = str(body.get("model", "fake"))
@@ -260,8 +268,7 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def embeddings(request: web.Request) -> web.Response:
-    body = await request.json()
-    _record(request, body)
+    body = await _read(request)
     delay = request.app[STATE].behaviour.embeddings_delay_s
     if delay:
         await asyncio.sleep(delay)
