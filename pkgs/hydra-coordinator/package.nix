@@ -53,6 +53,7 @@ let
       uvloop
       # privacy detectors, MCP, stores
       detect-secrets
+      google-re2
       mcp
       phonenumbers
       psycopg

@@ -79,6 +79,7 @@ let
     click = { };
     detect-secrets = { };
     fastapi = { };
+    google-re2 = { };
     hatchling = { };
     httptools = { };
     httpx = { };
