@@ -18,7 +18,7 @@ from .test_feedback import ask, post
 # v1 alone sends this to the cloud; it carries a card number and an e-mail address
 PERSONAL = (
     "Design a multi-tier deployment with failover, step by step, and compare the trade-offs; "
-    "bill card 4111 1111 1111 1111 and mail the plan to bob@example.com"
+    "bill card 4398 2597 9190 7482 and mail the plan to bob@example.com"
 )
 CHAT = "hello there, how are you today?"  # v1: local, confidence 1.0
 
