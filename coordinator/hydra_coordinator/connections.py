@@ -4,8 +4,10 @@ uvicorn times out idle keep-alive connections, but not a connection that never f
 request head, and it accepts a request head of any size. :func:`guarded_protocol` returns
 uvicorn's httptools protocol with:
 
-- a connection cap: past ``max_connections`` a new connection gets 503 and is closed at once,
-  so idle sockets cannot use up the process's file descriptors;
+- a connection cap: past ``max_connections`` the connection that has waited longest for a
+  request head (an idle or slow one, e.g. one of a thousand sockets opened to lock clients out)
+  is closed with 408 to make room; when every connection is busy with a request, the new one
+  gets 503 and is closed at once. Idle sockets cannot use up the process's file descriptors;
 - a head timeout: a client that has not sent a whole request head ``header_timeout_s`` after
   connecting (or after starting a request) gets 408 and is closed;
 - a head size cap: more than ``max_header_bytes`` before the end of a head is 431, answered
@@ -91,6 +93,9 @@ def guarded_protocol(
         "too_many_connections",
     )
 
+    # the connections waiting for (or receiving) a request head, longest waiting first
+    waiting: dict[GuardedProtocol, None] = {}
+
     class GuardedProtocol(HttpToolsProtocol):
         _head_bytes = 0  # bytes received since the last complete head
         _tail = b""  # the last bytes of the head so far (a blank line may span two reads)
@@ -100,12 +105,17 @@ def guarded_protocol(
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if len(self.connections) > max_connections:
-                self._refuse(too_many, "too_many_connections")
-                return
+                victim = next(iter(waiting), None)
+                if victim is None:  # every connection is busy with a request
+                    self._refuse(too_many, "too_many_connections")
+                    return
+                victim._refuse(too_slow, "header_timeout")  # the longest idle makes room
+            waiting[self] = None
             self._start_head_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_head_timer()
+            waiting.pop(self, None)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -134,12 +144,18 @@ def guarded_protocol(
             self._in_head = False
             self._head_bytes = 0
             self._tail = b""
+            waiting.pop(self, None)
             self._stop_head_timer()
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
             self._in_head = True
             super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._in_head and not self.transport.is_closing():
+                waiting[self] = None  # idle until its next request (keep-alive)
 
         # helpers
         def _start_head_timer(self) -> None:
@@ -158,6 +174,7 @@ def guarded_protocol(
         def _refuse(self, response: bytes, reason: str) -> None:
             self._stop_head_timer()
             self._in_head = False
+            waiting.pop(self, None)
             refused(reason)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("connection from %s refused: %s", self.client, reason)

@@ -89,20 +89,47 @@ def test_a_dripped_head_is_cut_at_the_head_timeout(guarded: CoordinatorServer) -
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
 
 
-def test_connections_past_the_cap_get_503_and_the_api_still_answers(
-    guarded: CoordinatorServer,
-) -> None:
+def test_idle_connections_at_the_cap_make_room_for_a_client(guarded: CoordinatorServer) -> None:
+    """The lockout: as many idle sockets as the cap allows. A client still gets its answer;
+    the longest idle socket is closed (408) to make room."""
     holders = [connect(guarded) for _ in range(MAX_CONNECTIONS)]
     try:
         time.sleep(0.1)
+        with connect(guarded) as client:
+            client.sendall(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+            answer = read_all(client)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+        holders[0].settimeout(2)
+        assert read_all(holders[0]).startswith(b"HTTP/1.1 408 ")
+    finally:
+        for s in holders:
+            s.close()
+
+
+def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503(
+    guarded: CoordinatorServer, local_fake: FakeUpstream
+) -> None:
+    local_fake.control(delay_s=2)
+    body = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
+    busy = [connect(guarded) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for sock in busy:  # each one waits for its (slow) answer: none is idle
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                b"content-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+        time.sleep(0.3)
         with connect(guarded) as extra:
             answer = read_all(extra)
         assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]
         assert b"too_many_connections" in answer
+        for sock in busy:  # and the busy ones are answered
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
     finally:
-        for s in holders:
-            s.close()
-    time.sleep(0.2)
+        for sock in busy:
+            sock.close()
     assert b'"status"' in fetch(f"{guarded.url}/health")
 
 
