@@ -14,6 +14,11 @@ uvicorn's httptools protocol with:
   before the bytes are parsed, so a 100 MB header line costs what reading it costs.
 
 These answers never reach the app; ``hydra_connections_refused_total{reason}`` counts them.
+
+Each request's ASGI scope also carries ``state[ON_DISCONNECT]``: a function that registers a
+callback run when the client's connection is lost while the request is being answered. The
+request path (``api/lifetime.py``) uses it to notice a client that left at no cost per
+request (no task waiting for ``http.disconnect``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .config import LimitsConfig
 from .errors import error_body
 
-__all__ = ["RefusalCounter", "effective_max_connections", "guarded_protocol", "raise_fd_limit"]
+__all__ = [
+    "ON_DISCONNECT",
+    "RefusalCounter",
+    "effective_max_connections",
+    "guarded_protocol",
+    "raise_fd_limit",
+]
+
+ON_DISCONNECT = "hydra.on_disconnect"
 
 log = logging.getLogger("hydra_coordinator.connections")
 
@@ -101,6 +114,7 @@ def guarded_protocol(
         _tail = b""  # the last bytes of the head so far (a blank line may span two reads)
         _in_head = True
         _head_timer: asyncio.TimerHandle | None = None
+        _on_lost: Callable[[], None] | None = None  # the request being answered wants to know
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -116,7 +130,13 @@ def guarded_protocol(
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_head_timer()
             waiting.pop(self, None)
+            callback, self._on_lost = self._on_lost, None
             super().connection_lost(exc)
+            if callback is not None:
+                callback()
+
+        def _notify_on_lost(self, callback: Callable[[], None]) -> None:
+            self._on_lost = callback
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
@@ -137,6 +157,7 @@ def guarded_protocol(
         # parser callbacks
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self.scope["state"][ON_DISCONNECT] = self._notify_on_lost
             if self._head_timer is None:
                 self._start_head_timer()
 
@@ -153,6 +174,7 @@ def guarded_protocol(
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
+            self._on_lost = None
             super().on_response_complete()
             if self._in_head and not self.transport.is_closing():
                 waiting[self] = None  # idle until its next request (keep-alive)

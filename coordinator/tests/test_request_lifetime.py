@@ -98,6 +98,23 @@ def test_queued_requests_whose_clients_left_are_never_sent(
     assert len(local_fake.requests()) == 1  # only the holder ever reached the upstream
 
 
+def test_queued_legacy_completions_whose_clients_left_are_never_sent(
+    narrow: CoordinatorServer, local_fake: FakeUpstream
+) -> None:
+    local_fake.control(drip_s=0.05)  # a chat request holds the only slot until its deadline
+    completion = {"model": "local", "prompt": "hello"}
+    with ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(post, narrow, CHAT, 30)
+        time.sleep(0.3)
+        for _ in range(3):
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{narrow.url}/v1/completions", json=completion, timeout=0.3)
+        assert holder.result().status_code == 504
+    wait_idle(narrow)
+    time.sleep(0.3)
+    assert [r["path"] for r in local_fake.requests()] == ["/v1/chat/completions"]
+
+
 def test_a_dripping_upstream_meets_the_deadline(
     narrow: CoordinatorServer, local_fake: FakeUpstream
 ) -> None:

@@ -211,7 +211,7 @@ class ChatFastPath:
             return
         exchange = exchange_of(scope) or Exchange.begin()
         runtime = self.runtime
-        life = Lifetime(runtime.settings.limits.request_timeout_s, receive, send)
+        life = Lifetime(runtime.settings.limits.request_timeout_s, scope, receive, send)
         try:
             async with life:
                 try:

@@ -9,16 +9,27 @@ from typing import Any
 
 from fastapi import Request
 from starlette.responses import Response
+from starlette.types import Message, Receive, Scope
 
-from ..errors import BadRequest, GatewayTimeout, HydraError, NotFound
+from ..errors import BadRequest, ClientClosedRequest, GatewayTimeout, HydraError, NotFound
 from ..exchange import Exchange, exchange_of
 from ..proxy import Call
 from ..routing.router import Decision, UnknownModel
 from ..runtime import Runtime, get_runtime
 from ..stores.hooks import check_rate_limit
 from .body import read_json_object
+from .lifetime import Lifetime
 
 __all__ = ["Incoming", "check_model", "check_text_input", "forward", "read_incoming"]
+
+
+async def _never() -> Message:
+    await asyncio.Event().wait()
+    return {"type": "http.disconnect"}
+
+
+async def _drop(message: Message) -> None:
+    return None
 
 
 class Incoming:
@@ -31,8 +42,13 @@ class Incoming:
         raw: bytes,
         key_id: str | None,
         exchange: Exchange | None = None,
+        *,
+        receive: Receive | None = None,
+        scope: Scope | None = None,
     ) -> None:
         self.runtime = runtime
+        self.receive = receive  # the client's, to notice when it leaves
+        self.scope: Scope = scope or {}
         self.body = body
         self.raw = raw
         self.key_id = key_id
@@ -46,7 +62,9 @@ async def read_incoming(request: Request) -> Incoming:
     runtime = get_runtime(request)
     body, raw = await read_json_object(request, runtime.settings.limits)
     key_id = request.scope.get("state", {}).get("key_id")
-    return Incoming(runtime, body, raw, key_id, exchange)
+    return Incoming(
+        runtime, body, raw, key_id, exchange, receive=request.receive, scope=request.scope
+    )
 
 
 def check_model(body: dict[str, Any]) -> str:
@@ -116,14 +134,26 @@ async def forward(
         started=incoming.started,
         endpoint=endpoint,
     )
+    # the deadline, and the client watched until the answer starts (a queued request whose
+    # client left is never sent; the stream relay watches it afterwards)
+    life = Lifetime(
+        runtime.settings.limits.request_timeout_s,
+        incoming.scope,
+        incoming.receive or _never,
+        _drop,
+    )
     try:
-        async with asyncio.timeout(runtime.settings.limits.request_timeout_s):
+        async with life:
+            if incoming.receive is not None:
+                life.watch()
             response: Response = await runtime.proxy.forward(call)
     except BaseException as exc:
         runtime.budgets.release_later(request_id)  # nothing recorded: the reservation back
         if isinstance(exc, HydraError):
             exchange.backend = call.tried
         if isinstance(exc, TimeoutError):
+            if life.gone:
+                raise ClientClosedRequest("the client closed the connection") from None
             raise GatewayTimeout(
                 "the request took longer than limits.request_timeout_s", code="request_timeout"
             ) from None

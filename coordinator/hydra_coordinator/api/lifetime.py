@@ -5,10 +5,12 @@ backend's queue, the upstream call, relaying the answer) in one ``asyncio`` time
 
 - at ``limits.request_timeout_s`` the work is cancelled wherever it waits (a dripping upstream
   included) and the client gets 504, or an error event when a stream has started;
-- once the body is read, a watcher waits for the client's ``http.disconnect``: when the client
-  leaves, the same timeout fires at once, so a queued request is never sent upstream, a
-  non-streamed request stops reading its upstream, and a stalled stream frees its upstream
-  connection (and the backend's slot) without waiting for a next chunk.
+- once the body is read, the client is watched: when it leaves, the same timeout fires at
+  once, so a queued request is never sent upstream, a non-streamed request stops reading its
+  upstream, and a stalled stream frees its upstream connection (and the backend's slot)
+  without waiting for a next chunk. The server's connection says so directly
+  (``connections.ON_DISCONNECT`` in the scope); under another server a task waits for
+  ``http.disconnect``.
 
 Cancellation unwinds through the proxy, which releases the backend slot and closes the
 upstream response on every path; a budget reservation is given back (``api/chat.py``).
@@ -23,6 +25,7 @@ from types import TracebackType
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
+from ..connections import ON_DISCONNECT
 from ..errors import GatewayTimeout, answer_error
 
 __all__ = ["Lifetime"]
@@ -33,8 +36,9 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
 class Lifetime:
-    def __init__(self, timeout_s: float, receive: Receive, send: Send) -> None:
+    def __init__(self, timeout_s: float, scope: Scope, receive: Receive, send: Send) -> None:
         self.timeout_s = timeout_s
+        self._scope = scope
         self._receive = receive
         self._send = send
         self._loop = asyncio.get_running_loop()
@@ -64,11 +68,18 @@ class Lifetime:
 
     def watch(self) -> None:
         """Watch for the client leaving (call once the request body has been read)."""
-        self._watcher = self._loop.create_task(self._watch())
+        on_disconnect = self._scope.get("state", {}).get(ON_DISCONNECT)
+        if on_disconnect is not None:
+            on_disconnect(self._client_left)
+        else:
+            self._watcher = self._loop.create_task(self._watch())
 
     async def _watch(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
             pass
+        self._client_left()
+
+    def _client_left(self) -> None:
         self.gone = True
         self._left.set()
         if self._inside and not self.finished:
