@@ -94,8 +94,8 @@ def test_a_rebound_host_name_is_refused(open_coordinator: CoordinatorServer) -> 
 
 
 def test_clients_that_are_not_browsers_are_unaffected(open_coordinator: CoordinatorServer) -> None:
-    client = openai.OpenAI(base_url=f"{open_coordinator.url}/v1", api_key="unused")
-    answer = client.chat.completions.create(model="auto", messages=CHAT["messages"])
+    with openai.OpenAI(base_url=f"{open_coordinator.url}/v1", api_key="unused") as client:
+        answer = client.chat.completions.create(model="auto", messages=CHAT["messages"])
     assert answer.choices[0].message.content == "local: hello from a web page"
     # a same-origin page (e.g. a front end behind the same reverse proxy) is not cross-origin
     same = post_chat(

@@ -70,11 +70,11 @@ async def read_json(session: ClientSession, uri: str) -> Any:
 
 
 def chat(server: CoordinatorServer, key: str, text: str, model: str = "auto") -> str:
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key)
-    raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}]
-    )
-    return raw.headers["x-hydra-request-id"]
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=key) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": text}]
+        )
+    return str(raw.headers["x-hydra-request-id"])
 
 
 async def stats(session: ClientSession, want: int | None = None) -> dict[str, Any]:
