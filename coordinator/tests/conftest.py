@@ -12,6 +12,19 @@ from .fixtures_redis import redis_server  # noqa: F401 (a fixture)
 from .servers import CoordinatorServer, FakeUpstream, coordinator_settings, running
 
 
+# Fixtures that start a PostgreSQL or Redis server: a test using one (directly or through another
+# fixture) is marked needs_server, so the package's check phase (``-m "not needs_server"``, no
+# servers in the Nix build sandbox) leaves it out without each test having to say so.
+SERVER_FIXTURES = frozenset({"postgres", "redis_server"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before the mark plugin deselects by -m
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.needs_server)
+
+
 @pytest.fixture(autouse=True)
 def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
