@@ -283,8 +283,13 @@ in
             };
           };
         };
-        systemd.services.jellyfin.environment = lib.mkIf config.hydra.gpu.intelArc.enable {
-          LIBVA_DRIVER_NAME = "iHD";
+        systemd.services.jellyfin = lib.mkIf config.hydra.gpu.intelArc.enable {
+          environment.LIBVA_DRIVER_NAME = "iHD";
+          # nixpkgs' module allows the render node (DeviceAllow) but runs
+          # Jellyfin as a plain system user; the node is root:render 0660, so
+          # without the group every hardware transcode fails with EACCES and
+          # Jellyfin falls back to the CPU (nixpkgs' ollama module does the same).
+          serviceConfig.SupplementaryGroups = [ "render" ];
         };
         hydra.lab.firewall.labTCPPorts = [ lab.ports.jellyfin ];
       })

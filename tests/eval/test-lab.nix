@@ -821,6 +821,7 @@ in
     expr = {
       inherit (storage.services.jellyfin.hardwareAcceleration) enable type device;
       env = storage.systemd.services.jellyfin.environment.LIBVA_DRIVER_NAME;
+      groups = storage.systemd.services.jellyfin.serviceConfig.SupplementaryGroups;
       # the transcoding settings reach encoding.xml on every start, not only
       # the first
       inherit (storage.services.jellyfin) forceEncodingConfig;
@@ -833,6 +834,7 @@ in
       type = "qsv";
       device = "/dev/dri/renderD128";
       env = "iHD";
+      groups = [ "render" ];
       forceEncodingConfig = true;
       rewritesEncodingXml = true;
       drivers = [
