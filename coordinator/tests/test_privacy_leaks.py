@@ -312,6 +312,29 @@ def test_disguised_secrets_stay_local(fakes, disguise, model):
     assert_kept_local(local, cloud, marker, raw)
 
 
+# Each character a password may carry unencoded in a URL, inside the password and first in it
+# ("$Zp3kL9qW2" is a password, not a shell variable: it mixes cases and digits).
+URL_SPECIALS = "!$&*+,;=(#?"
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["inside", "first"])
+@pytest.mark.parametrize("char", list(URL_SPECIALS))
+def test_url_passwords_with_special_characters_stay_local(fakes, char, first):
+    server, local, cloud = fakes
+    password = f"{char}Zp3kL9qW2" if first else f"Tr0ub4dor{char}3xyz"
+    raw = chat(server, model="cloud", messages=user(f"{HARD}\nredis://app:{password}@cache:6379/0"))
+    assert_kept_local(local, cloud, password, raw)
+
+
+def test_variables_in_a_url_are_no_password(fakes):
+    """A URL template names its password with a variable: that may go to the cloud."""
+    server, local, cloud = fakes
+    template = "redis://app:$REDIS_PASSWORD@cache:6379/0 or redis://app:%(password)s@cache:6379/0"
+    raw = chat(server, model="cloud", messages=user(f"Explain this setting: {template}"))
+    assert raw.headers["x-hydra-route"] == "cloud"
+    assert len(cloud.requests()) == 1 and local.requests() == []
+
+
 # --------------------------------------------------------------------------- look-alikes
 
 PEM_PUBLIC = (

@@ -18,7 +18,7 @@ _PLACEHOLDER_RE = re.compile(
     r"""
     (?:^|[^a-z0-9])(?:your|my|fake|todo|test|dummy|foo|bar)(?:[^a-z]|$)
     |example|sample|placeholder|changeme|change_me|redacted|replace_?me|insert_?your
-    |xxxx|\*\*\*|\.\.\.|<[^<>]{0,64}>|^\[[^\[\]]{0,64}\]$|\$\{|\{\{|%\(|^\$[a-z_]
+    |xxxx|\*\*\*|\.\.\.|<[^<>]{0,64}>|^\[[^\[\]]{0,64}\]$|\$\{|\{\{|%\(
     |^(?:pass(?:word|wd)?|secret|token|api[_-]?key|key|none|null|nil|true|false|undefined
         |yes|no|on|off|enabled|disabled|empty|unset|required|optional|string|str|env|value|here
         |1234(?:5678?)?|password123|admin)$
@@ -41,7 +41,31 @@ def is_placeholder(value: str) -> bool:
         return True
     if len(stripped) > _PLACEHOLDER_MAX:
         return False
+    if _variable(stripped):
+        return True
     return bool(_PLACEHOLDER_RE.search(stripped) or _REFERENCE_RE.search(stripped))
+
+
+# A variable standing in for the value: $DB_PASS, $password, ${...}, $(...), %(name)s, %NAME%,
+# {name}. A "$" or "%" before a word that mixes upper case, lower case and digits
+# ("$Zp3kL9qW2") is more likely the first character of a password than a variable's name.
+_VARIABLE = re.compile(
+    r"""\$(?:\{|\()|%\(|\{\{?\s*[A-Za-z_][\w.]*\s*\}
+    |\$(?P<dollar>[A-Za-z_]\w*)\b|%(?P<percent>[A-Za-z_]\w*)%|%[sd]\b""",
+    re.VERBOSE,
+)
+
+
+def _variable(value: str) -> bool:
+    """Whether ``value`` starts with a variable's name (see ``_VARIABLE``)."""
+    match = _VARIABLE.match(value)
+    if match is None:
+        return False
+    name = match.group("dollar") or match.group("percent")
+    if name is None:
+        return True
+    mixed = any(c.isupper() for c in name) and any(c.islower() for c in name)
+    return not (mixed and any(c.isdigit() for c in name))
 
 
 _IDENTIFIER_PATH = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*(?:(?:\.|->|::)[A-Za-z_][A-Za-z0-9_]*)+")
@@ -54,7 +78,7 @@ def is_reference(value: str) -> bool:
         return False
     if value.endswith(")") and "(" in value:
         return True
-    if value[:1] in "$%{" or _REFERENCE_RE.search(value):
+    if _variable(value) or _REFERENCE_RE.search(value):
         return True
     return bool(_IDENTIFIER_PATH.fullmatch(value))
 
