@@ -11,7 +11,6 @@ import pytest
 from .fixtures_redis import redis_server  # noqa: F401 (a fixture)
 from .servers import CoordinatorServer, FakeUpstream, coordinator_settings, running
 
-
 # Fixtures that start a PostgreSQL or Redis server: a test using one (directly or through another
 # fixture) is marked needs_server, so the package's check phase (``-m "not needs_server"``, no
 # servers in the Nix build sandbox) leaves it out without each test having to say so.
