@@ -26,6 +26,7 @@ from ..stores.hooks import (
     semantic_answer,
 )
 from .body import read_json_object
+from .forwarding import check_model
 from .lifetime import Lifetime
 
 __all__ = ["PATH", "ChatFastPath", "handle_chat", "router"]
@@ -46,15 +47,7 @@ def _check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
             raise BadRequest(
                 f"messages[{index}] must be an object with a 'role'", code="invalid_messages"
             )
-    if "model" not in body:  # as OpenAI's API: no default
-        raise BadRequest(
-            "you must provide a model parameter ('auto', 'local', 'cloud' or a model of "
-            "GET /v1/models)",
-            code="missing_model",
-        )
-    model = body["model"]
-    if not isinstance(model, str) or not model:
-        raise BadRequest("'model' must be a non-empty string", code="invalid_model")
+    model = check_model(body)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be true or false", code="invalid_stream")
