@@ -119,6 +119,23 @@ _OPERATIONS: dict[tuple[str, str], tuple[type[BaseModel] | None, tuple[int, ...]
 }
 
 
+# One server-sent event of a streamed answer (the schema of a text/event-stream response
+# describes each event): its ``data`` is a JSON chunk, or ``[DONE]`` at the end.
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "a chat.completion.chunk (text_completion for /v1/completions) as "
+            "JSON, or [DONE] as the last event",
+        },
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
+
 # operations whose 200 is text, not JSON
 _TEXT_ONLY = {("/metrics", "get"): "text/plain"}
 
@@ -155,7 +172,7 @@ def describe(spec: dict[str, Any]) -> dict[str, Any]:
         if (path, method) in _TEXT_ONLY:  # not JSON at all
             ok["content"] = {_TEXT_ONLY[path, method]: {"schema": {"type": "string"}}}
         for media_type in streamed:
-            ok.setdefault("content", {})[media_type] = {"schema": {"type": "string"}}
+            ok.setdefault("content", {})[media_type] = {"schema": _SSE_EVENT}
         for status in errors:
             operation["responses"][str(status)] = {
                 "description": _ERRORS[status],
