@@ -6,6 +6,7 @@ byte it is sent."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,7 +23,11 @@ LONG_ANSWER = "word " * 2000  # 2000 completion tokens: US$ 0.02
 
 @contextmanager
 def budgeted(
-    local: FakeUpstream, cloud: FakeUpstream, daily_usd: float, **cloud_extra: Any
+    local: FakeUpstream,
+    cloud: FakeUpstream,
+    daily_usd: float,
+    health: dict[str, Any] | None = None,
+    **cloud_extra: Any,
 ) -> Iterator[CoordinatorServer]:
     settings = coordinator_settings(
         [
@@ -38,6 +43,7 @@ def budgeted(
             },
         ],
         budgets={"daily_usd": daily_usd, "on_exhausted": "reject"},
+        **({"health": health} if health else {}),
     )
     with running(settings) as server:
         yield server
@@ -48,21 +54,39 @@ def cost(usage: Any) -> float:
     return float(tokens) / 1e6
 
 
-async def fire(server: CoordinatorServer, count: int, **request: Any) -> list[Any]:
-    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+async def fire(
+    server: CoordinatorServer, count: int, done: list[Any] | None = None, **request: Any
+) -> list[Any]:
+    """``count`` concurrent requests; each result is also appended to ``done`` as it comes."""
+    # generous timeouts: on a loaded machine 100 connections to a server that shares this
+    # process's GIL can take longer than the client's default 5 s to connect
+    client = openai.AsyncOpenAI(
+        base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120
+    )
     async with client:
 
         async def one(index: int) -> Any:
             try:
-                return await client.chat.completions.create(
+                result: Any = await client.chat.completions.create(
                     model="cloud",
                     messages=[{"role": "user", "content": f"question {index}"}],
                     **request,
                 )
             except openai.APIStatusError as error:
-                return error
+                result = error
+            if done is not None:
+                done.append(result)
+            return result
 
         return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def released(server: CoordinatorServer) -> None:
+    """Until every reservation is given back (it is, in a task of its own): nothing spent."""
+    deadline = time.monotonic() + 60
+    while any(abs(v) > 1e-12 for v in server.runtime.budgets.memory.spent.values()):
+        assert time.monotonic() < deadline, server.runtime.budgets.memory.spent
+        await asyncio.sleep(0.02)
 
 
 def split(results: list[Any]) -> tuple[list[Any], list[openai.APIStatusError]]:
@@ -80,12 +104,23 @@ async def test_concurrent_requests_cannot_overshoot_the_last_requests_worth(
 ) -> None:
     """No max_tokens: each request may answer up to the backend's cap (4000 tokens, US$ 0.04),
     so with one such request's worth left exactly one of 100 concurrent requests is sent."""
-    # slow enough that all 100 are admitted or refused while the first one runs
-    cloud_fake.control(answer=LONG_ANSWER, delay_s=1.5)
+    # the cloud holds its answers until each request is refused or has reached it: one that
+    # finished early would give back what it did not spend, and a later one could be sent
+    cloud_fake.control(answer=LONG_ANSWER, hold=True)
     worst = (OUTPUT_CAP * PRICE["output"] + 300 * PRICE["input"]) / 1e6
     budget = 1.5 * worst
     with budgeted(local_fake, cloud_fake, budget) as server:
-        answers, refused = split(await fire(server, 100))
+        done: list[Any] = []
+        results = asyncio.ensure_future(fire(server, 100, done))
+        deadline = time.monotonic() + 120
+        while not results.done():
+            held = len(await asyncio.to_thread(cloud_fake.requests))
+            if len(done) + held >= 100:
+                break
+            assert time.monotonic() < deadline, f"{len(done)} answered, {held} held"
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(cloud_fake.control, hold=False)
+        answers, refused = split(await results)
     assert len(answers) == 1
     assert len(refused) == 99
     assert sum(cost(a.usage) for a in answers) <= budget
@@ -126,12 +161,14 @@ async def test_a_stalled_cloud_call_gives_its_reservation_back(
 ) -> None:
     worst = (100 * PRICE["output"] + 300 * PRICE["input"]) / 1e6
     cloud_fake.control(delay_s=2.0)
-    with budgeted(local_fake, cloud_fake, 1.5 * worst, timeout_s=0.3) as server:
+    # timeouts must not open the breaker (a 503 then): three in a row are the point here
+    never_down = {"interval_s": 60, "timeout_s": 5, "failure_threshold": 100, "cooldown_s": 1}
+    with budgeted(local_fake, cloud_fake, 1.5 * worst, never_down, timeout_s=0.3) as server:
         for _ in range(3):
             (stalled,) = await fire(server, 1, max_tokens=100)
             assert isinstance(stalled, openai.APIStatusError)
             assert stalled.status_code == 504
-            await asyncio.sleep(0.2)  # the release runs in a task of its own
+            await released(server)
         cloud_fake.control(delay_s=0.0)
         (after,) = await fire(server, 1, max_tokens=100)
     # not "budget exhausted for the rest of the day": the next request is sent

@@ -50,6 +50,7 @@ class Behaviour:
     )  # a 200 stream of these, chunk_delay_s apart
     drip_s: float = 0.0  # send a non-streamed body one byte at a time, this far apart
     bill_whole_body: bool = False  # prompt_tokens: the whole request (tools too), 4 bytes each
+    hold: bool = False  # keep chat requests waiting (after recording them) until set false
 
 
 @dataclass
@@ -59,6 +60,10 @@ class FakeState:
     log_path: str | None
     behaviour: Behaviour = field(default_factory=Behaviour)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    unheld: asyncio.Event = field(default_factory=asyncio.Event)  # set while hold is false
+
+    def __post_init__(self) -> None:
+        self.unheld.set()
 
 
 STATE = web.AppKey("state", FakeState)
@@ -184,6 +189,7 @@ async def _stream(
 async def chat(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await _read(request)
+    await state.unheld.wait()
     behaviour = state.behaviour
     if behaviour.delay_s:
         await asyncio.sleep(behaviour.delay_s)
@@ -304,6 +310,10 @@ async def control(request: web.Request) -> web.Response:
     for key, value in changes.items():
         if key in known:
             setattr(state.behaviour, key, value)
+    if state.behaviour.hold:
+        state.unheld.clear()
+    else:
+        state.unheld.set()
     return web.json_response(state.behaviour.__dict__)
 
 
