@@ -19,11 +19,18 @@ the backends and the scenario's knob) runs against two fake upstreams, a local a
 3. After: ``/route`` again for every test prompt: APGR, cloud share, and *lift captured* at
    that share: (quality - coin) / (oracle - coin), a coin and an oracle sending the same
    number of prompts to the cloud (coin 0, oracle 1).
+
+The ``pace`` scenario sets ``routing.pacing.monthly_usd`` to ``--pace-usd-per-hour`` times the
+hours left in the month, so the pace the router starts from is that many dollars an hour, and
+reports what the stream spent (real costs, from ``/route``'s ``pacing``) against what the pace
+allowed over the stream's duration. The fake cloud answers in 9 + 9 tokens ($0.0001125 a
+request); at the default $5/hour and ~70 requests a second the pace pays for ~18 % of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import os
 import random
@@ -53,6 +60,7 @@ PRICE = {"input": 2.5, "output": 10.0}
 class Scenario:
     name: str
     routing: dict[str, Any] = field(default_factory=dict)
+    paced: bool = False  # routing.pacing.monthly_usd from --pace-usd-per-hour
 
 
 SCENARIOS = {
@@ -60,7 +68,14 @@ SCENARIOS = {
     "frugal": Scenario("frugal (cost_weight 30)", {"learned": {"cost_weight": 30}}),
     "share20": Scenario("target cloud share 0.2", {"target_cloud_share": 0.2}),
     "share50": Scenario("target cloud share 0.5", {"target_cloud_share": 0.5}),
+    "pace": Scenario("monthly pace", paced=True),
 }
+
+
+def hours_left_in_month(now: float) -> float:
+    t = time.gmtime(now)
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return (calendar.timegm((year, month, 1, 0, 0, 0)) - now) / 3600
 
 
 def free_port() -> int:
@@ -181,6 +196,10 @@ def run_scenario(
     test, pool = rows
     port = free_port()
     state = tempfile.mkdtemp(prefix="hydra-eval-", dir=workdir)
+    routing = dict(scenario.routing)
+    if scenario.paced:
+        monthly = args.pace_usd_per_hour * hours_left_in_month(time.time())
+        routing["pacing"] = {"monthly_usd": monthly}
     config = {
         "listen": {"host": "127.0.0.1", "port": port},
         "backends": [
@@ -193,7 +212,7 @@ def run_scenario(
                 "price_per_mtok": PRICE,
             },
         ],
-        "routing": scenario.routing,
+        "routing": routing,
         "log": {"level": "warning", "access": False},
         "state_dir": state,
     }
@@ -209,8 +228,26 @@ def run_scenario(
         cold = measure(test, route_all(client, url, test))
         rng = random.Random(args.seed)
         streamed = stream(client, url, pool, requests=args.requests, rated=args.rated, rng=rng)
+        if scenario.paced:
+            streamed["pace"] = pace_kept(client, url, streamed["seconds"])
         after = measure(test, route_all(client, url, test))
     return {"scenario": scenario.name, "cold": cold, "stream": streamed, "after": after}
+
+
+def pace_kept(client: httpx.Client, url: str, seconds: float) -> dict[str, Any]:
+    """What the stream spent against what the pace allowed over its duration."""
+    time.sleep(1.0)  # the last requests' costs are counted as their records arrive
+    response = client.post(f"{url}/route", json={"query": "What is NixOS?"})
+    response.raise_for_status()
+    pacing = response.json()["pacing"]
+    allowed = pacing["pace_usd_per_day"] / 86400 * seconds  # the pace hardly moves in minutes
+    return {
+        "spent_usd": pacing["spent_usd"],
+        "allowed_usd": round(allowed, 6),
+        "spent_over_allowed": round(pacing["spent_usd"] / allowed, 3) if allowed else None,
+        "cost_ratio": pacing["cost_ratio"],
+        "required_gain": pacing["required_gain"],
+    }
 
 
 def summary(results: list[dict[str, Any]]) -> str:
@@ -238,6 +275,16 @@ def summary(results: list[dict[str, Any]]) -> str:
             f"| {result['scenario']} | {s['requests']} | {s['ratings']} | "
             f"{s['cloud_share_stream_last_two_thirds']:.1%} | {s['seconds']} |"
         )
+    paced = [r for r in results if "pace" in r["stream"]]
+    if paced:
+        lines += ["", "| scenario | spent | the pace allowed | spent / allowed |"]
+        lines.append("|---|---:|---:|---:|")
+        for result in paced:
+            p = result["stream"]["pace"]
+            lines.append(
+                f"| {result['scenario']} | ${p['spent_usd']:.4f} | ${p['allowed_usd']:.4f} | "
+                f"{p['spent_over_allowed']} |"
+            )
     return "\n".join(lines)
 
 
@@ -247,6 +294,7 @@ def main() -> None:
     parser.add_argument("--rated", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), choices=SCENARIOS)
+    parser.add_argument("--pace-usd-per-hour", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the servers on the way out

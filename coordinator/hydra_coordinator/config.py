@@ -241,6 +241,23 @@ class LearnedRoutingConfig(_Model):
     )
 
 
+class PacingConfig(_Model):
+    monthly_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Cloud spend a month (US$, all keys) the learned router paces to: it raises "
+        "or lowers the gain a cloud answer must bring so that spending follows what is left over "
+        "the days left, the requests that gain most first (unset: no pacing). Not a cap: "
+        "budgets.monthly_usd is.",
+    )
+    window: int = Field(
+        default=1000,
+        ge=20,
+        le=100_000,
+        description="Recent requests whose gains and expected costs set the pace's required gain.",
+    )
+
+
 class RoutingConfig(_Model):
     strategy: Literal["learned", "threshold"] = Field(
         default="learned",
@@ -264,6 +281,11 @@ class RoutingConfig(_Model):
         description="Send about this share of automatically routed requests to the cloud, "
         "those with the largest expected gain (unset: route by threshold and cost_weight).",
     )
+    pacing: PacingConfig = Field(
+        default_factory=PacingConfig,
+        description="A monthly cloud spend the learned router paces to (not with "
+        "target_cloud_share).",
+    )
     long_prompt_tokens: int = Field(
         default=3000, ge=1, description='A prompt this long counts as fully "long".'
     )
@@ -278,6 +300,15 @@ class RoutingConfig(_Model):
     knowledge_timeout_s: float = Field(
         default=0.05, gt=0, description="Longest wait for that search; routing goes on without."
     )
+
+    @model_validator(mode="after")
+    def _one_knob(self) -> RoutingConfig:
+        if self.target_cloud_share is not None and self.pacing.monthly_usd is not None:
+            raise ValueError(
+                "set routing.target_cloud_share or routing.pacing.monthly_usd, not both: "
+                "each sets the gain a cloud answer must bring"
+            )
+        return self
 
 
 class AuthConfig(_Model):

@@ -45,6 +45,19 @@ class CloudGain(BaseModel):
     sd: float
 
 
+class Pacing(BaseModel):
+    """Where the month's cloud spend stands against ``routing.pacing.monthly_usd``."""
+
+    monthly_usd: float
+    spent_usd: float = Field(description="real cost of this month's cloud requests")
+    pace_usd_per_day: float = Field(description="what is left of the budget over the days left")
+    share: float | None = Field(
+        description="share of recent requests the pace pays for (null: too few seen yet)"
+    )
+    cost_ratio: float = Field(description="real over expected cost of paced cloud requests")
+    required_gain: float = Field(description="the gain a cloud answer must now bring")
+
+
 class RouteResponse(BaseModel):
     """The decision a request would get now, and what the router believes (docs/api.md)."""
 
@@ -65,6 +78,7 @@ class RouteResponse(BaseModel):
     sampled_decision: Expected | None = None
     estimates: list[Estimate] = []
     cloud_gain: CloudGain | None = None
+    pacing: Pacing | None = None
 
 
 @router.post("/route", response_model=RouteResponse)

@@ -72,6 +72,10 @@ class RouteResult(BaseModel):
         default_factory=list,
         description="per backend: expected quality, its uncertainty, cost and utility",
     )
+    pacing: dict[str, Any] | None = Field(
+        None,
+        description="with a monthly spend to pace to: spent, pace per day, the required gain",
+    )
 
 
 class AskResult(BaseModel):

@@ -11,7 +11,7 @@ one for this request.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -60,7 +60,8 @@ class Explanation:
     the router does not sample), and ``sampled`` is True when the decision itself is that draw
     (a real request; a preview decides on expected values).
     ``local_score`` is the cold-start scorer's estimate that a local model suffices (v1's
-    confidence), ``strategy`` the router that decided (``learned``, ``threshold`` or ``forced``
+    confidence), ``pacing`` where the month's cloud spend stands against the operator's pace
+    (when set), ``strategy`` the router that decided (``learned``, ``threshold`` or ``forced``
     when the client named a class or a model)."""
 
     strategy: str
@@ -70,6 +71,7 @@ class Explanation:
     sampled_backend: str | None = None
     local_score: float | None = None
     scorer: tuple[str, ...] = field(default=())  # what the cold-start scorer counted
+    pacing: Mapping[str, float | None] | None = None  # the monthly pace (knobs.Pace.as_dict)
 
     def estimate(self, backend: str | None) -> BackendEstimate | None:
         return next((e for e in self.estimates if e.backend == backend), None)

@@ -4,7 +4,8 @@
   truncated) teaches the learned router's reliability posterior at once; it also remembers
   recent requests so feedback can find them. Cache hits and refused (4xx) requests say
   nothing about a backend and are not taught.
-- :class:`RouterState` loads the learned state at start and saves it periodically and at stop.
+- :class:`RouterState` loads the learned state at start and saves it periodically and at stop,
+  with the month's cloud spend when the router paces to a monthly one.
 - :func:`open_learner` makes the learned router a runtime's :class:`~.service.Router` uses.
 """
 
@@ -24,6 +25,7 @@ from ..paths import state_directory
 from ..telemetry import Recorder
 from ..telemetry.record import NO_BACKEND, RequestInfo, RequestRecord
 from .bandit import PromptLearner
+from .knobs import Pacer
 from .learned import LearnedRouter
 from .service import Router
 
@@ -103,10 +105,12 @@ class RouterState:
         outcomes: Outcomes,
         prompts: PromptLearner | None = None,
         interval_s: float = 30.0,
+        pacer: Pacer | None = None,
     ) -> None:
         self.path = path
         self.outcomes = outcomes
         self.prompts = prompts
+        self.pacer = pacer
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
 
@@ -117,6 +121,8 @@ class RouterState:
         if self.prompts is not None:
             state["prompts"] = self.prompts.to_json()
             self.prompts.changed = False
+        if self.pacer is not None:
+            state["pacing"] = self.pacer.to_json()
         tmp.write_bytes(orjson.dumps(state))
         os.replace(tmp, self.path)
         self.outcomes.changed = False
@@ -124,7 +130,11 @@ class RouterState:
     async def _save_forever(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            if self.outcomes.changed or (self.prompts is not None and self.prompts.changed):
+            if (
+                self.outcomes.changed
+                or (self.prompts is not None and self.prompts.changed)
+                or (self.pacer is not None and self.pacer.changed)
+            ):
                 try:
                     await asyncio.to_thread(self.save)
                 except OSError as exc:
@@ -164,6 +174,11 @@ def load_learner(settings: Settings, router: Router, path: Path | None = None) -
             router.prompts.load_json(data["prompts"])
         except ValueError as exc:
             log.error("the per-prompt state in %s is not usable (%s); it starts fresh", where, exc)
+    if data is not None and router.pacer is not None and isinstance(data.get("pacing"), dict):
+        try:
+            router.pacer.load_json(data["pacing"])
+        except ValueError as exc:
+            log.error("the month's spend in %s is not usable (%s); counted from 0", where, exc)
     restored = None
     if data is not None:
         try:
@@ -186,7 +201,9 @@ def open_learner(settings: Settings, router: Router, recorder: Recorder) -> Rout
     outcome sink on ``recorder``; the returned keeper saves it (start and stop it)."""
     path = _state_path(settings)
     outcomes = Outcomes(load_learner(settings, router, path))
-    state = RouterState(path, outcomes, router.prompts)
+    state = RouterState(path, outcomes, router.prompts, pacer=router.pacer)
     router.learned = outcomes.router
     recorder.sinks.append(outcomes)
+    if router.pacer is not None:
+        recorder.sinks.append(router.pacer)  # the real cost of each cloud request
     return state

@@ -111,7 +111,8 @@ class Decision:
 
     def explain(self) -> dict[str, object]:
         """:meth:`as_dict` and what the router believed: the decision on expected values and
-        the one it drew, each backend's estimate, the cloud's expected quality gain."""
+        the one it drew, each backend's estimate, the cloud's expected quality gain and the
+        monthly pace when the operator set one."""
         result = self.as_dict()
         why = self.explanation
         gain = why.cloud_gain() if why is not None else None
@@ -130,6 +131,7 @@ class Decision:
                 "cloud_gain": None
                 if gain is None
                 else {"mean": round(gain[0], 4), "sd": round(gain[1], 4)},
+                "pacing": None if why is None or why.pacing is None else dict(why.pacing),
             }
         )
         return result

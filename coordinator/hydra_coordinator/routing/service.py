@@ -4,7 +4,8 @@ Every surface (chat, ``/route``, MCP) asks :meth:`Router.decide`, so a rule that
 at home applies everywhere, including on failover. The cold-start scorer (:mod:`.scorer`) gives
 every request its estimated cloud gain; the threshold strategy routes on it alone, the learned
 strategy (default) makes it the prior of the per-prompt learner (:mod:`.bandit`), which ratings
-correct. The gain the cloud must beat is the operator's knob (:mod:`.knobs`).
+correct. The gain the cloud must beat is the operator's knob (:mod:`.knobs`): the threshold, a
+target cloud share or a monthly spend to pace to.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..privacy import PrivacyPolicy, PrivacyVerdict, json_size
 from .bandit import Belief, Choice, PromptLearner, Representation, represent
 from .explanation import BackendEstimate, Explanation, decision_confidence
 from .features import last_user_text, prompt_tokens
-from .knobs import CloudShare
+from .knobs import CloudShare, Pace, Pacer
 from .learned import LearnedRouter
 from .learned import _describe_votes as describe_votes
 from .learned import _neighbour_votes as neighbour_votes
@@ -72,11 +73,19 @@ class Router:
         self._required = 1.0 - self.config.threshold + learned_config.local_margin
         share = self.config.target_cloud_share
         self.cloud_share = None if share is None else CloudShare(share, default=self._required)
+        pacing = self.config.pacing
+        self.pacer = (
+            None
+            if pacing.monthly_usd is None
+            else Pacer(pacing.monthly_usd, default=self._required, window=pacing.window)
+        )
 
     def required_gain(self) -> float:
         """The expected gain (net of cost) a cloud backend must beat: the operator's knob."""
         if self.cloud_share is not None:
             return self.cloud_share.required_gain()
+        if self.pacer is not None:
+            return self.pacer.required_gain()
         return self._required
 
     def check_privacy(self, body: dict[str, Any], key_id: str | None) -> PrivacyVerdict:
@@ -234,7 +243,10 @@ class Router:
             budget_remaining=budget_remaining,
             reasons=reasons,
         )
-        required = self.required_gain()
+        pace = self.pacer.status() if self.pacer is not None else None
+        required = pace.required_gain if pace is not None else self.required_gain()
+        if pace is not None:
+            reasons.append(pace.describe())
         votes = neighbour_votes(neighbours, {c.name for c in choices}, NEIGHBOUR_WEIGHT)
         if votes:
             reasons.append(describe_votes(votes))
@@ -253,7 +265,9 @@ class Router:
             )
         kind = next(c.kind for c in choices if c.name == chosen)
         if request_id is not None:
-            self._observe(request_id, chosen, rep, belief)
+            self._observe(
+                request_id, chosen=chosen, kind=kind, rep=rep, belief=belief, choices=choices
+            )
         reasons += self._describe(belief, choices, required)
         if chosen != belief.expected:
             reasons.append(f"sampled '{chosen}' (expected: '{belief.expected}'): exploring")
@@ -279,6 +293,7 @@ class Router:
             sampled_backend=None if belief.draws is None else belief.sampled,
             local_score=cold.local,
             scorer=tuple(why),
+            pacing=None if pace is None else pace.as_dict(),
         )
         sure = decision_confidence(estimates, chosen)
         ordered = order_from(chosen, usable, allow_other_kind=cloud_allowed)
@@ -294,12 +309,36 @@ class Router:
             explanation=explanation,
         )
 
-    def _observe(self, request_id: str, chosen: str, rep: Representation, belief: Belief) -> None:
+    def _observe(
+        self,
+        request_id: str,
+        *,
+        chosen: str,
+        kind: str,
+        rep: Representation,
+        belief: Belief,
+        choices: Sequence[Choice],
+    ) -> None:
         self.prompts.remember_decision(request_id, chosen, rep)
+        # the value a request's route was decided on (sampled, once there are ratings), so
+        # that the share of requests sent to the cloud follows the knob
         if self.cloud_share is not None:
-            # the value a request's route was decided on (sampled, once there are ratings), so
-            # that the share of requests sent to the cloud follows the target
             self.cloud_share.observe(belief.sampled_net_gain)
+        if self.pacer is not None:
+            costs = {c.name: c.cost for c in choices if c.kind == "cloud"}
+            if costs and any(c.kind == "local" for c in choices):
+                # what the cloud would cost: the backend it chose, else the best cloud one
+                cost = costs.get(chosen)
+                if cost is None:
+                    best = max(costs, key=lambda name: belief.utilities[name])
+                    cost = costs[best]
+                self.pacer.observe(
+                    belief.sampled_net_gain, cost, request_id=request_id, sent=kind == "cloud"
+                )
+
+    def pace(self) -> Pace | None:
+        """Where the month's spend stands against the pace (None: no pacing)."""
+        return None if self.pacer is None else self.pacer.status()
 
     def _describe(self, belief: Belief, choices: Sequence[Choice], required: float) -> list[str]:
         ratings = self.prompts.ratings()
