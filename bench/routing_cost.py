@@ -23,7 +23,6 @@ from typing import Any
 from hydra_coordinator.config import settings_from_dict
 from hydra_coordinator.routing.bandit import Choice, represent
 from hydra_coordinator.routing.features import extract_features
-from hydra_coordinator.routing.learned import LearnedRouter
 from hydra_coordinator.routing.router import BackendView, local_confidence
 from hydra_coordinator.routing.scorer import cold_score
 from hydra_coordinator.routing.service import Router
@@ -50,7 +49,7 @@ def make_router() -> Router:
             ]
         }
     )
-    router = Router(settings, learned=LearnedRouter())
+    router = Router(settings)
     return router
 
 

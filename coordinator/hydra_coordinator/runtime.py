@@ -94,7 +94,7 @@ def build_runtime(settings: Settings) -> Runtime:
         )
     router = Router(settings)
     telemetry = open_telemetry(settings, metrics, recorder, proxy, dependencies)
-    router_state = open_learner(settings, router, recorder)
+    router_state, recent = open_learner(settings, router, recorder)
     return Runtime(
         settings=settings,
         pool=pool,
@@ -105,7 +105,7 @@ def build_runtime(settings: Settings) -> Runtime:
         router=router,
         budgets=budgets,
         telemetry=telemetry,
-        feedback=Feedback(router_state.outcomes, telemetry, stores.knowledge, router.prompts),
+        feedback=Feedback(recent, telemetry, stores.knowledge, router.prompts),
         router_state=router_state,
         stores=stores,
         cache=stores.cache,

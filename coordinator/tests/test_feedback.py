@@ -143,15 +143,3 @@ def test_feedback_errors(fakes, tmp_path):
         )
         assert status == 200 and body["rating"] == 0.5 and body["route"] == "local"
         assert post(server, "/v1/feedback", {"request_id": request_id, "rating": 1})[0] == 401
-
-
-def test_errors_teach_the_router(fakes, tmp_path):
-    local, cloud = fakes
-    with running(settings_for(local, cloud, tmp_path)) as server:
-        local.control(fail_status=500)
-        for _ in range(6):  # local fails; every request fails over to the cloud
-            _request_id, routed = ask(server, "auto", "hello there")
-            assert routed == "cloud"
-        learned = server.runtime.router.learned.snapshot()
-        means = {b: v["mean"] for c in learned.values() for b, v in c.items()}
-        assert means["ollama"] < 0.5

@@ -1,5 +1,5 @@
 """A rating counts once and always lands: rating a request again replaces its rating in the
-feedback table, in the learned routers and in the knowledge base; a rating sent right after the
+feedback table, in the per-prompt learner and in the knowledge base; a rating sent right after the
 answer (while the answer is still on its way into the knowledge base) reaches it."""
 
 from __future__ import annotations
@@ -69,11 +69,8 @@ def rate_three_times(server) -> tuple[str, list[dict]]:
 def check_replaced(server, request_id: str, answers: list[dict]) -> None:
     assert [a["replaced"] for a in answers] == [False, True, True]
     assert [a["learned"] for a in answers] == ["learned", "replaced", "replaced"]
-    arms = server.runtime.router.learned.snapshot()
-    task_class = answers[0]["task_class"]
-    assert arms[task_class]["ollama"]["ratings"] == 1  # one vote, not three
-    alpha = server.runtime.router.learned.prior_local[0] + 0.75  # the last rating's reward
-    assert abs(arms[task_class]["ollama"]["alpha"] - alpha) < 1e-3
+    backend = answers[0]["backend"]
+    assert server.runtime.router.prompts.ratings()[backend] == 1  # one vote, not three
     assert knowledge_rating(server, request_id) == 0.5
 
 

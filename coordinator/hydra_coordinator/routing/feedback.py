@@ -1,7 +1,7 @@
 """Ratings of earlier requests: ``POST /v1/feedback`` and the MCP tool ``record_feedback``.
 
-:class:`Feedback` stores a rating with the request's telemetry, teaches the learned router's
-satisfaction posterior and rates the answer in the knowledge base.
+:class:`Feedback` stores a rating with the request's telemetry, teaches the per-prompt learner
+(:mod:`.bandit`) and rates the answer in the knowledge base.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from ..stores.knowledge import KnowledgeBase
 from ..telemetry.record import RequestInfo
 from ..telemetry.store import TelemetryStore
 from .bandit import PromptLearner
-from .learned import rating_reward
-from .learning import Outcomes, outcome_kind
+from .learning import RecentRequests, outcome_kind
 
-__all__ = ["Feedback", "parse_rating"]
+__all__ = ["Feedback", "parse_rating", "rating_reward"]
 
 _THUMBS = {"up": 1.0, "thumbs_up": 1.0, "+1": 1.0, "down": -1.0, "thumbs_down": -1.0, "-1": -1.0}
 
@@ -37,21 +36,26 @@ def parse_rating(value: float | str) -> float:
     return rating
 
 
+def rating_reward(rating: float) -> float:
+    """A rating in [-1, 1] (thumbs down .. up) as a reward in [0, 1]."""
+    return min(1.0, max(0.0, (rating + 1.0) / 2.0))
+
+
 class Feedback:
     def __init__(
         self,
-        outcomes: Outcomes,
+        recent: RecentRequests,
         telemetry: TelemetryStore,
         knowledge: KnowledgeBase,
         prompts: PromptLearner | None = None,
     ) -> None:
         self.prompts = prompts
-        self.outcomes = outcomes
+        self.recent = recent
         self.telemetry = telemetry
         self.knowledge = knowledge
 
     async def _find(self, request_id: str) -> RequestInfo | None:
-        found = self.outcomes.get(request_id)
+        found = self.recent.get(request_id)
         if found is not None:
             return found
         return await self.telemetry.lookup(request_id)
@@ -66,15 +70,6 @@ class Feedback:
         if info is None or info.key_id != key_id:
             raise NotFound(f"no request {request_id!r} to rate", code="request_not_found")
         previous = await self.telemetry.record_feedback(request_id, value, comment, key_id)
-        if info.task_class:
-            router, kind = self.outcomes.router, outcome_kind(info.route)
-            reward = rating_reward(value)
-            if previous is None:
-                router.update(info.task_class, info.backend, reward, kind=kind)
-            else:
-                old = rating_reward(previous)
-                router.replace(info.task_class, info.backend, old, reward, kind=kind)
-            self.outcomes.changed = True
         learnt = "not learnt"
         if self.prompts is not None:  # a re-rating replaces; the learner bounds each key
             learnt = self.prompts.rate(

@@ -9,13 +9,14 @@ bounded by ``routing.knowledge_timeout_s`` and only ever sees the caller's own A
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..config import Settings
 from ..stores.knowledge import KnowledgeBase
 from .features import last_user_text
 
-__all__ = ["neighbours", "similar_questions", "single_turn"]
+__all__ = ["describe_votes", "neighbour_votes", "neighbours", "similar_questions", "single_turn"]
 
 
 def single_turn(body: dict[str, Any]) -> bool:
@@ -57,3 +58,24 @@ def neighbours(similar: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
         for s in similar
         if s.get("rating") is not None and s.get("backend")
     ]
+
+
+def neighbour_votes(
+    found: Sequence[tuple[str, float, float]], names: set[str], weight: float
+) -> dict[str, tuple[float, float]]:
+    """Pseudo-votes (good, bad) per backend in ``names`` from similar past questions
+    (backend, rating in [-1, 1], similarity): a rated question of similarity 1 adds ``weight``."""
+    votes: dict[str, tuple[float, float]] = {}
+    for backend, rating, similarity in found:
+        if backend not in names:
+            continue
+        strength = weight * min(1.0, max(0.0, similarity))
+        reward = min(1.0, max(0.0, (rating + 1.0) / 2.0))
+        good, bad = votes.get(backend, (0.0, 0.0))
+        votes[backend] = (good + strength * reward, bad + strength * (1.0 - reward))
+    return votes
+
+
+def describe_votes(votes: Mapping[str, tuple[float, float]]) -> str:
+    parts = [f"'{name}' +{good:.1f}/-{bad:.1f}" for name, (good, bad) in sorted(votes.items())]
+    return "similar past queries: " + ", ".join(parts)

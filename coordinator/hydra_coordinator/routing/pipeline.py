@@ -23,7 +23,7 @@ from ..errors import NotFound
 from ..privacy import PrivacyVerdict
 from ..stores.knowledge import KnowledgeBase
 from .budgets import Budgets, Line, worst_case_cost
-from .learning import load_learner
+from .learning import load_state
 from .neighbours import neighbours, similar_questions
 from .recent import RecentDecisions
 from .router import Decision, UnknownModel
@@ -74,7 +74,7 @@ async def offline(settings: Settings) -> AsyncIterator[OfflineRouting]:
     from ..stores.redis_link import RedisLink
 
     router = Router(settings)
-    router.learned = load_learner(settings, router)
+    load_state(settings, router)
     state = state_directory(settings) / "router-state.json"
     notes = [f"learned state: {state}" if state.exists() else f"no learned state at {state}"]
     link = RedisLink(settings.redis) if settings.redis.url else None

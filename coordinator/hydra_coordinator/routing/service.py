@@ -22,9 +22,7 @@ from .bandit import Belief, Choice, PromptLearner, Representation, represent
 from .explanation import BackendEstimate, Explanation, decision_confidence
 from .features import last_user_text, prompt_tokens
 from .knobs import CloudShare, Pace, Pacer
-from .learned import LearnedRouter
-from .learned import _describe_votes as describe_votes
-from .learned import _neighbour_votes as neighbour_votes
+from .neighbours import describe_votes, neighbour_votes
 from .router import VIRTUAL_MODELS, BackendView, Decision, decide, order_from
 from .scorer import ColdScore, cold_score
 from .taskclass import TaskClassifier
@@ -52,13 +50,11 @@ class Router:
     def __init__(
         self,
         settings: Settings,
-        learned: LearnedRouter | None = None,
         privacy: PrivacyPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.routing
         self.privacy = privacy or PrivacyPolicy(settings.privacy)
-        self.learned = learned
         self.classifier = TaskClassifier()
         self._backends = {b.name: b for b in settings.backends}
         learned_config = self.config.learned
@@ -171,7 +167,7 @@ class Router:
         request_id: str | None,
     ) -> Decision:
         cold = cold_score(body)
-        if model != "auto" or self.learned is None or self.config.strategy != "learned":
+        if model != "auto" or self.config.strategy != "learned":
             counted = [f"counted: {why}" for why in cold.explain()]
             decision = decide(None, model, views, self.config, cold=(cold.local, counted))
             if request_id is not None and decision.backend is not None:

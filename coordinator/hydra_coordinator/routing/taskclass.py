@@ -1,6 +1,7 @@
 """Classify a request into a coarse task class from cheap text cues.
 
-The learned router keeps one posterior per (task class, backend), so the
+A request's task class is recorded with its telemetry and shown by ``/route`` (routing itself
+learns per prompt, :mod:`.bandit`), so the
 classes must be few, stable and cheap to compute: word and phrase cues plus
 one structural regex per class, no model. Pass the last user message (or the
 whole conversation's text); only its last 4000 characters are looked at. Classes:
