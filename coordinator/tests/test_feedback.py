@@ -118,10 +118,11 @@ def test_feedback_errors(fakes, tmp_path):
         local, cloud, tmp_path, auth={"api_key_files": [str(keys / "a"), str(keys / "b")]}
     )
     with running(settings) as server:
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="key-a", max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(
-            model="local", messages=[{"role": "user", "content": "hi"}]
-        )
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key="key-a", max_retries=0) as client:
+            raw = client.chat.completions.with_raw_response.create(
+                model="local", messages=[{"role": "user", "content": "hi"}]
+            )
+            raw.parse()
         request_id = raw.headers["x-hydra-request-id"]
         status, body = post(server, "/v1/feedback", {"request_id": "nope", "rating": 1}, "key-a")
         assert status == 404 and body["error"]["code"] == "request_not_found"

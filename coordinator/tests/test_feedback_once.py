@@ -32,10 +32,11 @@ def fakes():
 
 def answer(server, question: str = QUESTION) -> str:
     """One chat completion through the official client; its request id."""
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(
-        model="local", messages=[{"role": "user", "content": question}]
-    )
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="local", messages=[{"role": "user", "content": question}]
+        )
+        raw.parse()
     return str(raw.headers["x-hydra-request-id"])
 
 
