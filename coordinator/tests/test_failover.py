@@ -31,21 +31,25 @@ def pair():
     b.kill()
 
 
-def client(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+@pytest.fixture
+def api(pair):
+    """The official client of the pair's coordinator, closed after the test (an unclosed
+    connection pool is a ResourceWarning in whichever test runs when it is collected)."""
+    with openai.OpenAI(base_url=f"{pair[0].url}/v1", api_key="x", max_retries=0) as client:
+        yield client
 
 
-def test_killed_upstream_fails_over(pair):
+def test_killed_upstream_fails_over(pair, api):
     server, a, _b = pair
     assert (
-        client(server)
-        .chat.completions.with_raw_response.create(model="auto", messages=MSG)
-        .headers["x-hydra-backend"]
+        api.chat.completions.with_raw_response.create(model="auto", messages=MSG).headers[
+            "x-hydra-backend"
+        ]
         == "a"
     )
     a.kill()
     for _ in range(3):  # before and after the health prober notices
-        raw = client(server).chat.completions.with_raw_response.create(model="auto", messages=MSG)
+        raw = api.chat.completions.with_raw_response.create(model="auto", messages=MSG)
         assert raw.headers["x-hydra-backend"] == "b"
         assert raw.parse().choices[0].message.content == "cloud-b: hello"
     server.wait_backend("a", "down")
@@ -57,7 +61,7 @@ def test_killed_upstream_fails_over(pair):
     assert 'hydra_upstream_errors_total{backend="a",kind="connect"}' in metrics
 
 
-def test_recovery_after_restart(pair):
+def test_recovery_after_restart(pair, api):
     server, a, _ = pair
     port = a.port
     a.kill()
@@ -65,45 +69,43 @@ def test_recovery_after_restart(pair):
     a.port = port
     a.start()
     server.wait_backend("a", "healthy")
-    raw = client(server).chat.completions.with_raw_response.create(model="auto", messages=MSG)
+    raw = api.chat.completions.with_raw_response.create(model="auto", messages=MSG)
     assert raw.headers["x-hydra-backend"] == "a"
 
 
-def test_5xx_before_first_byte_retries_next(pair):
-    server, a, b = pair
+def test_5xx_before_first_byte_retries_next(pair, api):
+    _server, a, b = pair
     a.control(fail_status=500)
-    raw = client(server).chat.completions.with_raw_response.create(model="auto", messages=MSG)
+    raw = api.chat.completions.with_raw_response.create(model="auto", messages=MSG)
     assert raw.headers["x-hydra-backend"] == "b"
     assert len(a.requests()) == 1 and len(b.requests()) == 1
 
 
-def test_streaming_failover_before_first_byte(pair):
-    server, a, _ = pair
+def test_streaming_failover_before_first_byte(pair, api):
+    _server, a, _ = pair
     a.control(fail_status=503)
-    chunks = list(client(server).chat.completions.create(model="auto", messages=MSG, stream=True))
+    chunks = list(api.chat.completions.create(model="auto", messages=MSG, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "cloud-b: hello"
 
 
-def test_death_mid_stream_ends_with_error_event(pair):
-    server, a, _ = pair
+def test_death_mid_stream_ends_with_error_event(pair, api):
+    _server, a, _ = pair
     a.control(chunks=6, die_after_chunks=2, answer="one two three four five six")
     received = []
     with pytest.raises(openai.APIError) as caught:  # the client sees the error event
-        for chunk in client(server).chat.completions.create(
-            model="local", messages=MSG, stream=True
-        ):
+        for chunk in api.chat.completions.create(model="local", messages=MSG, stream=True):
             received.append(chunk)
     assert received, "chunks before the failure were passed through"
     assert "mid-stream" in str(caught.value)
 
 
-def test_all_failing_passes_the_last_upstream_error(pair):
-    server, a, b = pair
+def test_all_failing_passes_the_last_upstream_error(pair, api):
+    _server, a, b = pair
     a.control(fail_status=502)
     b.control(fail_status=500)
     with pytest.raises(openai.InternalServerError) as caught:
-        client(server).chat.completions.create(model="auto", messages=MSG)
+        api.chat.completions.create(model="auto", messages=MSG)
     assert caught.value.status_code == 500
     assert "cloud-b failing on purpose" in str(caught.value)
 
