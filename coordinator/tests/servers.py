@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +30,105 @@ from hydra_coordinator.server import uvicorn_config
 FAKE = Path(__file__).parent / "fakes" / "fake_openai.py"
 
 
+class _PortBlock:
+    """Ports for this process's servers: a block of its own, below the kernel's ephemeral range.
+
+    A port from ``bind(("127.0.0.1", 0))`` is free only until the socket closes: before the
+    server that is to listen on it binds it (a subprocess, seconds later on a loaded machine),
+    the kernel may hand it out again as the local port of any outgoing connection, or to
+    another test run on the same machine asking for a free port. Ports below the ephemeral
+    range are never handed out by the kernel, and a block of them is this process's alone
+    while it holds the block's lock file (released when the process exits, however it ends).
+    """
+
+    SIZE = 200
+    FIRST = 10_000
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.next = 0
+
+    @staticmethod
+    def _ephemeral_start() -> int:
+        try:
+            return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 32768  # Linux's default
+
+    def _claim(self) -> None:
+        directory = Path(tempfile.gettempdir()) / "hydra-test-ports"
+        directory.mkdir(exist_ok=True)
+        starts = list(range(self.FIRST, self._ephemeral_start() - self.SIZE + 1, self.SIZE))
+        random.shuffle(starts)  # concurrent runs rarely try the same block first
+        for start in starts:
+            if start == self.start:
+                continue
+            fd = os.open(directory / f"{start}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            # kept open (not inherited by subprocesses) until this process exits
+            self.start, self.next = start, 0
+            return
+        raise RuntimeError(f"no free block of {self.SIZE} ports (lock files in {directory})")
+
+    def take(self) -> int:
+        """A port of the block that nothing listens on or lingers on now (round robin)."""
+        if not self.start:
+            self._claim()
+        for _ in range(2 * self.SIZE):
+            port = self.start + self.next % self.SIZE
+            self.next += 1
+            if _bindable(port):
+                return port
+            if self.next % self.SIZE == 0:  # a whole round without one: another block
+                self._claim()
+        raise RuntimeError("no free port")
+
+
+def _bindable(port: int) -> bool:
+    # without SO_REUSEADDR: a port with a connection in TIME_WAIT on it is skipped too
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+_PORTS = _PortBlock()
+
+
 def free_port() -> int:
+    """A loopback port for a server a test is about to start (see :class:`_PortBlock`)."""
+    if sys.platform == "linux":
+        try:
+            return _PORTS.take()
+        except (OSError, RuntimeError):  # no lock directory, every block taken: as before
+            pass
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 15.0) -> None:
+def wait_http(
+    url: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None
+) -> None:
+    """Until ``url`` answers. ``timeout`` only bounds a failure (a loaded machine can take many
+    seconds to start a Python process); a ``process`` that exits fails at once."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=5):
                 return
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as error:
+            error.close()  # its connection: else a ResourceWarning when it is collected
             return  # it answers (e.g. 401 where /metrics needs a key)
         except Exception:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"{url}: exited with {process.returncode}") from None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not come up") from None
             time.sleep(0.05)
@@ -94,7 +180,7 @@ class FakeUpstream:
                 *(["--api-key", self.api_key] if self.api_key else []),
             ],
         )
-        wait_http(f"{self.url}/_requests")
+        wait_http(f"{self.url}/_requests", process=self.process)
         return self
 
     def kill(self) -> None:
@@ -146,7 +232,16 @@ class CoordinatorServer:
     def runtime(self) -> Any:
         return self.app.state.runtime
 
-    def wait_backend(self, name: str, status: str, timeout: float = 10.0) -> None:
+    def wait_probed(self, timeout: float = 120.0) -> None:
+        """Until each backend's first health probe has answered, whatever it said (a probe
+        ends within health.timeout_s: answered, refused or timed out)."""
+        deadline = time.monotonic() + timeout
+        while not all(backend.probed for backend in self.runtime.pool):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the first health probes did not end")
+            time.sleep(0.02)
+
+    def wait_backend(self, name: str, status: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while self.runtime.pool[name].status != status:
             if time.monotonic() > deadline:
@@ -160,22 +255,31 @@ def coordinator_settings(backends: list[dict[str, Any]], **extra: Any) -> Settin
     data: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": free_port()},
         "backends": backends,
-        "health": {"interval_s": 0.2, "timeout_s": 5.0, "failure_threshold": 2, "cooldown_s": 1.0},
+        # quick to notice a killed upstream (refused at once), slow to give up on a slow answer:
+        # on a loaded machine a probe's answer (or SQLite's) can take seconds
+        "health": {
+            "interval_s": 0.2,
+            "timeout_s": 30.0,
+            "failure_threshold": 2,
+            "cooldown_s": 1.0,
+        },
         "log": {"level": "warning", "access": False},
         # telemetry's SQLite file and spool: never in the home directory
         "state_dir": tempfile.mkdtemp(prefix="hydra-state-"),
     }
     data.update(extra)
+    # the privacy scan's CPU budget (10 ms by default) fails closed, keeping a request local:
+    # a test process's GC pause or a loaded machine can exceed it on a 77-byte request. Tests
+    # of the budget set their own.
+    data["privacy"] = {"scan_cpu_ms": 1000.0, **data.get("privacy", {})}
     return settings_from_dict(data)
 
 
 @contextmanager
 def running(settings: Settings) -> Iterator[CoordinatorServer]:
     with CoordinatorServer(settings) as server:
-        for backend in settings.backends:
-            # some tests start with a backend that is down on purpose
-            with suppress(TimeoutError):
-                server.wait_backend(backend.name, "healthy", timeout=5)
+        # each backend as its first probe found it (some tests start with one down on purpose)
+        server.wait_probed()
         yield server
 
 
