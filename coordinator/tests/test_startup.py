@@ -25,7 +25,7 @@ def serve(config: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def lines_until(process: subprocess.Popen[str], last: str, timeout: float = 20) -> list[str]:
+def lines_until(process: subprocess.Popen[str], last: str, timeout: float = 90) -> list[str]:
     """stderr's lines up to the first containing ``last``."""
     assert process.stderr is not None
     seen: list[str] = []
@@ -85,7 +85,7 @@ def test_a_port_in_use_is_reported_before_serving(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         process = serve(config, tmp_path, "--port", str(port))
-        _, stderr = process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=90)
     assert process.returncode == 1
     assert f"port {port} is already in use" in stderr
     assert "listen.port" in stderr and "--port" in stderr
