@@ -51,6 +51,7 @@ class Behaviour:
     drip_s: float = 0.0  # send a non-streamed body one byte at a time, this far apart
     bill_whole_body: bool = False  # prompt_tokens: the whole request (tools too), 4 bytes each
     hold: bool = False  # keep chat requests waiting (after recording them) until set false
+    pause_after_chunks: int = -1  # a stream stops after this many pieces until set to -1
 
 
 @dataclass
@@ -61,9 +62,11 @@ class FakeState:
     behaviour: Behaviour = field(default_factory=Behaviour)
     requests: list[dict[str, Any]] = field(default_factory=list)
     unheld: asyncio.Event = field(default_factory=asyncio.Event)  # set while hold is false
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)  # set while not paused
 
     def __post_init__(self) -> None:
         self.unheld.set()
+        self.resumed.set()
 
 
 STATE = web.AppKey("state", FakeState)
@@ -164,6 +167,8 @@ async def _stream(
             assert request.transport is not None
             request.transport.close()
             return response
+        if index == behaviour.pause_after_chunks:
+            await state.resumed.wait()
         if behaviour.chunk_delay_s:
             await asyncio.sleep(behaviour.chunk_delay_s)
         await response.write(
@@ -314,6 +319,10 @@ async def control(request: web.Request) -> web.Response:
         state.unheld.clear()
     else:
         state.unheld.set()
+    if state.behaviour.pause_after_chunks >= 0:
+        state.resumed.clear()
+    else:
+        state.resumed.set()
     return web.json_response(state.behaviour.__dict__)
 
 
