@@ -161,7 +161,7 @@ def _serve(config: dict, tmp_path, name: str) -> tuple[subprocess.Popen[bytes], 
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health", timeout=30)
+    wait_http(f"{url}/health", process=process)
     return process, url
 
 
@@ -170,9 +170,13 @@ def test_two_processes_sharing_redis_enforce_one_budget(fakes, redis_server, tmp
     local, cloud = fakes
     config = {
         "backends": backends(local, cloud),
-        "redis": {"url": redis_server.url},
+        # generous for a loaded machine: a Redis command that timed out (0.25 s by default) would
+        # fall back to the process's own counter, and a privacy scan past its CPU budget
+        # (10 ms) would keep the request local
+        "redis": {"url": redis_server.url, "timeout_s": 10},
+        "privacy": {"scan_cpu_ms": 1000},
         "budgets": {"daily_usd": 5, "on_exhausted": "reject"},
-        "health": {"interval_s": 0.5, "timeout_s": 5},
+        "health": {"interval_s": 0.5, "timeout_s": 30},
         "log": {"level": "warning", "access": False},
     }
     a, url_a = _serve(config, tmp_path, "a")
