@@ -109,7 +109,7 @@ def test_idle_connections_at_the_cap_make_room_for_a_client(guarded: Coordinator
 def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503(
     guarded: CoordinatorServer, local_fake: FakeUpstream
 ) -> None:
-    local_fake.control(delay_s=2)
+    local_fake.control(hold=True)  # no answer until every connection is busy and tested
     body = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
     busy = [connect(guarded) for _ in range(MAX_CONNECTIONS)]
     try:
@@ -120,11 +120,16 @@ def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503(
                 + f"content-length: {len(body)}\r\n\r\n".encode()
                 + body
             )
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60  # bounds a failure only
+        backend = guarded.runtime.pool["ollama"]
+        while backend.in_flight + backend.waiting < MAX_CONNECTIONS:  # each one is being served
+            assert time.monotonic() < deadline, (backend.in_flight, backend.waiting)
+            time.sleep(0.05)
         with connect(guarded) as extra:
             answer = read_all(extra)
         assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]
         assert b"too_many_connections" in answer
+        local_fake.control(hold=False)
         for sock in busy:  # and the busy ones are answered
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
     finally:
