@@ -25,13 +25,10 @@ import pytest
 from hydra_coordinator.auth import key_id
 
 from .servers import (
-    CoordinatorServer,
     FakeUpstream,
-    coordinator_settings,
     env_without_proxies,
     fetch,
     free_port,
-    running,
     serving,
 )
 from .test_logging import log_lines
@@ -87,7 +84,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Any]]:
     local = FakeUpstream("local", ["llama"]).start()
     slow = FakeUpstream("slow", ["slow-model"]).start()
     picky = FakeUpstream("picky", ["picky-model"], api_key="the-right-key").start()
+    forbidding = FakeUpstream("forbidding", ["forbidden-model"]).start()
     slow.control(delay_s=3)
+    forbidding.control(fail_status=403)  # its upstream refuses the coordinator: HTTP 403
     (home / "client-keys").write_text(f"{KEY}\n{LIMITED}\n{BROKE}\n")
     (home / "picky-key").write_text("a-wrong-key\n")
     port = free_port()
@@ -122,6 +121,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Any]]:
                         "api_key_file": "picky-key",
                         "models": ["picky-model"],
                     },
+                    {
+                        "name": "forbidding",
+                        "kind": "cloud",
+                        "base_url": forbidding.base_url,
+                        "models": ["forbidden-model"],
+                    },
                 ],
             }
         )
@@ -130,7 +135,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Any]]:
         with serving(config, state=home / "state") as served:
             yield Lab(f"http://127.0.0.1:{port}", config, home / "state"), served
     finally:
-        for fake in (local, slow, picky):
+        for fake in (local, slow, picky, forbidding):
             fake.kill()
 
 
@@ -195,6 +200,11 @@ def send_one_of_each(lab: Lab) -> None:
         openai.InternalServerError, 502, "upstream_auth_failed", model="picky-model"
     )
     assert "'picky'" in refused.message and "refused the coordinator's API key" in refused.message
+    assert "HTTP 401" in refused.message
+    forbidden = lab.fails(
+        openai.InternalServerError, 502, "upstream_auth_failed", model="forbidden-model"
+    )
+    assert "'forbidding'" in forbidden.message and "HTTP 403" in forbidden.message
     lab.fails(openai.InternalServerError, 502, "upstream_unavailable", model="dead-model")
     lab.fails(openai.InternalServerError, 504, "upstream_timeout", model="slow-model")
 
@@ -210,10 +220,16 @@ def test_every_answered_request_is_logged_counted_and_recorded(lab):
     assert {rid: r[:2] for rid, r in recorded.items()} == lab.expected
     first = next(iter(lab.expected))
     assert recorded[first][2:] == ("none", "none", "chat")  # refused before routing
-    by_class = {r[1]: r for r in recorded.values()}
-    assert by_class["upstream_timeout"][2:] == ("local", "slow", "chat")
-    assert by_class["upstream_auth_failed"][2:] == ("cloud", "picky", "chat")
-    assert by_class["invalid_prompt"][2:] == ("none", "none", "completions")
+    by_class: dict[str, list[tuple[Any, ...]]] = {}
+    for r in recorded.values():
+        by_class.setdefault(r[1], []).append(r[2:])
+    assert by_class["upstream_timeout"] == [("local", "slow", "chat")]
+    assert sorted(by_class["upstream_auth_failed"]) == [
+        ("cloud", "forbidding", "chat"),
+        ("cloud", "picky", "chat"),
+    ]
+    assert by_class["upstream_unavailable"] == [("local", "dead", "chat")]
+    assert by_class["invalid_prompt"] == [("none", "none", "completions")]
 
     # one count each, by status
     statuses = Counter(status for status, _ in lab.expected.values())
@@ -222,21 +238,12 @@ def test_every_answered_request_is_logged_counted_and_recorded(lab):
         assert counted == count, (status, counted)
 
     # stats counts the errors, by class
-    result = subprocess.run(
-        [sys.executable, "-m", "hydra_coordinator", "stats", "--json", "--config", str(lab.config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**env_without_proxies(), "STATE_DIRECTORY": str(lab.state)},
-    )
-    assert result.returncode == 0, result.stderr
-    stats = json.loads(result.stdout)
+    stats = stats_of(lab.config, lab.state)
     assert stats["requests"] == len(lab.expected)
     assert stats["errors"] == len(lab.expected) - 1
-    assert stats["error_classes"]["rate_limit_exceeded"] == 1
-    assert stats["error_classes"]["missing_model"] == 2
-    assert stats["error_classes"]["upstream_auth_failed"] == 1
+    assert stats["error_classes"] == dict(
+        Counter(error_class for _, error_class in lab.expected.values() if error_class)
+    )
 
     # one access line each, with its status
     log = served.stop()
@@ -276,33 +283,84 @@ def test_other_paths_get_an_access_line_and_errors_a_request_id(tmp_path):
     assert access[0]["request_id"] == request_id and access[0]["error"] == "invalid_api_key"
 
 
-def test_no_model_known_is_503_naming_the_backend_and_the_models_key(tmp_path):
-    bare = FakeUpstream("bare", []).start()  # lists no model
+def stats_of(config: Path, state: Path) -> dict[str, Any]:
+    """``hydra-coordinator stats --json`` as a command, on the state directory ``serve`` used."""
+    result = subprocess.run(
+        [sys.executable, "-m", "hydra_coordinator", "stats", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**env_without_proxies(), "STATE_DIRECTORY": str(state)},
+    )
+    assert result.returncode == 0, result.stderr
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def health_of(url: str) -> dict[str, Any]:
     try:
-        settings = coordinator_settings(
-            [{"name": "bare", "kind": "local", "base_url": bare.base_url}],
-            state_dir=str(tmp_path),
-            telemetry={"flush_interval_s": 0.2},
+        return dict(json.loads(fetch(f"{url}/health")))
+    except urllib.error.HTTPError as err:  # 503 when every backend is down
+        with err:
+            return dict(json.loads(err.read()))
+
+
+def test_no_model_known_and_no_backend_are_503s_accounted_for(tmp_path):
+    """A 503 is accounted for like any error: the answer names the backend and the `models`
+    key (``auto`` is never sent upstream), and it has its access line, its count, its row."""
+    bare = FakeUpstream("bare", []).start()  # lists no model
+    port = free_port()
+    config = tmp_path / "hydra.json"
+    config.write_text(
+        json.dumps(
+            {
+                "listen": {"port": port},
+                "log": {"level": "info", "access": True},
+                "health": {"interval_s": 0.2, "failure_threshold": 1},
+                "telemetry": {"flush_interval_s": 0.2},
+                "backends": [
+                    {"name": "bare", "kind": "local", "base_url": bare.base_url},
+                    {
+                        "name": "dead",
+                        "kind": "cloud",
+                        "base_url": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens
+                        "models": ["dead-model"],
+                    },
+                ],
+            }
         )
-        with running(settings) as server:
-            _no_model_known(server, bare, tmp_path)
+    )
+    state = tmp_path / "state"
+    lab = Lab(f"http://127.0.0.1:{port}", config, state)
+    try:
+        with serving(config, state=state) as served:
+            deadline = time.monotonic() + 10
+            while health_of(lab.url)["backends"]["dead"] != "down":
+                assert time.monotonic() < deadline, health_of(lab.url)
+                time.sleep(0.1)
+            unknown = lab.fails(openai.InternalServerError, 503, "no_model_known", key="none")
+            assert "'bare'" in unknown.message and "`models`" in unknown.message
+            assert bare.requests() == []  # "auto" never went upstream
+            lab.fails(
+                openai.InternalServerError,
+                503,
+                "no_backend_available",
+                key="none",
+                model="dead-model",
+            )
+            deadline = time.monotonic() + 15
+            while len(rows(state)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            recorded = rows(state)
+            assert {rid: r[:2] for rid, r in recorded.items()} == lab.expected
+            assert requests_total(lab.url, 503) == 2
+            stats = stats_of(config, state)
+            assert (stats["requests"], stats["errors"]) == (2, 2)
+            assert stats["error_classes"] == {"no_backend_available": 1, "no_model_known": 1}
+            log = served.stop()
     finally:
         bare.kill()
-
-
-def _no_model_known(server: CoordinatorServer, bare: FakeUpstream, state: Path) -> None:
-    with (
-        openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0) as client,
-        pytest.raises(openai.InternalServerError) as caught,
-    ):
-        client.chat.completions.create(model="auto", messages=MSG)
-    error = caught.value
-    assert error.status_code == 503 and error.code == "no_model_known"
-    assert "'bare'" in error.message and "`models`" in error.message
-    assert bare.requests() == []  # "auto" never went upstream
-    request_id = error.response.headers["x-hydra-request-id"]
-    deadline = time.monotonic() + 10
-    while request_id not in rows(state) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert rows(state)[request_id][:2] == (503, "no_model_known")
-    assert requests_total(server.url, 503) == 1
+    _, access = log_lines(log)
+    logged = [(a["request_id"], a["status"], a["error"]) for a in access if "route" in a]
+    assert sorted(logged) == sorted((rid, s, e) for rid, (s, e) in lab.expected.items())
