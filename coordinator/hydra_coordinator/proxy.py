@@ -29,7 +29,14 @@ from .backends.answers import SseCheck, parse_answer, read_capped
 from .backends.backend import Backend, QueueFull
 from .backends.client import Timeouts, UpstreamConnectError, UpstreamResponse, UpstreamTimeout
 from .backends.pool import BackendPool
-from .errors import BadGateway, GatewayTimeout, HydraError, ServiceUnavailable, TooManyRequests
+from .errors import (
+    BadGateway,
+    ClientClosedRequest,
+    GatewayTimeout,
+    HydraError,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 from .routing.router import VIRTUAL_MODELS, Decision
 from .telemetry import Recorder, RequestRecord
 from .tokens import TokenCounter
@@ -585,7 +592,9 @@ class Proxy:
             if state.recorded:
                 return
             state.recorded = True
-            error = state.error or (None if state.complete or gone else "timeout")
+            error = state.error
+            if error is None and not state.complete:  # the client left, or the deadline passed
+                error = ClientClosedRequest.code if gone else "timeout"
             self._finish(
                 call,
                 backend,
@@ -659,7 +668,8 @@ class _StreamRelay:
         self.ttft = time.perf_counter() - call.started
         self.state = _StreamState(b"", bytearray())
 
-    def record(self) -> None:
+    def record(self, error: str | None = None) -> None:
+        """Record the request once; ``error`` overrides the stream's own error class."""
         state = self.state
         if state.recorded:
             return
@@ -671,7 +681,7 @@ class _StreamRelay:
             200,
             ttft=self.ttft,
             answer=state.tail,
-            error=f"stream_{state.error}" if state.error else None,
+            error=error or (f"stream_{state.error}" if state.error else None),
             stream=(bytes(state.seen), state.size),
         )
 
@@ -715,9 +725,13 @@ class _StreamRelay:
 
     def done(self, gone: bool) -> None:
         self.backend.release()
-        if not self.state.complete and not gone:
+        if not self.state.complete and not self.state.recorded:
+            if gone and self.state.error is None:
+                # the client left before the end: nothing is known of the backend's answer
+                self.record(ClientClosedRequest.code)
+                return
             self.state.error = self.state.error or "timeout"  # cut by the request's deadline
-        self.record()  # when the client went away before the end (or the deadline passed)
+        self.record()
 
 
 class _RelayResponse(StreamingResponse):

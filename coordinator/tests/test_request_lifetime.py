@@ -4,6 +4,7 @@ real HTTP on loopback against fake upstreams that stall or drip."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from .servers import CoordinatorServer, FakeUpstream, coordinator_settings, fetch, running
+from .telemetry_helpers import wait_for
 
 CHAT = {"model": "local", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -145,3 +147,39 @@ def test_a_stream_past_its_deadline_ends_with_an_error_event(
     error = json.loads(events[-1])["error"]
     assert error["code"] == "request_timeout"
     wait_idle(narrow)
+
+
+def recorded(server: CoordinatorServer, request_id: str) -> tuple[int, str | None] | None:
+    path = f"{server.settings.state_dir}/telemetry.sqlite3"
+    try:
+        with sqlite3.connect(path) as conn:
+            row = conn.execute(
+                "SELECT status, error_class FROM telemetry WHERE request_id = ?", (request_id,)
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else (row[0], row[1])
+
+
+def test_a_stream_its_client_left_is_recorded_as_such(
+    narrow: CoordinatorServer, local_fake: FakeUpstream
+) -> None:
+    """A stream the client gave up on is not an "ok" answer: its row says the client left (it
+    says nothing about the backend, so nothing learns from it as a success or as an error)."""
+    local_fake.control(answer="one two three four", chunks=4, chunk_delay_s=0.3)
+    with httpx.stream(
+        "POST", f"{narrow.url}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=10
+    ) as response:
+        whole = response.read()  # a client that reads to the end
+        finished = response.headers["x-hydra-request-id"]
+    assert b"[DONE]" in whole
+    row = wait_for(lambda: recorded(narrow, finished), what="the finished stream's row")
+    assert row == (200, None)
+    with httpx.stream(
+        "POST", f"{narrow.url}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=10
+    ) as response:
+        next(response.iter_raw())  # the first chunk, then the client gives up
+        left = response.headers["x-hydra-request-id"]
+    wait_idle(narrow)
+    row = wait_for(lambda: recorded(narrow, left), what="the abandoned stream's row")
+    assert row == (200, "client_closed_request")
