@@ -13,7 +13,10 @@ uvicorn's httptools protocol with:
 - a head size cap: more than ``max_header_bytes`` before the end of a head is 431, answered
   before the bytes are parsed, so a 100 MB header line costs what reading it costs.
 
-These answers never reach the app; ``hydra_connections_refused_total{reason}`` counts them.
+These answers never reach the app; ``hydra_connections_refused_total{reason}`` counts them. A
+refusal after part of a request head arrived (431, or 408 for a head that stalled) also gets an
+access line, without a request id (the request never began); a connection that sent nothing
+(408 after the head timeout or to make room, 503 at the cap) is only counted.
 
 Each request's ASGI scope also carries ``state[ON_DISCONNECT]``: a function that registers a
 callback run when the client's connection is lost while the request is being answered. The
@@ -33,6 +36,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .config import LimitsConfig
 from .errors import error_body
+from .logs import access_log
 
 __all__ = [
     "ON_DISCONNECT",
@@ -142,6 +146,7 @@ def guarded_protocol(
             if self._in_head:
                 total = self._head_bytes + len(data)
                 if total > max_head and not self._head_ends_within(data):
+                    self._head_bytes = total
                     self._refuse(too_large, "header_too_large")
                     return
                 self._head_bytes = total
@@ -195,9 +200,19 @@ def guarded_protocol(
 
         def _refuse(self, response: bytes, reason: str) -> None:
             self._stop_head_timer()
+            began = self._in_head and self._head_bytes > 0  # part of a request head arrived
             self._in_head = False
             waiting.pop(self, None)
             refused(reason)
+            if began:
+                access_log(
+                    request_id=None,
+                    method=None,
+                    path=None,
+                    status=int(response[9:12]),
+                    latency_ms=None,
+                    error=reason,
+                )
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("connection from %s refused: %s", self.client, reason)
             if not self.transport.is_closing():

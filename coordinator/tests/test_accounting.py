@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -364,3 +365,48 @@ def test_no_model_known_and_no_backend_are_503s_accounted_for(tmp_path):
     _, access = log_lines(log)
     logged = [(a["request_id"], a["status"], a["error"]) for a in access if "route" in a]
     assert sorted(logged) == sorted((rid, s, e) for rid, (s, e) in lab.expected.items())
+
+
+def test_a_refused_request_head_gets_an_access_line(tmp_path):
+    """A head over limits.max_header_bytes (431) or one that stalls (408) is answered before
+    the app sees a request: it gets an access line (no request id: none began); a connection
+    that sent nothing and is closed is only counted."""
+    port = free_port()
+    config = tmp_path / "hydra.json"
+    config.write_text(
+        json.dumps(
+            {
+                "listen": {"port": port},
+                "log": {"level": "info", "access": True},
+                "limits": {"max_header_bytes": 4096, "header_timeout_s": 0.5},
+                "backends": [{"name": "o", "kind": "local", "base_url": "http://127.0.0.1:9/v1"}],
+            }
+        )
+    )
+
+    def answer_to(data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            if data:
+                sock.sendall(data)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+
+    with serving(config, state=tmp_path / "state") as served:
+        huge = answer_to(b"GET /v1/models HTTP/1.1\r\nx-big: " + b"a" * 10_000)
+        stalled = answer_to(b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n")  # no blank line
+        silent = answer_to(b"")
+        fetch(f"http://127.0.0.1:{port}/v1/models")
+        metrics = fetch(f"http://127.0.0.1:{port}/metrics").decode()
+        log = served.stop()
+    assert huge.startswith(b"HTTP/1.1 431 ") and stalled.startswith(b"HTTP/1.1 408 ")
+    assert silent.startswith(b"HTTP/1.1 408 ")
+    assert 'hydra_connections_refused_total{reason="header_timeout"} 2.0' in metrics
+    _, access = log_lines(log)
+    assert [(a["path"], a["status"], a["error"]) for a in access] == [
+        (None, 431, "header_too_large"),
+        (None, 408, "header_timeout"),
+        ("/v1/models", 200, None),
+    ]
+    assert access[0]["request_id"] is None
