@@ -9,6 +9,7 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from mcp.client.stdio import stdio_client
 from hydra_coordinator.telemetry.record import RequestRecord
 from hydra_coordinator.telemetry.spool import Spool
 
+from .fixtures_pg import PostgresServer, postgres
 from .mcp_client import ok
 from .servers import FakeUpstream, coordinator_settings, env_without_proxies, free_port, running
 from .servers import serving as serve_process
@@ -43,6 +45,9 @@ def wait_for_rows(state: Path, wanted: set[str], timeout: float = 20) -> set[str
     return found
 
 
+__all__ = ["postgres"]  # the fixture
+
+
 async def ask_over_stdio(config: Path, state: Path, errlog: Any) -> tuple[dict, dict]:
     params = StdioServerParameters(
         command=sys.executable,
@@ -60,21 +65,26 @@ async def ask_over_stdio(config: Path, state: Path, errlog: Any) -> tuple[dict, 
     return answer, health
 
 
-def test_serve_and_stdio_mcp_on_one_state_directory_both_record(tmp_path):
+def both_record(
+    tmp_path: Path, found_ids: Callable[[], set[str]], **config: Any
+) -> tuple[str, dict[str, Any]]:
+    """``serve`` and stdio ``mcp`` with one config and state directory each answer a request;
+    both requests' rows are written. The dependencies the stdio process reports."""
     fake = FakeUpstream("local", ["llama"]).start()
     state = tmp_path / "state"
     port = free_port()
-    config = tmp_path / "hydra.json"
-    config.write_text(
+    path = tmp_path / "hydra.json"
+    path.write_text(
         json.dumps(
             {
                 "listen": {"port": port},
                 "backends": [{"name": "ollama", "kind": "local", "base_url": fake.base_url}],
+                **config,
             }
         )
     )
     try:
-        with serve_process(config, state=state) as served:
+        with serve_process(path, state=state) as served:
             with openai.OpenAI(
                 base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0
             ) as client:
@@ -82,16 +92,40 @@ def test_serve_and_stdio_mcp_on_one_state_directory_both_record(tmp_path):
                     model="auto", messages=[{"role": "user", "content": "hi"}]
                 ).headers["x-hydra-request-id"]
             with (tmp_path / "mcp.log").open("w+") as errlog:
-                answer, health = asyncio.run(ask_over_stdio(config, state, errlog))
+                answer, health = asyncio.run(ask_over_stdio(path, state, errlog))
                 errlog.seek(0)
                 mcp_log = errlog.read()
-            found = wait_for_rows(state, {served_id, answer["request_id"]})
+            wanted = {served_id, answer["request_id"]}
+            deadline = time.monotonic() + 20
+            while not wanted <= (found := found_ids()) and time.monotonic() < deadline:
+                time.sleep(0.1)
     finally:
         fake.kill()
-    assert {served_id, answer["request_id"]} <= found, (found, mcp_log, served.stderr)
-    assert health["dependencies"]["sqlite"] != "down", health
+    assert wanted <= found, (found, mcp_log, served.stderr)
     assert "events will be dropped" not in mcp_log and "DROPPED" not in mcp_log
     assert f"this one spools to {state / 'telemetry-spool-2'}" in mcp_log
+    dependencies: dict[str, Any] = health["dependencies"]
+    return mcp_log, dependencies
+
+
+def test_serve_and_stdio_mcp_on_one_state_directory_both_record(tmp_path):
+    _, dependencies = both_record(tmp_path, lambda: request_ids(tmp_path / "state"))
+    assert dependencies["sqlite"] == "healthy", dependencies
+
+
+def test_serve_and_stdio_mcp_on_one_state_directory_both_record_on_postgres(
+    tmp_path, postgres: PostgresServer
+):
+    url = postgres.create_database()
+
+    def found() -> set[str]:
+        try:
+            return {str(row[0]) for row in postgres.query(url, "SELECT request_id FROM telemetry")}
+        except Exception:  # the table is not there before the first start's migration
+            return set()
+
+    _, dependencies = both_record(tmp_path, found, database={"url": url})
+    assert dependencies["postgres"] == "healthy", dependencies  # not "down"
 
 
 def test_what_a_stopped_process_left_in_its_spool_is_written(tmp_path):
