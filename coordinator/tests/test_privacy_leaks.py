@@ -295,6 +295,23 @@ DISGUISES: dict[str, tuple[list[dict[str, Any]], str]] = {
         user(f"{HARD}\nengine = create_engine('postgresql+psycopg2://user:pass@host/db')"),
         "user:pass@host",
     ),
+    "password quoted in prose": (
+        user(f"{HARD}\nSign in with the password `Hq7!zR4mPw` from the onboarding mail."),
+        "Hq7!zR4mPw",
+    ),
+    "password in German prose": (user(f"{HARD}\nDas Passwort lautet Rotkehlchen#77"), "#77"),
+    "curl -u user:password": (
+        user(f"{HARD}\ncurl -u ci:Vb6!nQ2xLp https://jenkins.lan/api/json"),
+        "Vb6!nQ2xLp",
+    ),
+    "docker login -p": (
+        user(f"{HARD}\ndocker login -u bot -p Ke9#tW3qZm harbor.lan"),
+        "Ke9#tW3qZm",
+    ),
+    "NHS number in a CSV column": (
+        user(f"{HARD}\nname,nhs_number,ward\nJ. Patel,943 476 5919,B2"),
+        "943 476 5919",
+    ),
     "base64 of a secret": (user(f"{HARD}\nconfig: {b64('DB_PASSWORD=hunter2Hunter')}"), "REJfUEFT"),
     "percent-encoded password": (
         user(f"{HARD}\nhttps://api.lan/login?password=Tr0ub4dor%263xyz"),

@@ -270,7 +270,7 @@ _ID_WORDS = (
     r"ssn|social security(?: number)?|sin|social insurance(?: number)?|steuer-?id"
     r"|steuer-?identifikationsnummer|idnr|identifikationsnummer|tax id|bsn"
     r"|burgerservicenummer|nhs(?: number)?|national insurance(?: number)?|nino|ni number"
-)
+).replace(" ", "[ _-]")  # also a column's or a field's name: nhs_number, social-security
 _WEAK_ID_CANDIDATE = r"([A-Za-z]{2} ?\d\d ?\d\d ?\d\d ?[A-Da-d]|\d[\d -]{7,12}\d)"
 
 
@@ -364,7 +364,8 @@ def pii_detectors() -> list[Detector]:
                     prefilter=r"\d{2}",  # every strong format has two digits in a row
                 ),
                 Probe(
-                    rf"(?i)\b(?:{_ID_WORDS})\b[^\n\d]{{0,30}}?{_WEAK_ID_CANDIDATE}",
+                    # the next line too: a table's header names the column its numbers are in
+                    rf"(?i)\b(?:{_ID_WORDS})\b[^\d]{{0,30}}?{_WEAK_ID_CANDIDATE}",
                     _weak_national_id,
                     prefilter=rf"(?i)\b(?:{_ID_WORDS})\b",
                 ),

@@ -585,6 +585,15 @@ def _prose_password(text: ScanText, match: Match) -> bool:
     return char_classes(value) >= 2 or (value.isdigit() and len(value) >= 6)
 
 
+def _quoted_prose_password(text: ScanText, match: Match) -> bool:
+    """A quoted value after the word "password": it must also look like one (a digit, or
+    three kinds of characters), not a field's or a function's name."""
+    value = match.group(1) or ""
+    if not _prose_password(text, match):
+        return False
+    return any(c.isdigit() for c in value) or char_classes(value) >= 3
+
+
 def _flag_value(text: ScanText, match: Match) -> bool:
     value = (match.group(1) or "").rstrip(_TRAILING)
     return len(value) >= 4 and not is_placeholder(value) and not is_reference(value)
@@ -630,11 +639,20 @@ def _password_assignment_detector() -> Detector:
             # prose: "the password is hunter2", "my passphrase was: ..."
             Probe(
                 r"(?i)\b(?:password|passwd|passphrase|passcode|passwort|kennwort|contrase[ñn]a"
-                r"|mot de passe|pwd|pw)\b[^\n\"'.]{0,40}?(?:\bis|\bwas|\bist|\bes|\best|=|:)"
-                r"[ \t]+([^\s]{4,128})",
+                r"|mot de passe|pwd|pw)\b[^\n\"'.]{0,40}?(?:\bis|\bwas|\bist|\blautet|\bheißt"
+                r"|\bheisst|\bwar|\bes|\best|\bera|=|:)[ \t]+([^\s]{4,128})",
                 _prose_password,
                 prefilter=r"(?i)\b(?:password|passwd|passphrase|passcode|passwort|kennwort"
                 r"|contrase[ñn]a|mot de passe|pwd|pw)\b",
+            ),
+            # prose, the value quoted: "log in with the password `Kz!48vQpL2`"
+            Probe(
+                r"(?i)\b(?:password|passwd|passphrase|passcode|passwort|kennwort|contrase[ñn]a"
+                r"|mot de passe)\b[^\n\"'`.]{0,40}?[ \t][\"'`\x{2018}\x{201c}]"
+                r"([^\s\"'`\x{2019}\x{201d}]{4,128})[\"'`\x{2019}\x{201d}]",
+                _quoted_prose_password,
+                prefilter=r"(?i)\b(?:password|passwd|passphrase|passcode|passwort|kennwort"
+                r"|contrase[ñn]a|mot de passe)\b",
             ),
             # HTTP headers: Authorization: Bearer ..., Basic ...
             Probe(
@@ -666,6 +684,19 @@ def _password_assignment_detector() -> Detector:
                 r"([^\s\"'-][^\s\"']{3,200})",
                 _flag_value,
                 prefilter="(?i)mysql",
+            ),
+            # curl -u user:password, docker login -u user -p password
+            Probe(
+                r"(?i)\bcurl\b[^\n|;&]{0,120}?[ \t](?:-u|--user)(?:=|[ \t]+)[\"']?"
+                r"[^\s\"':]*:([^\s\"']{4,200})",
+                _flag_value,
+                prefilter="(?i)curl",
+            ),
+            Probe(
+                r"(?i)\b(?:docker|podman|buildah|skopeo|helm|oc)\b[^\n|;&]{0,40}?\blogin\b"
+                r"[^\n|;&]{0,120}?[ \t]-p(?:=|[ \t]+)[\"']?([^\s\"'-][^\s\"']{3,200})",
+                _flag_value,
+                prefilter=r"(?i)\blogin\b",
             ),
             Probe(
                 r"(?i)\bsshpass[ \t]+-p[ \t]*[\"']?([^\s\"']{4,200})",
