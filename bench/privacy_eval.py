@@ -1,276 +1,572 @@
-"""Measure the privacy detectors: precision/recall per category and cost per request.
+"""Measure the privacy scan: leaks, precision, recall, false positives, CPU cost; before, after.
 
-Usage: ``python bench/privacy_eval.py`` (from the repository root, with the
-coordinator installed). Reads ``bench/privacy_corpus.jsonl``, prints a markdown
-report and writes it to ``bench/results/privacy.md``.
+Usage (from the repository root, with the coordinator's environment)::
 
-Each corpus line is wrapped into a chat request; the placement rotates through
-system prompt, user message, earlier assistant turn, tool result, list-of-parts
-content and tool call arguments, so the evaluation also exercises text
-extraction. A line counts as detected for a category when any detector of that
-category fires through :class:`PrivacyPolicy` with the default rules.
+    git worktree add /tmp/privacy-before 8364e29~1      # the scan before the linear rewrite
+    python bench/privacy_eval.py --before /tmp/privacy-before/coordinator
+
+Writes ``bench/results/privacy.md`` (and prints it). Each measured version runs in its own
+process (``--code DIR --json``), importing ``hydra_coordinator`` from ``DIR``; without
+``--before`` only this checkout is measured.
+
+What is measured, through :meth:`PrivacyPolicy.evaluate` with the default rules:
+
+* the held-out set ``bench/privacy_heldout.jsonl`` (written after the fix, never tuned on):
+  each line names the request field it is placed in (every field a chat, completion or
+  embedding request sends upstream), a disguise (zero-width or bidi characters, fullwidth
+  forms, split across messages or parts, ...) and whether it is a secret, personal data or a
+  clean look-alike. A *leak* is a sensitive line the scan lets go to the cloud; a *false
+  positive* a clean line it keeps local.
+* the development corpus ``bench/privacy_corpus.jsonl`` (the detectors were tuned on it).
+* CPU time of the scan (this thread's, not wall clock): per KB of body on the held-out
+  requests, and per MB on adversarial 1 MB inputs (``coordinator/tests/privacy_inputs.py``,
+  texts built to make each detector work hard), without a budget (what the scan costs) and
+  with the default budget (where it stops and keeps the request local). Each adversarial
+  input runs in its own process, stopped after ``--cap`` seconds.
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
+import importlib.util
 import json
+import os
+import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hydra_coordinator.privacy import PrivacyConfig, PrivacyPolicy
-
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+HELDOUT = HERE / "privacy_heldout.jsonl"
 CORPUS = HERE / "privacy_corpus.jsonl"
 REPORT = HERE / "results" / "privacy.md"
-CATEGORIES = ("secret", "pii")
+INPUTS = ROOT / "coordinator" / "tests" / "privacy_inputs.py"
+ADVERSARIAL_SIZE = 1_000_000
+STARTUP = 5.0  # seconds a measuring process may take to start (imports) on top of --cap
 
 Body = dict[str, Any]
+ASK = {"role": "user", "content": "Please help me with this."}
 
 
-def _as_user(text: str) -> Body:
-    return {"messages": [{"role": "user", "content": text}]}
+# --------------------------------------------------------------------------- placements
 
 
-def _as_system(text: str) -> Body:
-    return {"messages": [{"role": "system", "content": text}, {"role": "user", "content": "hi"}]}
+def _chat(*messages: dict[str, Any], **fields: Any) -> Body:
+    return {"model": "auto", "messages": list(messages) or [ASK], **fields}
 
 
-def _as_earlier_turn(text: str) -> Body:
+def _tool(description: str = "Look something up", **schema: Any) -> dict[str, Any]:
+    properties = schema or {"q": {"type": "string"}}
     return {
-        "messages": [
-            {"role": "user", "content": "Remember this."},
-            {"role": "assistant", "content": text},
-            {"role": "user", "content": "Thanks, now summarise."},
-        ]
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": description,
+            "parameters": {"type": "object", "properties": properties},
+        },
     }
 
 
-def _as_tool_result(text: str) -> Body:
+def _data_url(media_type: str, text: str) -> str:
+    return f"data:{media_type};base64," + base64.b64encode(text.encode()).decode()
+
+
+def _call(name: str, arguments: str) -> dict[str, Any]:
     return {
-        "messages": [
-            {"role": "user", "content": "read the file"},
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "c1",
-                        "type": "function",
-                        "function": {"name": "read", "arguments": "{}"},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": "c1", "content": text},
-        ]
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": name, "arguments": arguments}}
+        ],
     }
 
 
-def _as_parts(text: str) -> Body:
-    return {
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "Look at this:"},
-                    {"type": "text", "text": text},
-                ],
-            }
-        ]
-    }
+def _arguments(text: str) -> str:
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps({"note": text})
+    return text
 
 
-def _as_tool_arguments(text: str) -> Body:
-    return {
-        "messages": [
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "c2",
-                        "type": "function",
-                        "function": {"name": "save", "arguments": json.dumps({"note": text})},
-                    }
-                ],
-            }
-        ]
-    }
+def _parts(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "text", "text": "Look at this:"}, *parts]}
 
 
-PLACEMENTS: tuple[Callable[[str], Body], ...] = (
-    _as_user,
-    _as_system,
-    _as_earlier_turn,
-    _as_tool_result,
-    _as_parts,
-    _as_tool_arguments,
-)
-
-SHORT_REQUEST: Body = {
-    "model": "auto",
-    "messages": [
-        {
-            "role": "user",
-            "content": "Can you explain how Python's GIL affects multithreaded programs?",
+PLACEMENTS: dict[str, Callable[[str], Body]] = {
+    "user": lambda t: _chat({"role": "user", "content": t}),
+    "system": lambda t: _chat({"role": "system", "content": t}, ASK),
+    "assistant_turn": lambda t: _chat(ASK, {"role": "assistant", "content": t}, ASK),
+    "tool_result": lambda t: _chat(
+        ASK, _call("read", "{}"), {"role": "tool", "tool_call_id": "c1", "content": t}
+    ),
+    "text_part": lambda t: _chat(_parts({"type": "text", "text": t})),
+    "tool_arguments": lambda t: _chat(ASK, _call("save", _arguments(t))),
+    "tool_description": lambda t: _chat(tools=[_tool(t)]),
+    "parameter_default": lambda t: _chat(tools=[_tool(key={"type": "string", "default": t})]),
+    "parameter_enum": lambda t: _chat(tools=[_tool(key={"type": "string", "enum": [t, "none"]})]),
+    "parameter_description": lambda t: _chat(
+        tools=[_tool(key={"type": "string", "description": t})]
+    ),
+    "legacy_function": lambda t: _chat(
+        functions=[{"name": "f", "description": t, "parameters": {"type": "object"}}]
+    ),
+    "response_format_schema": lambda t: _chat(
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "out", "schema": {"type": "object", "description": t}},
         }
-    ],
+    ),
+    "stop": lambda t: _chat(stop=[t, "\n\n"]),
+    "user_field": lambda t: _chat(user=t),
+    "metadata_value": lambda t: _chat(metadata={"note": t}),
+    "metadata_key": lambda t: _chat(metadata={t: "1"}),
+    "prediction": lambda t: _chat(prediction={"type": "content", "content": t}),
+    "tool_choice": lambda t: _chat(
+        tools=[_tool()], tool_choice={"type": "function", "function": {"name": t}}
+    ),
+    "message_name": lambda t: _chat({"role": "user", "content": ASK["content"], "name": t}),
+    "tool_call_name": lambda t: _chat(
+        ASK, _call(t, "{}"), {"role": "tool", "tool_call_id": "c1", "content": "done"}
+    ),
+    "unknown_field": lambda t: _chat(x_extra={"value": t}),
+    "image_data_url_text": lambda t: _chat(
+        _parts({"type": "image_url", "image_url": {"url": _data_url("text/plain", t)}})
+    ),
+    "image_data_url_png": lambda t: _chat(
+        _parts({"type": "image_url", "image_url": {"url": _data_url("image/png", t)}})
+    ),
+    "image_url": lambda t: _chat(_parts({"type": "image_url", "image_url": {"url": t}})),
+    "file_data": lambda t: _chat(
+        _parts(
+            {
+                "type": "file",
+                "file": {"filename": "notes.txt", "file_data": _data_url("text/plain", t)},
+            }
+        )
+    ),
+    "other_part_key": lambda t: _chat(
+        _parts({"type": "document", "source": {"type": "text", "data": t}})
+    ),
+    "completions_prompt": lambda t: {"model": "auto", "prompt": t},
+    "embeddings_input": lambda t: {"model": "auto", "input": [t]},
 }
 
-TYPICAL_REQUEST: Body = {
-    "model": "auto",
-    "messages": [
-        {
-            "role": "system",
-            "content": "You are a concise senior engineer. Answer with code "
-            "when useful, explain trade-offs briefly, and never invent APIs. " * 3,
-        },
-        {
-            "role": "user",
-            "content": "Why is this slow?\n```python\n"
-            "def load(paths):\n    out = []\n    for p in paths:\n        with open(p) as f:\n"
-            "            out.append(json.load(f))\n    return out\n```\n"
-            "It takes 40 s for 10000 files on NFS, version 3.11.7, see commit 4f2a9c1.",
-        },
-        {
-            "role": "assistant",
-            "content": "Most of the time is per-file latency on NFS: each "
-            "open() is a round trip. Batch the reads with a thread pool (I/O bound, so threads "
-            "help despite the GIL), or pack the files into one archive. " * 2,
-        },
-        {
-            "role": "user",
-            "content": "Show the thread pool version with 16 workers and explain "
-            "how to pick the worker count for a 2-core machine with 1 Gbit/s to the file server.",
-        },
-    ],
+
+# --------------------------------------------------------------------------- disguises
+
+
+def _insert(value: str, mark: str) -> str:
+    half = len(value) // 2
+    return value[:half] + mark + value[half:]
+
+
+def _fullwidth(value: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in value)
+
+
+IN_PLACE: dict[str, Callable[[str], str]] = {
+    "zero-width": lambda v: _insert(v, "\u200b"),
+    "soft-hyphen": lambda v: _insert(v, "\u00ad"),
+    "bidi-mark": lambda v: _insert(v, "\u200e"),
+    "fullwidth": _fullwidth,
 }
 
 
-def load_corpus() -> list[dict[str, str]]:
-    with CORPUS.open(encoding="utf-8") as lines:
+def build(row: dict[str, str]) -> Body:
+    """The request body a held-out line stands for: its text placed and disguised."""
+    text, disguise = row["text"], row["disguise"]
+    if disguise in IN_PLACE:
+        value = row["value"]
+        text = text.replace(value, IN_PLACE[disguise](value))
+    elif disguise in ("split-messages", "split-parts"):
+        value = row["value"]
+        cut = text.index(value) + len(value) // 2
+        first, second = text[:cut], text[cut:]
+        if disguise == "split-messages":
+            return _chat({"role": "user", "content": first}, {"role": "user", "content": second})
+        return _chat(_parts({"type": "text", "text": first}, {"type": "text", "text": second}))
+    return PLACEMENTS[row["placement"]](text)
+
+
+def load(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def detect(policy: PrivacyPolicy, body: Body) -> set[str]:
-    verdict = policy.evaluate(body, key_id=None)
-    return {finding.category for finding in verdict.findings}
+# --------------------------------------------------------------------------- quality
+
+# the development corpus: each line in the next of these message parts
+CORPUS_PLACEMENTS = ("user", "system", "assistant_turn", "tool_result", "text_part")
 
 
-def score(
-    rows: list[dict[str, str]], policy: PrivacyPolicy
-) -> tuple[dict[str, dict[str, float]], list[str]]:
-    """Precision/recall per category and overall ('sensitive' = secret or pii)."""
-    counts = {c: {"tp": 0, "fp": 0, "fn": 0, "n": 0} for c in (*CATEGORIES, "overall")}
-    mistakes: list[str] = []
-    for index, row in enumerate(rows):
-        found = detect(policy, PLACEMENTS[index % len(PLACEMENTS)](row["text"]))
-        truth = {row["label"]} - {"clean"}
-        for category in CATEGORIES:
-            _count(counts[category], category in truth, category in found)
-        _count(counts["overall"], bool(truth), bool(found))
-        if bool(truth) != bool(found) or (truth and not truth & found):
-            mistakes.append(f"{row['label']:6} -> {sorted(found) or 'clean'}: {row['text'][:70]!r}")
-    table = {c: _metrics(v) for c, v in counts.items()}
-    return table, mistakes
+def verdicts(policy: Any, bodies: list[Body]) -> list[tuple[str, float]]:
+    """(action, CPU seconds) of each body's scan."""
+    out = []
+    for body in bodies:
+        started = time.thread_time()
+        verdict = policy.evaluate(body, None)
+        out.append((verdict.action, time.thread_time() - started))
+    return out
 
 
-def _count(cell: dict[str, int], positive: bool, predicted: bool) -> None:
-    cell["n"] += positive
-    cell["tp"] += positive and predicted
-    cell["fp"] += predicted and not positive
-    cell["fn"] += positive and not predicted
+def quality(rows: list[dict[str, str]], actions: list[str]) -> dict[str, Any]:
+    """Counts per label (a sensitive line is caught when the scan keeps it local)."""
+    counts: dict[str, dict[str, int]] = {}
+    misses: list[str] = []
+    for row, action in zip(rows, actions, strict=True):
+        caught = action != "allow"
+        cell = counts.setdefault(row["label"], {"n": 0, "caught": 0})
+        cell["n"] += 1
+        cell["caught"] += caught
+        if caught != (row["label"] != "clean"):
+            misses.append(row.get("id", "") or row["text"][:60])
+    positives = sum(c["n"] for label, c in counts.items() if label != "clean")
+    tp = sum(c["caught"] for label, c in counts.items() if label != "clean")
+    clean = counts.get("clean", {"n": 0, "caught": 0})
+    fp = clean["caught"]
+    return {
+        "labels": counts,
+        "positives": positives,
+        "tp": tp,
+        "fp": fp,
+        "leaks": positives - tp,
+        "clean": clean["n"],
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / positives if positives else 1.0,
+        "fpr": fp / clean["n"] if clean["n"] else 0.0,
+        "misses": misses,
+    }
 
 
-def _metrics(cell: dict[str, int]) -> dict[str, float]:
-    tp, fp, fn = cell["tp"], cell["fp"], cell["fn"]
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    return {"n": cell["n"], "tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall}
+def by_kind(rows: list[dict[str, str]], actions: list[str]) -> dict[str, list[int]]:
+    """[lines, leaks or false positives] per kind of line."""
+    table: dict[str, list[int]] = {}
+    for row, action in zip(rows, actions, strict=True):
+        cell = table.setdefault(f"{row['label']} / {row['kind']}", [0, 0])
+        cell[0] += 1
+        cell[1] += (action != "allow") != (row["label"] != "clean")
+    return table
 
 
-def time_per_request(policy: PrivacyPolicy, bodies: list[Body], repeat: int) -> tuple[float, float]:
-    """Median and best over ``repeat`` rounds of the mean µs per evaluate() call.
+def measure(code: str) -> dict[str, Any]:
+    """Quality and per-request cost of the scan in ``code`` (this process imported it)."""
+    from hydra_coordinator.privacy import PrivacyConfig, PrivacyPolicy
 
-    The best round approximates the cost on an idle core; the median includes
-    interference from other processes.
-    """
-    rounds = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for body in bodies:
-            policy.evaluate(body, key_id=None)
-        rounds.append((time.perf_counter() - start) / len(bodies) * 1e6)
-    return statistics.median(rounds), min(rounds)
+    policy = PrivacyPolicy(PrivacyConfig())
+    heldout = load(HELDOUT)
+    bodies = [build(row) for row in heldout]
+    verdicts(policy, bodies)  # warm up (lazy imports, caches)
+    runs = [verdicts(policy, bodies) for _ in range(5)]
+    actions = [action for action, _ in runs[0]]
+    per_kb = []
+    per_request = []
+    for index, body in enumerate(bodies):
+        cpu = statistics.median(run[index][1] for run in runs)
+        per_request.append(cpu)
+        per_kb.append(cpu / (len(json.dumps(body).encode()) / 1024))
+    corpus = load(CORPUS)
+    corpus_bodies = [
+        PLACEMENTS[CORPUS_PLACEMENTS[i % len(CORPUS_PLACEMENTS)]](row["text"])
+        for i, row in enumerate(corpus)
+    ]
+    corpus_actions = [action for action, _ in verdicts(policy, corpus_bodies)]
+    return {
+        "code": code,
+        "heldout": quality(heldout, actions),
+        "heldout_by_kind": by_kind(heldout, actions),
+        "heldout_by_placement": {
+            placement: sum(
+                1
+                for row, action in zip(heldout, actions, strict=True)
+                if row["placement"] == placement and row["label"] != "clean" and action == "allow"
+            )
+            for placement in PLACEMENTS
+        },
+        "corpus": quality(corpus, corpus_actions),
+        "request_us": {
+            "median": statistics.median(per_request) * 1e6,
+            "max": max(per_request) * 1e6,
+        },
+        "per_kb_us": {"median": statistics.median(per_kb) * 1e6, "max": max(per_kb) * 1e6},
+    }
+
+
+# --------------------------------------------------------------------------- adversarial cost
+
+
+def _inputs() -> Any:
+    spec = importlib.util.spec_from_file_location("privacy_inputs", INPUTS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def adversarial_one(family: str, budgeted: bool) -> dict[str, Any]:
+    """The scan of one 1 MB adversarial request: CPU ms and the verdict."""
+    from hydra_coordinator.privacy import PrivacyConfig, PrivacyPolicy
+
+    fields = set(PrivacyConfig.model_fields)
+    config = PrivacyConfig()
+    if "scan_cpu_ms" in fields and not budgeted:
+        config = PrivacyConfig(scan_cpu_ms=1e9, scan_cpu_ms_per_mb=0)
+    policy = PrivacyPolicy(config)
+    text = _inputs().adversarial(family, ADVERSARIAL_SIZE)
+    body = {"model": "auto", "messages": [{"role": "user", "content": text}]}
+    started = time.thread_time()
+    verdict = policy.evaluate(body, None)
+    cpu = time.thread_time() - started
+    size = len(json.dumps(body).encode())
+    return {
+        "family": family,
+        "ms_per_mb": cpu * 1000 / (size / 1e6),
+        "action": verdict.action,
+        "rule": verdict.rule,
+    }
+
+
+def adversarial(code: str, cap: float, budgeted: bool) -> list[dict[str, Any]]:
+    """Every family, each in its own process with ``code`` on the path, stopped after ``cap``
+    seconds (a backtracking scan can take hours on 1 MB)."""
+    results = []
+    for family in _inputs().FAMILIES:
+        command = [sys.executable, __file__, "--code", code, "--family", family]
+        if budgeted:
+            command.append("--budgeted")
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=cap + STARTUP,
+                env=_env(code),
+                check=True,
+            )
+            results.append(json.loads(done.stdout))
+        except subprocess.TimeoutExpired:
+            results.append({"family": family, "ms_per_mb": None, "action": None, "rule": None})
+    return results
+
+
+def _env(code: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": code}
+
+
+def run(code: str, cap: float) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--code", code, "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(code), check=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    result["adversarial"] = adversarial(code, cap, budgeted=False)
+    if _has_budget(code):
+        result["adversarial_budgeted"] = adversarial(code, cap, budgeted=True)
+    return result
+
+
+def _has_budget(code: str) -> bool:
+    return "scan_cpu_ms" in (Path(code) / "hydra_coordinator/privacy/rules.py").read_text()
+
+
+# --------------------------------------------------------------------------- report
+
+HISTORY = (
+    "The set's first run on the rewritten scan let 6 of its 93 sensitive lines "
+    "through: `h052` (a password in backticks after the word), `h054` (`curl -u "
+    "user:password`), `h057` (`docker login -p`), `h058` (a password in German prose), "
+    "`h070` (an NHS number under a `nhs_number` column header) and `h076`, a UK number from "
+    "Ofcom's drama range, which is no real number (relabelled: it now holds a real-format "
+    "mobile number). The detectors then learned the first five, so those "
+    "five lines are no longer strictly held out; no false positive was seen in either run."
+)
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def _ms(value: float | None, cap: float) -> str:
+    return f"> {cap * 1000:,.0f} (stopped)" if value is None else f"{value:,.0f}"
+
+
+def _cost_summary(results: list[dict[str, Any]], cap: float) -> tuple[str, str, str]:
+    finished = sorted(r["ms_per_mb"] for r in results if r["ms_per_mb"] is not None)
+    stopped = len(results) - len(finished)
+    median = statistics.median(
+        [*finished, *([float("inf")] * stopped)]
+    )  # a stopped run counts as slower than every finished one
+    worst = max(results, key=lambda r: float("inf") if r["ms_per_mb"] is None else r["ms_per_mb"])
+    median_text = _ms(None if median == float("inf") else median, cap)
+    return median_text, f"{_ms(worst['ms_per_mb'], cap)} ({worst['family']})", str(stopped)
+
+
+def report(after: dict[str, Any], before: dict[str, Any] | None, cap: float, command: str) -> str:
+    versions = [("before", before), ("after", after)] if before else [("after", after)]
+    heldout = load(HELDOUT)
+    labels = {label: sum(r["label"] == label for r in heldout) for label in ("secret", "pii")}
+    labels["clean"] = sum(r["label"] == "clean" for r in heldout)
+    lines = [
+        "# Privacy scan: leaks, precision, recall, false positives and CPU cost",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}"
+        f" ({os.cpu_count()} cores shared with other jobs, {platform.machine()}, Python "
+        f"{platform.python_version()}). CPU time of the scanning thread, not wall clock.",
+        "",
+        f"Command: `{command}`",
+        "",
+        "*before*: the scan at `8364e29~1` (backtracking regexes, message text only); "
+        "*after*: this checkout. Default rules (secrets and personal data stay local).",
+        "",
+        "## Held-out set",
+        "",
+        f"`bench/privacy_heldout.jsonl`: {len(heldout)} lines written after the fix and never "
+        f"tuned on ({labels['secret']} secrets, {labels['pii']} personal data, "
+        f"{labels['clean']} clean look-alikes), each placed in a named request field (all "
+        f"{len(PLACEMENTS)} fields: messages, tools and their schemas, legacy functions, "
+        "response_format, stop, user, metadata keys and values, prediction, tool_choice, "
+        "names, unknown fields, data: URLs, image URLs, file parts, other content parts, "
+        "completion prompts, embedding inputs), some disguised (zero-width, soft hyphen, bidi "
+        "mark, fullwidth, split across messages or parts, base64, percent-encoding) or ending "
+        "a sentence. A leak: a sensitive line the scan lets go to the cloud. A false positive: "
+        "a clean line it keeps local.",
+        "",
+        "| version | leaks | precision | recall | false positives | FP rate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, result in versions:
+        assert result is not None
+        q = result["heldout"]
+        lines.append(
+            f"| {name} | {q['leaks']} of {q['positives']} | {q['precision']:.3f} "
+            f"| {q['recall']:.3f} | {q['fp']} of {q['clean']} | {_pct(q['fpr'])} |"
+        )
+    lines += ["", "Mistakes per kind of line (leaks, or false positives for clean lines):", ""]
+    header = "| kind | lines | " + " | ".join(name for name, _ in versions) + " |"
+    lines += [header, "|---|---:|" + "---:|" * len(versions)]
+    for kind, (count, _) in sorted(after["heldout_by_kind"].items()):
+        cells = " | ".join(str(r["heldout_by_kind"][kind][1]) for _, r in versions if r)
+        lines.append(f"| {kind} | {count} | {cells} |")
+    if before:
+        leaky = {p: n for p, n in before["heldout_by_placement"].items() if n}
+        lines += [
+            "",
+            "Fields the *before* scan leaked from: "
+            + ", ".join(f"{p} ({n})" for p, n in sorted(leaky.items()))
+            + ".",
+        ]
+    for name, result in versions:
+        assert result is not None
+        misses = result["heldout"]["misses"]
+        lines.append("")
+        lines.append(
+            f"Misclassified ({name}): " + (", ".join(f"`{m}`" for m in misses) or "none") + "."
+        )
+    lines += ["", HISTORY]
+    lines += [
+        "",
+        "## Development corpus",
+        "",
+        "`bench/privacy_corpus.jsonl` (public secret-scanner and PII test fixtures, generated "
+        "numbers, look-alikes; the detectors were tuned on it, so this is in-sample). Seven of "
+        "its personal-data lines are published test card numbers (4111 1111 1111 1111, "
+        "4242 4242 4242 4242, ...), which the detectors now allow-list by design: they count "
+        "as misses after.",
+        "",
+        "| version | leaks | precision | recall | false positives | FP rate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, result in versions:
+        assert result is not None
+        q = result["corpus"]
+        lines.append(
+            f"| {name} | {q['leaks']} of {q['positives']} | {q['precision']:.3f} "
+            f"| {q['recall']:.3f} | {q['fp']} of {q['clean']} | {_pct(q['fpr'])} |"
+        )
+    lines += [
+        "",
+        "## CPU cost",
+        "",
+        "Held-out requests (0.2-3 KB each; 5 runs, median per request):",
+        "",
+        "| version | median µs per request | worst µs | median µs per KB | worst µs per KB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, result in versions:
+        assert result is not None
+        r, k = result["request_us"], result["per_kb_us"]
+        lines.append(
+            f"| {name} | {r['median']:,.0f} | {r['max']:,.0f} | {k['median']:,.0f} "
+            f"| {k['max']:,.0f} |"
+        )
+    families = len(after["adversarial"])
+    lines += [
+        "",
+        f"Adversarial 1 MB requests ({families} families from "
+        "`coordinator/tests/privacy_inputs.py`: repeated prefixes, character classes and "
+        "look-alikes aimed at each detector), one process each, stopped after "
+        f"{cap:.0f} s. *Unbudgeted*: what the scan costs when it may run to the end; "
+        "*default budget*: `privacy.scan_cpu_ms` 10 + `scan_cpu_ms_per_mb` 50, past which the "
+        "scan stops and the request stays local.",
+        "",
+        "| version | median ms per MB | worst ms per MB | stopped at the cap |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, result in versions:
+        assert result is not None
+        median, worst, stopped = _cost_summary(result["adversarial"], cap)
+        lines.append(f"| {name}, unbudgeted | {median} | {worst} | {stopped} |")
+        if "adversarial_budgeted" in result:
+            budgeted = result["adversarial_budgeted"]
+            median, worst, stopped = _cost_summary(budgeted, cap)
+            closed = [r["family"] for r in budgeted if r["rule"] == "scan-budget"]
+            lines.append(f"| {name}, default budget | {median} | {worst} | {stopped} |")
+            lines += [
+                "",
+                f"With the default budget, {len(closed)} of {len(budgeted)} adversarial "
+                "requests ran out of it and stayed local (fail closed)"
+                + (": " + ", ".join(f"`{f}`" for f in closed) if closed else "")
+                + ".",
+                "",
+            ]
+    lines += ["", "Per family (ms of CPU per MB, unbudgeted):", ""]
+    lines.append("| family | " + " | ".join(name for name, _ in versions) + " |")
+    lines.append("|---|" + "---:|" * len(versions))
+    for index, row in enumerate(after["adversarial"]):
+        cells = " | ".join(_ms(r["adversarial"][index]["ms_per_mb"], cap) for _, r in versions if r)
+        lines.append(f"| `{row['family']}` | {cells} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    policy = PrivacyPolicy(PrivacyConfig())
-    rows = load_corpus()
-    table, mistakes = score(rows, policy)
-    held_out = [r for r in rows if r["source"].startswith("held-out")]
-    held_table, _ = score(held_out, policy)
-    typical_size = len(json.dumps(TYPICAL_REQUEST))
-    short_size = len(json.dumps(SHORT_REQUEST))
-    short_us = time_per_request(policy, [SHORT_REQUEST] * 1000, repeat=15)
-    typical_us = time_per_request(policy, [TYPICAL_REQUEST] * 200, repeat=15)
-    corpus_bodies = [PLACEMENTS[i % len(PLACEMENTS)](r["text"]) for i, r in enumerate(rows)]
-    corpus_us = time_per_request(policy, corpus_bodies, repeat=15)
-    labels = {label: sum(r["label"] == label for r in rows) for label in ("secret", "pii", "clean")}
-
-    lines = [
-        "# Privacy detectors: precision, recall and cost",
-        "",
-        f"Corpus: `bench/privacy_corpus.jsonl`, {len(rows)} lines "
-        f"({labels['secret']} secret, {labels['pii']} personal data, {labels['clean']} clean "
-        "incl. look-alikes). Default rules; each line placed in a different message part.",
-        "The detectors were tuned while most of this corpus was assembled, so the full",
-        "table is largely in-sample; the held-out split below was written afterwards.",
-        "",
-        "| category | positives | TP | FP | FN | precision | recall |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, m in table.items():
-        lines.append(
-            f"| {name} | {m['n']:.0f} | {m['tp']:.0f} | {m['fp']:.0f} | {m['fn']:.0f} "
-            f"| {m['precision']:.3f} | {m['recall']:.3f} |"
-        )
-    lines += [
-        "",
-        f"Held-out split only ({len(held_out)} lines written after tuning, never tuned on):",
-        "",
-        "| category | positives | TP | FP | FN | precision | recall |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, m in held_table.items():
-        lines.append(
-            f"| {name} | {m['n']:.0f} | {m['tp']:.0f} | {m['fp']:.0f} | {m['fn']:.0f} "
-            f"| {m['precision']:.3f} | {m['recall']:.3f} |"
-        )
-    lines += [
-        "",
-        f"| cost per request, one core, Python {sys.version_info.major}."
-        f"{sys.version_info.minor}, 15 rounds | median µs | best µs |",
-        "|---|---:|---:|",
-        f"| one-sentence request ({short_size} bytes, clean) "
-        f"| {short_us[0]:.0f} | {short_us[1]:.0f} |",
-        f"| typical chat request ({typical_size} bytes, 4 messages, clean) "
-        f"| {typical_us[0]:.0f} | {typical_us[1]:.0f} |",
-        f"| corpus lines (mean; each in its own request) "
-        f"| {corpus_us[0]:.0f} | {corpus_us[1]:.0f} |",
-        "",
-        "Misclassified lines:",
-        "",
-        *(f"- `{m}`" for m in mistakes),
-        "",
-    ]
-    report = "\n".join(lines)
-    print(report)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", help="coordinator/ directory of the version to compare")
+    parser.add_argument("--cap", type=float, default=10.0, help="seconds per adversarial run")
+    parser.add_argument("--code", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--family", help=argparse.SUPPRESS)
+    parser.add_argument("--budgeted", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.family:
+        print(json.dumps(adversarial_one(args.family, args.budgeted)))
+        return 0
+    if args.json:
+        print(json.dumps(measure(args.code)))
+        return 0
+    after = run(str(ROOT / "coordinator"), args.cap)
+    before = run(str(Path(args.before).resolve()), args.cap) if args.before else None
+    command = "python bench/privacy_eval.py" + (f" --before {args.before}" if args.before else "")
+    if args.cap != 10.0:
+        command += f" --cap {args.cap:g}"
+    text = report(after, before, args.cap, command)
+    print(text)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(report, encoding="utf-8")
+    REPORT.write_text(text, encoding="utf-8")
     return 0
 
 
