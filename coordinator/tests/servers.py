@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import openai
 import uvicorn
 
 from hydra_coordinator.app import create_app
@@ -209,6 +210,15 @@ class CoordinatorServer:
         # the configuration `serve` runs with: the same connection limits and timeouts
         self.server = uvicorn.Server(uvicorn_config(settings, self.app))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.clients: list[openai.OpenAI] = []
+
+    def client(self, api_key: str = "unused") -> openai.OpenAI:
+        """An official client of this server, closed when the server stops: a client left
+        to the garbage collector closes its connections with a ResourceWarning, an error in
+        whichever test happens to run then."""
+        made = openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0)
+        self.clients.append(made)
+        return made
 
     @property
     def url(self) -> str:
@@ -220,6 +230,8 @@ class CoordinatorServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for made in self.clients:
+            made.close()
         self.server.should_exit = True
         self.thread.join(timeout=10)
 

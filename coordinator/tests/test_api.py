@@ -27,7 +27,7 @@ HARD = [
 
 
 def client(server: CoordinatorServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    return server.client()
 
 
 def async_client(server: CoordinatorServer) -> openai.AsyncOpenAI:

@@ -48,8 +48,10 @@ def backends(local, cloud):
 
 
 def ask(url: str, key: str = "x", model: str = "cloud"):
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(model=model, messages=MSG, max_tokens=2)
+    with openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=MSG, max_tokens=2
+        )
     return raw.headers["x-hydra-route"]
 
 

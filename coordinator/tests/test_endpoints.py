@@ -100,7 +100,7 @@ def _clean(ollama: FakeUpstream, tei: FakeUpstream, openai_fake: FakeUpstream) -
 
 
 def client(server: CoordinatorServer, key: str = KEY) -> OpenAI:
-    return OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    return server.client(key)
 
 
 def sent(fake: FakeUpstream, path: str) -> list[dict[str, Any]]:

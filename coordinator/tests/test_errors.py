@@ -105,7 +105,7 @@ def test_invalid_request_is_400(guarded, body):
 
 
 def test_unknown_model_is_404_through_the_openai_client(guarded):
-    client = openai.OpenAI(base_url=f"{guarded.url}/v1", api_key=KEY, max_retries=0)
+    client = guarded.client(KEY)
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="no-such-model", messages=MSG)
     assert caught.value.code == "model_not_found"
@@ -117,14 +117,14 @@ def test_missing_or_wrong_key_is_401(guarded):
         assert status == 401
         assert headers["www-authenticate"] == "Bearer"
         assert_openai_error(payload, "authentication_error")
-    client = openai.OpenAI(base_url=f"{guarded.url}/v1", api_key="sk-wrong", max_retries=0)
+    client = guarded.client("sk-wrong")
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
 
 
 def test_every_key_of_the_key_file_is_accepted(guarded):
     for key in (KEY, KEY2):
-        client = openai.OpenAI(base_url=f"{guarded.url}/v1", api_key=key, max_retries=0)
+        client = guarded.client(key)
         assert client.models.list().data
     for line in ("# alice", "# bob", ""):
         status, _, _ = call(guarded, json.dumps({"model": "auto", "messages": MSG}).encode(), line)

@@ -50,7 +50,7 @@ def lab():
 
 
 def client(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    return server.client("x")
 
 
 PLACEMENTS = {

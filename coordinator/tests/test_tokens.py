@@ -6,7 +6,6 @@ import logging
 import sqlite3
 import time
 
-import openai
 import pytest
 
 from hydra_coordinator.tokens import TokenCounter, find_tokenizer_file
@@ -73,7 +72,7 @@ def test_missing_usage_is_counted_and_priced(tmp_path, stream):
         with running(settings) as server:
             server.runtime.proxy.tokens.load_in_background()
             server.runtime.proxy.tokens.wait_loaded(30)
-            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+            client = server.client("x")
             result = client.chat.completions.create(
                 model="cloud", messages=[{"role": "user", "content": "count me"}], stream=stream
             )

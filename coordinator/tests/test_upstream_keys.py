@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from openai import OpenAI
 
 from hydra_coordinator.config import ConfigError, check_secrets, load_settings, settings_from_dict
 
@@ -30,7 +29,7 @@ def test_a_key_from_the_environment_reaches_the_upstream(
         [cloud_backend(cloud_fake, api_key_env="HYDRA_TEST_OPENAI_KEY")]
     )
     with running(settings) as server:
-        client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        client = server.client()
         answer = client.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hello"}]
         )
@@ -44,7 +43,7 @@ def test_a_key_from_a_file_reaches_the_upstream(cloud_fake: FakeUpstream, tmp_pa
     key_file.write_text("sk-from-a-file\n")
     settings = coordinator_settings([cloud_backend(cloud_fake, api_key_file=str(key_file))])
     with running(settings) as server:
-        client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        client = server.client()
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     chats = [r for r in cloud_fake.requests() if r["path"] == "/v1/chat/completions"]
     assert [r["authorization"] for r in chats] == ["Bearer sk-from-a-file"]
