@@ -15,8 +15,10 @@ keeps the net gains and expected cloud costs of the last ``window`` requests and
 what the pace allows over the time those requests took, over what they would all have cost on
 the cloud, is the share of them that the budget pays for, and the required gain is that share's
 quantile of their net gains: the requests that gain most go to the cloud first. Expected costs
-are corrected by how the real costs of paced requests compared with them. Overspending early
-lowers the pace for the rest of the month, underspending raises it (the required gain never goes
+are corrected by how the real costs of paced requests compared with them, and half of what the
+recent requests spent beyond what the pace allowed them (or under it) comes off the next ones'
+share (or is added to it). Overspending also lowers the pace for the rest of the month,
+underspending raises it (the required gain never goes
 below 0: the cloud is not paid for an answer expected to be no better); a spent budget keeps
 every request that the router decides local until the month ends. This is not the budgets' hard
 cap (``budgets``): it decides which requests the money is best spent on, and spends it evenly.
@@ -38,6 +40,7 @@ __all__ = ["CloudShare", "Pace", "Pacer"]
 
 NEVER = 2.0  # a required gain no estimate reaches (gains are within [-1, 1])
 _MIN_HISTORY = 20  # requests seen before a knob moves the required gain
+_CATCH_UP = 0.5  # share of the recent requests' over- or underspend the next ones make good
 
 
 @dataclass
@@ -135,6 +138,8 @@ class Pacer:
     _sent: OrderedDict[str, float] = field(default_factory=OrderedDict, init=False, repr=False)
     _expected: float = field(default=0.0, init=False)  # decayed sums of paired costs
     _actual: float = field(default=0.0, init=False)
+    _spends: deque[tuple[float, float]] = field(default_factory=deque, init=False, repr=False)
+    _window_spent: float = field(default=0.0, init=False)  # real costs since _recent[0]
 
     def __post_init__(self) -> None:
         if self.monthly_usd <= 0:
@@ -163,8 +168,14 @@ class Pacer:
         elif len(self._recent) < _MIN_HISTORY:
             required = self.default
         else:
-            span = max(1.0, now - self._recent[0][0])
-            share = min(1.0, rate * span / max(1e-12, self._window_cost * ratio))
+            start = self._recent[0][0]
+            while self._spends and self._spends[0][0] < start:
+                self._window_spent -= self._spends.popleft()[1]
+            allowed = rate * max(1.0, now - start)
+            # half of what the recent requests spent beyond what the pace allowed them (or
+            # under it) comes off the next ones' share (or is added to it)
+            wanted = max(0.0, allowed + _CATCH_UP * (allowed - self._window_spent))
+            share = min(1.0, wanted / max(1e-12, self._window_cost * ratio))
             n = len(self._sorted)
             index = int((1.0 - share) * n)
             required = NEVER if index >= n else max(0.0, self._sorted[index])
@@ -200,8 +211,13 @@ class Pacer:
         expected = self._sent.pop(record.request_id, None)
         if record.route != "cloud" or not record.cost_usd:
             return
-        self._roll(self.clock())
+        now = self.clock()
+        self._roll(now)
         self.spent_usd += record.cost_usd
+        self._spends.append((now, record.cost_usd))
+        self._window_spent += record.cost_usd
+        if len(self._spends) > 2 * self.window:
+            self._window_spent -= self._spends.popleft()[1]
         self.changed = True
         if expected is not None and expected > 0:
             self._expected = 0.99 * self._expected + expected
