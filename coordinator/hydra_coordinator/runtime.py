@@ -8,6 +8,7 @@ server, which all import this module (no import cycle).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ async def runtime_context(runtime: Runtime) -> AsyncIterator[Runtime]:
     the app's lifespan and ``hydra-coordinator mcp`` (stdio) both run inside this."""
     client = runtime.pool.client = create_client(runtime.settings.upstream.client)
     runtime.pool.start()  # probes every backend at once, then every health.interval_s
+    await asyncio.to_thread(runtime.router.privacy.warm_up)
     await runtime.telemetry.start()
     runtime.router_state.start()
     try:

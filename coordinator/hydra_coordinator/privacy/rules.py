@@ -44,7 +44,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .detector import Category, Detector, Finding
 from .detectors import DETECTOR_CATEGORIES, builtin_detectors, detector_names
-from .engine import BudgetExceeded, Pattern, PatternError, ScanBudget, compile_pattern, escape
+from .engine import (
+    UNLIMITED_SECONDS,
+    BudgetExceeded,
+    Pattern,
+    PatternError,
+    ScanBudget,
+    compile_pattern,
+    escape,
+)
 from .extract import UpstreamText, upstream_text
 from .scan import RequestScan, ScanPlan
 
@@ -245,6 +253,24 @@ def _keyword_pattern(keyword: str) -> str:
     return f"(?i)(?:^|{_NOT_WORD}){escape(keyword.strip())}(?:{_NOT_WORD}|$)"
 
 
+# Made-up values of every kind the detectors confirm (none of them real).
+_WARM_UP_BODY: dict[str, Any] = {
+    "model": "auto",
+    "messages": [
+        {
+            "role": "user",
+            "content": (
+                "call +49 151 23456789 or (646) 867-5309 or +44 20 7946 0958, mail a.b@example.org,"
+                " SSN 536-22-4817, card 4398 2597 9190 7482, IBAN DE89370400440532013000,"
+                " postgresql://app:Tr0ub4dor&3xyz@db/app, password: Zp3kL9qW2x,"
+                " AKIAIOSFODNN7EXAMPLE ghp_abcdefghijklmnopqrstuvwxyz0123456789"
+                " eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl"
+            ),
+        }
+    ],
+}
+
+
 class PrivacyPolicy:
     """Evaluates the configured rules on request bodies (pure, thread-safe)."""
 
@@ -258,6 +284,17 @@ class PrivacyPolicy:
         needed = {name for rule in self._rules for name in rule.detectors}
         self._detectors: Mapping[str, Detector] = {n: available[n] for n in needed}
         self._plan = ScanPlan(self._detectors)
+
+    def warm_up(self) -> None:
+        """Scan a sample that reaches every detector, without a budget: the libraries behind
+        them load what they need on first use (``phonenumbers``' region data, ``stdnum``'s
+        modules; several ms of CPU), and a request that paid for that would run out of its
+        budget and stay local for no reason. Called once at start, off the event loop."""
+        rules = list(self._rules)
+        if not self._enabled or not rules:
+            return
+        upstream = upstream_text(_WARM_UP_BODY, lambda: None)
+        self._decide(rules, upstream, ScanBudget(UNLIMITED_SECONDS))
 
     def budget_s(self, size: int) -> float:
         """The CPU seconds the scan of a ``size``-byte request may use."""
