@@ -330,6 +330,9 @@ def adversarial_one(family: str, budgeted: bool) -> dict[str, Any]:
         "ms_per_mb": cpu * 1000 / (size / 1e6),
         "action": verdict.action,
         "rule": verdict.rule,
+        "budget": [config.scan_cpu_ms, config.scan_cpu_ms_per_mb]
+        if "scan_cpu_ms" in fields
+        else None,
     }
 
 
@@ -505,13 +508,22 @@ def report(after: dict[str, Any], before: dict[str, Any] | None, cap: float, com
             f"| {k['max']:,.0f} |"
         )
     families = len(after["adversarial"])
+    budget = next(
+        (r["budget"] for r in after.get("adversarial_budgeted", []) if r.get("budget")),
+        None,
+    )
+    budget_text = (
+        f"`privacy.scan_cpu_ms` {budget[0]:g} + `scan_cpu_ms_per_mb` {budget[1]:g}"
+        if budget
+        else "the configuration's defaults"
+    )
     lines += [
         "",
         f"Adversarial 1 MB requests ({families} families from "
         "`coordinator/tests/privacy_inputs.py`: repeated prefixes, character classes and "
         "look-alikes aimed at each detector), one process each, stopped after "
         f"{cap:.0f} s. *Unbudgeted*: what the scan costs when it may run to the end; "
-        "*default budget*: `privacy.scan_cpu_ms` 10 + `scan_cpu_ms_per_mb` 50, past which the "
+        f"*default budget*: {budget_text}, past which the "
         "scan stops and the request stays local.",
         "",
         "| version | median ms per MB | worst ms per MB | stopped at the cap |",

@@ -172,7 +172,7 @@ class PrivacyConfig(BaseModel):
         "(fails closed)",
     )
     scan_cpu_ms_per_mb: float = Field(
-        default=50.0, ge=0, description="the scan's extra CPU budget per MB of request body"
+        default=35.0, ge=0, description="the scan's extra CPU budget per MB of request body"
     )
 
     @model_validator(mode="after")
