@@ -37,6 +37,16 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
+    """A fresh fake local upstream (serving ``llama``) and fake cloud upstream (``gpt-4o``)."""
+    local = FakeUpstream("local", ["llama"]).start()
+    cloud = FakeUpstream("cloud", ["gpt-4o"]).start()
+    yield local, cloud
+    local.kill()
+    cloud.kill()
+
+
 @pytest.fixture(scope="module")
 def local_fake() -> Iterator[FakeUpstream]:
     fake = FakeUpstream("local", ["llama-3.1-8b", "qwen2.5-coder"]).start()

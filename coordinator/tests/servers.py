@@ -287,6 +287,26 @@ def coordinator_settings(backends: list[dict[str, Any]], **extra: Any) -> Settin
     return settings_from_dict(data)
 
 
+def local_and_cloud_settings(
+    local: FakeUpstream, cloud: FakeUpstream, state_dir: Path | str, **extra: Any
+) -> Settings:
+    """Settings with a local backend on ``local`` and a priced cloud backend on ``cloud``."""
+    return coordinator_settings(
+        [
+            {"name": "ollama", "kind": "local", "base_url": local.base_url},
+            {
+                "name": "openai",
+                "kind": "cloud",
+                "base_url": cloud.base_url,
+                "models": ["gpt-4o"],
+                "price_per_mtok": {"input": 2.5, "output": 10},
+            },
+        ],
+        state_dir=str(state_dir),
+        **extra,
+    )
+
+
 @contextmanager
 def running(settings: Settings) -> Iterator[CoordinatorServer]:
     with CoordinatorServer(settings) as server:

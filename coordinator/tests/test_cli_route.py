@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from hydra_coordinator.config import load_settings
 
-from .servers import FakeUpstream, free_port, running
+from .servers import free_port, running
 from .test_cli import cli
 from .test_feedback import ask, post
 
@@ -21,15 +19,6 @@ PERSONAL = (
     "bill card 4398 2597 9190 7482 and mail the plan to bob@example.com"
 )
 CHAT = "hello there, how are you today?"  # v1: local, confidence 1.0
-
-
-@pytest.fixture
-def fakes():
-    local = FakeUpstream("local", ["llama"]).start()  # no models configured: discovered
-    cloud = FakeUpstream("cloud", ["gpt-4o"]).start()
-    yield local, cloud
-    local.kill()
-    cloud.kill()
 
 
 def write_config(tmp_path: Path, local, cloud, **extra) -> Path:

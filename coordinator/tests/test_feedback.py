@@ -6,12 +6,10 @@ import json
 import sqlite3
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import openai
-import pytest
 
-from .servers import FakeUpstream, coordinator_settings, running
+from .servers import local_and_cloud_settings, running
 
 HARD = (
     "Design the architecture of a distributed cache and compare the trade-offs step by step:\n"
@@ -34,30 +32,7 @@ def post(server, path: str, body: dict, key: str | None = None) -> tuple[int, di
             return err.code, json.loads(err.read())
 
 
-@pytest.fixture
-def fakes():
-    local = FakeUpstream("local", ["llama"]).start()
-    cloud = FakeUpstream("cloud", ["gpt-4o"]).start()
-    yield local, cloud
-    local.kill()
-    cloud.kill()
-
-
-def settings_for(local, cloud, state_dir: Path, **extra):
-    return coordinator_settings(
-        [
-            {"name": "ollama", "kind": "local", "base_url": local.base_url},
-            {
-                "name": "openai",
-                "kind": "cloud",
-                "base_url": cloud.base_url,
-                "models": ["gpt-4o"],
-                "price_per_mtok": {"input": 2.5, "output": 10},
-            },
-        ],
-        state_dir=str(state_dir),
-        **extra,
-    )
+settings_for = local_and_cloud_settings
 
 
 def ask(server, model: str, text: str = HARD):

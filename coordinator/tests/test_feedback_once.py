@@ -21,15 +21,6 @@ __all__ = ["postgres"]  # the fixture
 QUESTION = "Why is the sky blue?"
 
 
-@pytest.fixture
-def fakes():
-    local = FakeUpstream("local", ["llama"]).start()
-    cloud = FakeUpstream("cloud", ["gpt-4o"]).start()
-    yield local, cloud
-    local.kill()
-    cloud.kill()
-
-
 def answer(server, question: str = QUESTION) -> str:
     """One chat completion through the official client; its request id."""
     with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:

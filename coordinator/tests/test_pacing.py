@@ -8,7 +8,6 @@ from __future__ import annotations
 import calendar
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from hydra_coordinator.config import ConfigError, settings_from_dict
 from hydra_coordinator.routing.knobs import month_end
 
-from .servers import FakeUpstream, running
+from .servers import running
 from .test_routing_quality import ask, route, settings_for
 
 DAY = 86400.0
@@ -42,15 +41,6 @@ def _prompts(count: int) -> list[str]:
 
 PROMPTS = _prompts(150)
 WARM_UP = 30  # requests the pacer sees before it moves the required gain
-
-
-@pytest.fixture
-def fakes() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
-    local = FakeUpstream("local", ["llama"]).start()
-    cloud = FakeUpstream("cloud", ["gpt-4o"]).start()
-    yield local, cloud
-    local.kill()
-    cloud.kill()
 
 
 class Clock:

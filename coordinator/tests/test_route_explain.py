@@ -4,21 +4,10 @@ that means the decision."""
 
 from __future__ import annotations
 
-import pytest
-
-from .servers import FakeUpstream, running
+from .servers import running
 from .test_feedback import ask, post, settings_for
 
 QUESTION = "hello there, how are you today?"  # task class "chat"
-
-
-@pytest.fixture
-def fakes():
-    local = FakeUpstream("local", ["llama"]).start()
-    cloud = FakeUpstream("cloud", ["gpt-4o"]).start()
-    yield local, cloud
-    local.kill()
-    cloud.kill()
 
 
 def rate_both(server, text: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from hydra_coordinator.routing.bandit import PromptLearner, represent
 from hydra_coordinator.routing.scorer import cold_score
 
-from .servers import FakeUpstream, coordinator_settings, running
+from .servers import FakeUpstream, local_and_cloud_settings, running
 
 SIMPLE = "What is NixOS?"
 SEEDS_CLOUD = (
@@ -49,31 +48,8 @@ def post(server: Any, path: str, body: dict[str, Any], key: str | None = None) -
             raise AssertionError(f"{path}: HTTP {err.code} {err.read()!r}") from None
 
 
-@pytest.fixture
-def fakes() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
-    local = FakeUpstream("local", ["llama"]).start()
-    cloud = FakeUpstream("cloud", ["gpt-4o"]).start()
-    yield local, cloud
-    local.kill()
-    cloud.kill()
-
-
 def settings_for(fakes: tuple[FakeUpstream, FakeUpstream], state_dir: Path, **extra: Any) -> Any:
-    local, cloud = fakes
-    return coordinator_settings(
-        [
-            {"name": "ollama", "kind": "local", "base_url": local.base_url},
-            {
-                "name": "openai",
-                "kind": "cloud",
-                "base_url": cloud.base_url,
-                "models": ["gpt-4o"],
-                "price_per_mtok": {"input": 2.5, "output": 10},
-            },
-        ],
-        state_dir=str(state_dir),
-        **extra,
-    )
+    return local_and_cloud_settings(*fakes, state_dir, **extra)
 
 
 def ask(server: Any, text: str, model: str = "auto", key: str = "x") -> tuple[str, str]:
