@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data" / "routing_benchmark.jsonl.gz"
-KINDS = ("knowledge", "maths", "chat")
+KINDS = ("knowledge", "maths", "chat", "instructions")
 
 
 def load(path: Path = DATA) -> list[dict[str, Any]]:
