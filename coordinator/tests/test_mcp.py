@@ -146,7 +146,7 @@ async def test_route_query_gives_the_decision_with_reasons(keyed, local_fake, cl
     assert simple["expected"]["route"] == "local" and len(simple["estimates"]) == 2
     assert hard["route"] == "cloud"
     assert hard["backend"] == "openai"
-    assert any("multi-step" in reason for reason in hard["reasons"])
+    assert any("design and architecture" in reason for reason in hard["reasons"])
     assert forced["route"] == "local" and forced["confidence"] == 1.0  # the client chose
     # no model was called
     assert local_fake.requests() == []

@@ -248,3 +248,24 @@ def test_taking_a_rating_back_leaves_no_trace():
         for mine, theirs in zip(replaced[name]["mean"], other.to_json()[name]["mean"], strict=True):
             assert mine == pytest.approx(theirs, abs=1e-9)
     assert learner.rate("unknown", 1.0, key_id=None) == "forgotten"
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "sign"),
+    [
+        ("Implement a binary search algorithm in Python for a sorted list", "asks for code", 1),
+        ("What are some tips to improve my time management?", "tips or advice", -1),
+        ("Pretend to be a pirate captain and rally your crew", "role-play", -1),
+    ],
+)
+def test_the_scorer_says_what_counted_and_which_way(text, label, sign):
+    """The features fitted on real chat requests: asking for code in words raises the cloud's
+    estimated gain, asking for tips or role-play lowers it, and /route's reasons say so."""
+    body = {"messages": [{"role": "user", "content": text}]}
+    score = cold_score(body)
+    counted = {name: amount for name, amount in score.contributions}
+    feature = {"asks for code": "programming", "tips or advice": "advice", "role-play": "roleplay"}
+    assert counted[feature[label]] * sign > 0, counted
+    assert any(label in reason for reason in score.explain(limit=10)), score.explain(limit=10)
+    plain = cold_score({"messages": [{"role": "user", "content": "Tell me about the sea"}]})
+    assert plain.signals[feature[label]] == 0.0

@@ -6,12 +6,14 @@ right that the local model gets wrong, in [0, 1]. It needs no feedback and no mo
 is the prior of the learned router, which corrects it per prompt from ratings.
 
 The weights of the general features (size, numbers, maths, multi-part and multi-step asks,
-reasoning, constraints, multiple choice, short factual questions, creative
-writing) were fitted offline on public benchmark prompts with known strong/weak outcomes and
-checked on a held-out part (``bench/fit_scorer.py``, ``bench/results/routing.md``). Design and
-architecture vocabulary, code and tools have no such data and keep hand-set weights. The base
-level is a product choice, not fitted: a short everyday question stays local, a design question
-with a few terms of the trade goes to the cloud (at the default ``routing.threshold``).
+reasoning, constraints, multiple choice, short factual questions, everyday writing, asking for
+code in words, for tips or advice, role-play) were fitted offline on public benchmark prompts
+with known strong/weak outcomes (knowledge questions, maths word problems, real chat requests)
+and checked on held-out parts (``bench/fit_scorer.py``, ``bench/results/routing.md``). Design
+and architecture vocabulary, pasted code, tools and long conversations have no such data and
+keep hand-set weights. The base level and the design weight are product choices, not fitted: a
+short everyday question stays local, a design question with a few terms of the trade goes to
+the cloud (at the default ``routing.threshold``).
 
 Everything here is pure and costs tens of microseconds for a 2 KB prompt.
 """
@@ -89,6 +91,15 @@ _CREATIVE = _words(
     "rewrite rephrase paraphrase translate summarize summarise title names recipe greeting"
 )
 _QUESTION_START = _words("what who when where which define name")
+# asking for code in words ("implement a binary search", "a bash script that..."); tokens are
+# split on punctuation, so "c++" and "node.js" arrive as "c" / "node" "js": not listed
+_PROGRAMMING = _words(
+    "python javascript typescript java rust golang kotlin swift haskell prolog sql regex bash "
+    "powershell script scripts function functions implement implementation algorithm program "
+    "programming code coding html css api class compile react django flask numpy pandas vba"
+)
+_ADVICE = _words("tips advice suggest suggestions recommend ways improve")
+_ROLEPLAY = ("pretend", "imagine you", "role-play", "roleplay", "act as", "you are a", "as a ")
 
 FEATURES: tuple[str, ...] = (
     "size",
@@ -107,28 +118,33 @@ FEATURES: tuple[str, ...] = (
     "conversation",
     "short_question",
     "creative",
+    "programming",
+    "advice",
+    "roleplay",
 )
 
-# Estimated quality gain of the cloud per unit of each feature. ``size`` .. ``choices`` and
-# ``short_question`` / ``creative`` are fitted (bench/fit_scorer.py); design, code, tools and
-# conversation are hand-set (no benchmark data covers them).
+# Estimated quality gain of the cloud per unit of each feature: fitted by bench/fit_scorer.py
+# (ridge regression, train split), except design, code, tools and conversation (hand-set).
 WEIGHTS: Mapping[str, float] = {
-    "size": 0.15,
-    "sentences": 0.08,
-    "numbers": 0.30,
-    "maths": 0.04,
-    "maths_notation": 0.02,
-    "multi_part": 0.08,
-    "multi_step": 0.12,
-    "reasoning": 0.04,
-    "constraints": 0.02,
-    "choices": 0.02,
-    "design": 0.50,
+    "size": 0.068,
+    "sentences": 0.045,
+    "numbers": 0.227,
+    "maths": 0.031,
+    "maths_notation": 0.021,
+    "multi_part": 0.048,
+    "multi_step": -0.009,
+    "reasoning": -0.081,
+    "constraints": -0.022,
+    "choices": 0.003,
+    "design": 0.65,
     "code": 0.15,
     "tools": 0.10,
     "conversation": 0.10,
-    "short_question": -0.12,
-    "creative": -0.08,
+    "short_question": -0.066,
+    "creative": -0.002,
+    "programming": 0.028,
+    "advice": -0.07,
+    "roleplay": -0.014,
 }
 BASE = -0.05  # the gain of a prompt with no feature at all (calibrated, see module docs)
 
@@ -149,6 +165,9 @@ _LABELS: Mapping[str, str] = {
     "conversation": "long conversation",
     "short_question": "short factual question",
     "creative": "everyday writing task",
+    "programming": "asks for code",
+    "advice": "asks for tips or advice",
+    "roleplay": "role-play",
 }
 
 
@@ -222,6 +241,9 @@ def _signals(body: Mapping[str, Any]) -> tuple[dict[str, float], frozenset[str]]
         "conversation": _saturate(max(0, turns - 1) + context_chars / 4000, 3.0),
         "short_question": 1.0 if first in _QUESTION_START and len(tokens) <= 12 else 0.0,
         "creative": 1.0 if words & _CREATIVE else 0.0,
+        "programming": 1.0 if words & _PROGRAMMING else 0.0,
+        "advice": 1.0 if words & _ADVICE else 0.0,
+        "roleplay": 1.0 if any(p in low[:200] for p in _ROLEPLAY) else 0.0,
     }
     return values, words
 
