@@ -65,8 +65,16 @@ class CloudShare:
             return -2.0
         if self.target <= 0.0:
             return 2.0
-        index = min(n - 1, int((1.0 - self.target) * n))
-        return self._sorted[index]
+        # the cloud takes the requests whose net gain is *above* the required gain: halfway
+        # between the last one kept local and the first one sent, so that ties and rounding
+        # (int(0.4 * 20) is 7) do not decide a whole group of equal gains
+        count = round(self.target * n)
+        if count >= n:
+            return self._sorted[0] - 1e-6
+        if count <= 0:
+            return self._sorted[-1]
+        below = n - count - 1
+        return (self._sorted[below] + self._sorted[below + 1]) / 2
 
     def observe(self, net_gain: float) -> None:
         """Record a routed request's expected gain, net of cost."""
