@@ -8,6 +8,10 @@ prompt came from). The knowledge, maths and chat kinds are fitted; the chat kind
 prompts against ~7,600 of the others, so each counts ``--chat-weight`` times. The
 ``instructions`` kind (AlpacaEval, CC-BY-NC-4.0) is evaluation only.
 
+That fit ranks prompts; the level and size of the estimate are then calibrated (``calibrate``:
+the gain regressed on the fitted score, kinds pooled), so that the estimated gain can be compared
+with the required gain. ``routing/scorer.py`` ships the calibrated weights and base.
+
 Prints the weights next to the ones in ``routing/scorer.py``; the APGR of v1, the fitted
 weights and the shipped scorer on the *validation* and *test* splits, per kind; and, because
 the chat kind's splits are small (71 and 84 prompts), a repeated five-fold cross-validation on
@@ -61,6 +65,21 @@ def fit(rows: Sequence[Row], ridge: float, chat_weight: float) -> dict[str, floa
     xw = x * w[:, None]
     solved = np.linalg.solve(xw.T @ x + ridge * w.sum() * np.eye(len(FITTED)), xw.T @ y)
     return dict(zip(FITTED, (float(v) for v in solved), strict=True))
+
+
+def calibrate(
+    rows: Sequence[Row], weights: dict[str, float], chat_weight: float
+) -> tuple[float, float]:
+    """(base, scale) such that base + scale x the fitted score best predicts the gain itself,
+    kinds pooled: the fit above ranks prompts within a kind, this sets the level and the size
+    of the estimated gain, which the router compares with the required gain."""
+    part = [r for r in rows if r["kind"] in FIT_KINDS]
+    score = np.array([_fitted_score(weights, r) for r in part])
+    gain = np.array([float(r["strong"]) - float(r["weak"]) for r in part])
+    w = np.array([chat_weight if r["kind"] == "chat" else 1.0 for r in part])
+    design = np.vstack([np.ones_like(score), score]).T
+    base, scale = np.linalg.solve((design * w[:, None]).T @ design, (design * w[:, None]).T @ gain)
+    return float(base), float(scale)
 
 
 def _apgr(part: Sequence[Row], scores: Sequence[float]) -> float:
@@ -126,11 +145,13 @@ def main() -> None:
     rows = routing_data.load()
     train = [r for r in rows if routing_data.split(r) == "train"]
     weights = fit(train, args.ridge, args.chat_weight)
-    print("feature            fitted   shipped")
+    base, scale = calibrate(train, weights, args.chat_weight)
+    print("feature            fitted  calibrated  shipped")
     for name in FEATURES:
         fitted = f"{weights[name]:+.3f}" if name in weights else "  (fixed)"
-        print(f"{name:18s} {fitted:>8s}  {WEIGHTS[name]:+.3f}")
-    print(f"base {BASE:+.3f}\n")
+        calibrated = f"{weights[name] * scale:+.3f}" if name in weights else ""
+        print(f"{name:18s} {fitted:>8s}  {calibrated:>8s}  {WEIGHTS[name]:+.3f}")
+    print(f"{'base':18s} {'':>8s}  {base:+8.3f}  {BASE:+.3f}   (calibration scale {scale:.3f})\n")
     report_splits(rows, weights)
     cross_validate_chat(rows, args)
 

@@ -141,7 +141,9 @@ async def test_route_query_gives_the_decision_with_reasons(keyed, local_fake, cl
         forced = ok(await session.call_tool("route_query", {"query": HARD, "model": "local"}))
     assert simple["route"] == "local"
     assert simple["backend"] == "ollama"
-    assert simple["local_confidence"] > 0.9  # little raised the cloud's cold-start gain
+    # little raised the cloud's cold-start gain above its level for a plain question (0.12)
+    assert simple["local_confidence"] > 0.75
+    assert hard["local_confidence"] < 0.5
     assert 0.5 < simple["confidence"] <= 1.0  # the route it chose is the likelier better one
     assert simple["expected"]["route"] == "local" and len(simple["estimates"]) == 2
     assert hard["route"] == "cloud"
