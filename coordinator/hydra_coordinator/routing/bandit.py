@@ -186,9 +186,9 @@ def learn(
 
     Each coordinate keeps the variance it would have in the full posterior after this rating
     (assumed density filtering, as in AdPredictor): it learns as if the variance of all the
-    other coordinates of the prompt were noise. Treating each coordinate as if it alone
-    explained the rating would count the rating once per coordinate: the shared part and a
-    backend's own part would both become sure of what only their sum was measured to be."""
+    other coordinates of the prompt were noise, rather than as if it alone explained the
+    rating. (Still diagonal: the correlation between the shared part and a backend's own part
+    that one backend's ratings create is not kept.)"""
     predicted = sum(p.predict(coords)[0] for p in parts)
     var = sum(p.predict(coords)[1] for p in parts)
     error = residual - predicted
