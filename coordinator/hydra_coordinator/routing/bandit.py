@@ -177,30 +177,43 @@ class Weights:
             self.precision[int(i)] = max(_MIN_PRECISION, float(p))
 
 
-def learn(parts: Sequence[Weights], coords: Coords, residual: float, weight: float) -> float:
+def learn(
+    parts: Sequence[Weights], coords: Coords, residual: float, weight: float
+) -> tuple[float, float]:
     """One Kalman step (diagonal) of the sum of ``parts`` towards ``residual`` (the rating less
-    the prior); returns the error it corrected, which :func:`unlearn` needs."""
+    the prior); returns the error it corrected and the spread it was divided by (the rating's
+    noise plus the prediction's variance), which :func:`unlearn` needs.
+
+    Each coordinate keeps the variance it would have in the full posterior after this rating
+    (assumed density filtering, as in AdPredictor): it learns as if the variance of all the
+    other coordinates of the prompt were noise, rather than as if it alone explained the
+    rating. (Still diagonal: the correlation between the shared part and a backend's own part
+    that one backend's ratings create is not kept.)"""
     predicted = sum(p.predict(coords)[0] for p in parts)
     var = sum(p.predict(coords)[1] for p in parts)
     error = residual - predicted
-    step = weight * error / (_NOISE + weight * var)
+    spread = _NOISE / weight + var
+    step = error / spread
     for part in parts:
         mean, precision = part.mean, part.precision
-        for i, v in zip(coords.index, coords.value, strict=True):
+        for i, v, sq in zip(coords.index, coords.value, coords.square, strict=True):
             mean[i] += step * v / precision[i]
-            precision[i] += weight * v * v / _NOISE
+            # 1 / variance after: variance x (1 - variance x v^2 / spread)
+            precision[i] += sq / (spread - sq / precision[i])
         part.ratings += 1.0
-    return error
+    return error, spread
 
 
-def unlearn(parts: Sequence[Weights], coords: Coords, error: float, weight: float) -> None:
+def unlearn(parts: Sequence[Weights], coords: Coords, error: float, spread: float) -> None:
     """Take back a :func:`learn` step (exact when nothing was learnt since)."""
     for part in parts:
         precision = part.precision
-        for i, v in zip(coords.index, coords.value, strict=True):
-            precision[i] = max(_MIN_PRECISION, precision[i] - weight * v * v / _NOISE)
-    var = sum(p.predict(coords)[1] for p in parts)
-    step = weight * error / (_NOISE + weight * var)
+        for i, sq in zip(coords.index, coords.square, strict=True):
+            # the variance v before the step from the one after, a: a = v - v^2 sq / spread
+            after = 1.0 / precision[i]
+            root = math.sqrt(max(0.0, 1.0 - 4.0 * sq * after / spread))
+            precision[i] = max(_MIN_PRECISION, (1.0 + root) / (2.0 * after))
+    step = error / spread
     for part in parts:
         mean, precision = part.mean, part.precision
         for i, v in zip(coords.index, coords.value, strict=True):
@@ -245,7 +258,7 @@ class _Vote:
     backend: str
     rep: Representation
     error: float
-    weight: float
+    spread: float  # what learn divided the error by
 
 
 @dataclass
@@ -427,8 +440,8 @@ class PromptLearner:
             return "limited"
         parts = (self._shared, self._backend(backend, backend_kind).weights)
         residual = min(1.0, max(0.0, reward)) - self._prior(backend_kind, rep)
-        error = learn(parts, rep.coordinates(), residual, weight)
-        self._votes[slot] = (request_id, _Vote(backend, rep, error, weight))
+        error, spread = learn(parts, rep.coordinates(), residual, weight)
+        self._votes[slot] = (request_id, _Vote(backend, rep, error, spread))
         while len(self._votes) > self.max_votes:
             self._votes.popitem(last=False)
         self.changed = True
@@ -437,7 +450,7 @@ class PromptLearner:
     def _take_back(self, vote: _Vote) -> None:
         known = self._backends.get(vote.backend)
         if known is not None:
-            unlearn((self._shared, known.weights), vote.rep.coordinates(), vote.error, vote.weight)
+            unlearn((self._shared, known.weights), vote.rep.coordinates(), vote.error, vote.spread)
 
     def _allowance(self, key_id: str | None) -> bool:
         """Take one rating from the key's hourly bucket; False when it is empty."""

@@ -1,0 +1,157 @@
+"""The learning of ``routing_eval.py`` replayed in process, on a development split, in seconds.
+
+Usage: ``python bench/routing_replay.py [--seeds 1 2 3] [--scenarios default frugal]
+[--exploration X]`` from the repository root, in the coordinator's venv.
+
+``routing_eval.py`` takes one to two minutes a scenario through the HTTP API and judges on the
+test split; to compare versions of the learner over many seeds without looking at the test
+split, this replays the same stream (``--requests`` prompts, ``--rated`` of them rated by
+whether the routed model was right, one API key, the per-key hourly bound on a clock that
+advances ``--seconds`` over the stream) straight into the coordinator's ``Router`` and judges
+on half of the *validation* split (hash bucket 7), streaming train and the other half (bucket
+6). The test split is not read. Besides lift captured and cloud share it prints, per kind, the
+mean cloud gain the learner ends with next to the kind's real mean gain on the development
+prompts: how far and how consistently the learner lands from the truth, which
+decides the share at a given knob.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import statistics
+from typing import Any
+
+from hydra_coordinator.config import Settings
+from hydra_coordinator.routing.feedback import rating_reward
+from hydra_coordinator.routing.router import BackendView
+from hydra_coordinator.routing.service import Router
+
+import routing_data
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "frugal": {"learned": {"cost_weight": 30}},
+    "share20": {"target_cloud_share": 0.2},
+    "share50": {"target_cloud_share": 0.5},
+}
+VIEWS = [
+    BackendView("local", "local", "healthy", 0.0, ("fake",)),
+    BackendView("cloud", "cloud", "healthy", 0.0, ("fake",)),
+]
+
+
+def bucket(row: dict[str, Any]) -> int:
+    return int(hashlib.sha256(row["id"].encode()).hexdigest()[:8], 16) % 10
+
+
+def router_for(routing: dict[str, Any], exploration: float | None) -> Router:
+    if exploration is not None:
+        routing = {**routing, "learned": {**routing.get("learned", {}), "exploration": exploration}}
+    backends = [
+        {"name": "local", "kind": "local", "base_url": "http://127.0.0.1:9/v1", "models": ["fake"]},
+        {
+            "name": "cloud",
+            "kind": "cloud",
+            "base_url": "http://127.0.0.1:9/v1",
+            "models": ["fake"],
+            "price_per_mtok": {"input": 2.5, "output": 10.0},
+        },
+    ]
+    return Router(Settings(backends=backends, routing=routing))
+
+
+def replay(
+    router: Router, pool: list[dict[str, Any]], args: argparse.Namespace, seed: int
+) -> float:
+    """Stream like routing_eval.stream; returns the cloud share of its last two thirds."""
+    now = [0.0]
+    router.prompts.clock = lambda: now[0]
+    router.prompts.seed = seed
+    router.prompts.__post_init__()  # the sampling's generator, seeded
+    rng = random.Random(seed)
+    routes = []
+    for i in range(args.requests):
+        now[0] += args.seconds / args.requests
+        row = rng.choice(pool)
+        body = {"model": "auto", "messages": row["messages"], "max_tokens": 400}
+        decision = router.decide(body, "auto", VIEWS, None, request_id=f"r{i}")
+        routes.append(decision.route)
+        if rng.random() < args.rated:
+            quality = float(row["strong"] if decision.route == "cloud" else row["weak"])
+            reward = rating_reward(2.0 * quality - 1.0)
+            router.prompts.rate(f"r{i}", reward, key_id=None, kind=decision.route)
+    tail = routes[len(routes) // 3 :]
+    return tail.count("cloud") / len(tail)
+
+
+def judge(router: Router, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Lift captured, cloud share and mean learnt gain per kind (the /route decisions)."""
+    result: dict[str, Any] = {}
+    gains, cloud = [], []
+    for row in rows:
+        body = {"messages": row["messages"]}
+        decision = router.decide(body, "auto", VIEWS, None)
+        explanation = decision.explanation
+        estimates = {e.backend: e.quality for e in explanation.estimates} if explanation else {}
+        gains.append(estimates["cloud"] - estimates["local"] if len(estimates) == 2 else 0.0)
+        cloud.append(decision.route == "cloud")
+    index = {id(r): i for i, r in enumerate(rows)}
+    for kind, part in {**routing_data.by_kind(rows), "all": rows}.items():
+        picked = [index[id(r)] for r in part]
+        strong = [float(r["strong"]) for r in part]
+        weak = [float(r["weak"]) for r in part]
+        lift, share = routing_data.lift_captured([cloud[i] for i in picked], strong, weak)
+        result[kind] = {
+            "lift": lift,
+            "share": share,
+            "gain": statistics.mean(gains[i] for i in picked),
+            "true_gain": statistics.mean(s - w for s, w in zip(strong, weak, strict=True)),
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--rated", type=float, default=0.3)
+    parser.add_argument("--seconds", type=float, default=20.0, help="the stream's duration")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6, 7, 8])
+    parser.add_argument("--scenarios", nargs="*", default=["default", "frugal"], choices=SCENARIOS)
+    parser.add_argument("--exploration", type=float, default=None)
+    args = parser.parse_args()
+    rows = [r for r in routing_data.load() if routing_data.split(r) != "test"]
+    pool = [r for r in rows if bucket(r) < 7]
+    dev = [r for r in rows if bucket(r) == 7]
+    for name in args.scenarios:
+        lifts = []
+        gains: dict[str, list[float]] = {kind: [] for kind in routing_data.KINDS}
+        for seed in args.seeds:
+            router = router_for(SCENARIOS[name], args.exploration)
+            tail = replay(router, pool, args, seed)
+            result = judge(router, dev)
+            lifts.append(result["all"]["lift"])
+            for kind in routing_data.KINDS:
+                gains[kind].append(result[kind]["gain"])
+            print(
+                f"{name} seed {seed}: lift {result['all']['lift']:.3f} at cloud share "
+                f"{result['all']['share']:.1%} (stream {tail:.1%}); learnt gain "
+                + ", ".join(
+                    f"{k} {result[k]['gain']:+.3f} (true {result[k]['true_gain']:+.3f}, "
+                    f"share {result[k]['share']:.0%})"
+                    for k in routing_data.KINDS
+                ),
+                flush=True,
+            )
+        spread = ", ".join(
+            f"{k} {statistics.mean(v):+.3f} ± {statistics.pstdev(v):.3f}" for k, v in gains.items()
+        )
+        print(
+            f"{name}: lift min {min(lifts):.3f} median {statistics.median(lifts):.3f}; "
+            f"learnt gain over seeds {spread}"
+        )
+
+
+if __name__ == "__main__":
+    main()
