@@ -16,6 +16,8 @@ the backends and the scenario's knob) runs against two fake upstreams, a local a
    ``POST /v1/chat/completions`` (model ``auto``); for ``--rated`` of them the harness rates
    the answer by whether the routed model was right for that prompt (``POST /v1/feedback``:
    up when right, down when wrong, 0 on a tie).
+   The per-key bound on ratings an hour is off (``routing.learned.key_ratings_per_hour = 0``):
+   the stream is weeks of a lab's traffic in a minute, from one key.
 3. After: ``/route`` again for every test prompt: APGR, cloud share, and *lift captured* at
    that share: (quality - coin) / (oracle - coin), a coin and an oracle sending the same
    number of prompts to the cloud (coin 0, oracle 1).
@@ -197,6 +199,9 @@ def run_scenario(
     port = free_port()
     state = tempfile.mkdtemp(prefix="hydra-eval-", dir=workdir)
     routing = dict(scenario.routing)
+    # the stream puts weeks of a lab's traffic into a minute from one API key: the per-key
+    # hourly bound on ratings (an abuse guard, tested on its own) would drop a third of them
+    routing["learned"] = {"key_ratings_per_hour": 0, **routing.get("learned", {})}
     if scenario.paced:
         monthly = args.pace_usd_per_hour * hours_left_in_month(time.time())
         routing["pacing"] = {"monthly_usd": monthly}
