@@ -6,13 +6,13 @@ Usage: ``python bench/routing_replay.py [--seeds 1 2 3] [--scenarios default fru
 ``routing_eval.py`` takes one to two minutes a scenario through the HTTP API and judges on the
 test split; to compare versions of the learner over many seeds without looking at the test
 split, this replays the same stream (``--requests`` prompts, ``--rated`` of them rated by
-whether the routed model was right, one API key, the per-key hourly bound on a clock that
-advances ``--seconds`` over the stream) straight into the coordinator's ``Router`` and judges
-on half of the *validation* split (hash bucket 7), streaming train and the other half (bucket
-6). The test split is not read. Besides lift captured and cloud share it prints, per kind, the
-mean cloud gain the learner ends with next to the kind's real mean gain on the development
-prompts: how far and how consistently the learner lands from the truth, which
-decides the share at a given knob.
+whether the routed model was right, one API key whose hourly bound on ratings is off as in
+``routing_eval.py``, on a clock that advances ``--seconds`` over the stream) straight into the
+coordinator's ``Router`` and judges on half of the *validation* split (hash bucket 7),
+streaming train and the other half (bucket 6). The test split is not read. Besides lift
+captured and cloud share it prints, per kind, the mean cloud gain the learner ends with next to
+the kind's real mean gain on the development prompts: how far and how consistently the learner
+lands from the truth, which decides the share at a given knob.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def bucket(row: dict[str, Any]) -> int:
 
 
 def router_for(routing: dict[str, Any], exploration: float | None) -> Router:
+    # as routing_eval.py: the stream is weeks of traffic from one key, the per-key bound is off
+    routing = {**routing, "learned": {"key_ratings_per_hour": 0, **routing.get("learned", {})}}
     if exploration is not None:
         routing = {**routing, "learned": {**routing.get("learned", {}), "exploration": exploration}}
     backends = [
