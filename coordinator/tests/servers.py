@@ -287,23 +287,27 @@ def coordinator_settings(backends: list[dict[str, Any]], **extra: Any) -> Settin
     return settings_from_dict(data)
 
 
+def local_and_cloud_backends(local: FakeUpstream, cloud: FakeUpstream) -> list[dict[str, Any]]:
+    """A local backend ``ollama`` on ``local`` and a priced cloud backend ``openai`` on
+    ``cloud``, as configuration."""
+    return [
+        {"name": "ollama", "kind": "local", "base_url": local.base_url},
+        {
+            "name": "openai",
+            "kind": "cloud",
+            "base_url": cloud.base_url,
+            "models": ["gpt-4o"],
+            "price_per_mtok": {"input": 2.5, "output": 10},
+        },
+    ]
+
+
 def local_and_cloud_settings(
     local: FakeUpstream, cloud: FakeUpstream, state_dir: Path | str, **extra: Any
 ) -> Settings:
-    """Settings with a local backend on ``local`` and a priced cloud backend on ``cloud``."""
+    """Settings with :func:`local_and_cloud_backends`."""
     return coordinator_settings(
-        [
-            {"name": "ollama", "kind": "local", "base_url": local.base_url},
-            {
-                "name": "openai",
-                "kind": "cloud",
-                "base_url": cloud.base_url,
-                "models": ["gpt-4o"],
-                "price_per_mtok": {"input": 2.5, "output": 10},
-            },
-        ],
-        state_dir=str(state_dir),
-        **extra,
+        local_and_cloud_backends(local, cloud), state_dir=str(state_dir), **extra
     )
 
 

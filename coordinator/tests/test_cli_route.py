@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hydra_coordinator.config import load_settings
 
-from .servers import free_port, running
+from .servers import free_port, local_and_cloud_backends, running
 from .test_cli import cli
 from .test_feedback import ask, post
 
@@ -26,16 +26,7 @@ def write_config(tmp_path: Path, local, cloud, **extra) -> Path:
         "listen": {"host": "127.0.0.1", "port": free_port()},
         "state_dir": str(tmp_path / "state"),
         "log": {"level": "warning", "access": False},
-        "backends": [
-            {"name": "ollama", "kind": "local", "base_url": local.base_url},
-            {
-                "name": "openai",
-                "kind": "cloud",
-                "base_url": cloud.base_url,
-                "models": ["gpt-4o"],
-                "price_per_mtok": {"input": 2.5, "output": 10},
-            },
-        ],
+        "backends": local_and_cloud_backends(local, cloud),
         **extra,
     }
     path = tmp_path / "hydra.json"

@@ -18,7 +18,14 @@ from mcp import ClientSession
 from hydra_coordinator.auth import key_id
 
 from .mcp_client import http_streams, ok, resource_text
-from .servers import CoordinatorServer, FakeUpstream, coordinator_settings, fetch, running
+from .servers import (
+    CoordinatorServer,
+    FakeUpstream,
+    coordinator_settings,
+    fetch,
+    local_and_cloud_backends,
+    running,
+)
 
 ALICE, BOB, ADMIN = "alice-key-0123456789", "bob-key-0123456789", "admin-key-0123456789"
 # a prompt with an AWS access key: a privacy rule keeps it local and says why
@@ -33,16 +40,7 @@ def shared(
     (folder / "clients").write_text(f"# alice\n{ALICE}\n# bob\n{BOB}\n")
     (folder / "admins").write_text(ADMIN + "\n")
     settings = coordinator_settings(
-        [
-            {"name": "ollama", "kind": "local", "base_url": local_fake.base_url},
-            {
-                "name": "openai",
-                "kind": "cloud",
-                "base_url": cloud_fake.base_url,
-                "models": ["gpt-4o"],
-                "price_per_mtok": {"input": 2.5, "output": 10.0},
-            },
-        ],
+        local_and_cloud_backends(local_fake, cloud_fake),
         auth={
             "api_key_files": [str(folder / "clients")],
             "admin_key_files": [str(folder / "admins")],
