@@ -23,6 +23,14 @@ from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data" / "routing_benchmark.jsonl.gz"
 KINDS = ("knowledge", "maths", "chat", "instructions")
+PRICE = {"input": 2.5, "output": 10.0}  # the fake cloud's, US$ per million tokens
+
+
+def stream_routing(routing: dict[str, Any]) -> dict[str, Any]:
+    """``routing`` settings for a simulated stream: weeks of a lab's traffic in a minute from
+    one API key, so the per-key hourly bound on ratings (an abuse guard, tested on its own)
+    is off; it would drop a third of them."""
+    return {**routing, "learned": {"key_ratings_per_hour": 0, **routing.get("learned", {})}}
 
 
 def load(path: Path = DATA) -> list[dict[str, Any]]:

@@ -55,7 +55,6 @@ import routing_data
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "routing_eval.json"
-PRICE = {"input": 2.5, "output": 10.0}
 
 
 @dataclass
@@ -198,10 +197,7 @@ def run_scenario(
     test, pool = rows
     port = free_port()
     state = tempfile.mkdtemp(prefix="hydra-eval-", dir=workdir)
-    routing = dict(scenario.routing)
-    # the stream puts weeks of a lab's traffic into a minute from one API key: the per-key
-    # hourly bound on ratings (an abuse guard, tested on its own) would drop a third of them
-    routing["learned"] = {"key_ratings_per_hour": 0, **routing.get("learned", {})}
+    routing = routing_data.stream_routing(scenario.routing)
     if scenario.paced:
         monthly = args.pace_usd_per_hour * hours_left_in_month(time.time())
         routing["pacing"] = {"monthly_usd": monthly}
@@ -214,7 +210,7 @@ def run_scenario(
                 "kind": "cloud",
                 "base_url": upstreams[1],
                 "models": ["fake"],
-                "price_per_mtok": PRICE,
+                "price_per_mtok": routing_data.PRICE,
             },
         ],
         "routing": routing,

@@ -47,8 +47,7 @@ def bucket(row: dict[str, Any]) -> int:
 
 
 def router_for(routing: dict[str, Any], exploration: float | None) -> Router:
-    # as routing_eval.py: the stream is weeks of traffic from one key, the per-key bound is off
-    routing = {**routing, "learned": {"key_ratings_per_hour": 0, **routing.get("learned", {})}}
+    routing = routing_data.stream_routing(routing)
     if exploration is not None:
         routing = {**routing, "learned": {**routing.get("learned", {}), "exploration": exploration}}
     backends = [
@@ -58,7 +57,7 @@ def router_for(routing: dict[str, Any], exploration: float | None) -> Router:
             "kind": "cloud",
             "base_url": "http://127.0.0.1:9/v1",
             "models": ["fake"],
-            "price_per_mtok": {"input": 2.5, "output": 10.0},
+            "price_per_mtok": routing_data.PRICE,
         },
     ]
     return Router(Settings(backends=backends, routing=routing))
