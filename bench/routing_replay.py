@@ -1,7 +1,7 @@
 """The learning of ``routing_eval.py`` replayed in process, on a development split, in seconds.
 
 Usage: ``python bench/routing_replay.py [--seeds 1 2 3] [--scenarios default frugal]
-[--exploration X]`` from the repository root, in the coordinator's venv.
+[--exploration X] [--reference]`` from the repository root, in the coordinator's venv.
 
 ``routing_eval.py`` takes one to two minutes a scenario through the HTTP API and judges on the
 test split; to compare versions of the learner over many seeds without looking at the test
@@ -12,7 +12,10 @@ coordinator's ``Router`` and judges on half of the *validation* split (hash buck
 streaming train and the other half (bucket 6). The test split is not read. Besides lift
 captured and cloud share it prints, per kind, the mean cloud gain the learner ends with next to
 the kind's real mean gain on the development prompts: how far and how consistently the learner
-lands from the truth, which decides the share at a given knob.
+lands from the truth, which decides the share at a given knob. ``--reference`` also prints, at
+each cost weight, what the cold-start scorer alone decides, and what it would with each kind's
+mean gain right (from labels no router sees): the part of a knob's lift that is about the level
+of a kind's estimated gain rather than the ranking within it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 from hydra_coordinator.config import Settings
 from hydra_coordinator.routing.feedback import rating_reward
 from hydra_coordinator.routing.router import BackendView
+from hydra_coordinator.routing.scorer import cold_score
 from hydra_coordinator.routing.service import Router
 
 import routing_data
@@ -113,6 +117,38 @@ def judge(router: Router, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def reference(
+    router: Router, pool: list[dict[str, Any]], rows: list[dict[str, Any]]
+) -> dict[str, tuple[float, float]]:
+    """What the cold-start scorer alone decides at the scenario's knob, and what it would
+    decide with each kind's mean gain right: (lift captured, cloud share) of both.
+
+    The second is a reference, not a router: it takes each kind's mean gain from the labels of
+    the streamed prompts, which no router sees, and shifts the scorer's estimates of that kind
+    by the difference. It says how much of the lift at a knob is about the *level* of a kind's
+    estimated gain rather than the ranking within it."""
+    shift = {}
+    for kind, part in routing_data.by_kind(pool).items():
+        if part:
+            true = statistics.mean(float(r["strong"]) - float(r["weak"]) for r in part)
+            cold = statistics.mean(cold_score({"messages": r["messages"]}).gain for r in part)
+            shift[kind] = true - cold
+    required = router.required_gain()
+    cost_weight = router.prompts.cost_weight
+    strong = [float(r["strong"]) for r in rows]
+    weak = [float(r["weak"]) for r in rows]
+    cold_cloud, levelled_cloud = [], []
+    for row in rows:
+        body = {"messages": row["messages"]}
+        net = cold_score(body).gain - cost_weight * router.expected_cost("cloud", body)
+        cold_cloud.append(net > required)
+        levelled_cloud.append(net + shift.get(row["kind"], 0.0) > required)
+    return {
+        "cold": routing_data.lift_captured(cold_cloud, strong, weak),
+        "levelled": routing_data.lift_captured(levelled_cloud, strong, weak),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -121,11 +157,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6, 7, 8])
     parser.add_argument("--scenarios", nargs="*", default=["default", "frugal"], choices=SCENARIOS)
     parser.add_argument("--exploration", type=float, default=None)
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also print, at each cost weight, the scorer alone and the scorer with each kind's "
+        "mean gain right",
+    )
     args = parser.parse_args()
     rows = [r for r in routing_data.load() if routing_data.split(r) != "test"]
     pool = [r for r in rows if bucket(r) < 7]
     dev = [r for r in rows if bucket(r) == 7]
     for name in args.scenarios:
+        plain = router_for(SCENARIOS[name], None)
+        if args.reference and plain.cloud_share is None and plain.pacer is None:
+            ref = reference(plain, pool, dev)
+            print(
+                f"{name} reference: the scorer alone, lift {ref['cold'][0]:.3f} at cloud share "
+                f"{ref['cold'][1]:.1%}; with each kind's mean gain right, lift "
+                f"{ref['levelled'][0]:.3f} at {ref['levelled'][1]:.1%}",
+                flush=True,
+            )
         lifts = []
         gains: dict[str, list[float]] = {kind: [] for kind in routing_data.KINDS}
         for seed in args.seeds:
