@@ -375,6 +375,31 @@ LOOK_ALIKES = {
 }
 
 
+TEMPLATES: dict[str, list[dict[str, Any]]] = {
+    "a placeholder in brackets": user("Explain this setting: password: [value]"),
+    "a placeholder in angle brackets, then a sentence": user("Set the password to <password>."),
+    "a placeholder ending a message, the next one after it": [
+        {"role": "user", "content": "My config says password = [value]"},
+        {"role": "user", "content": "ok thanks, what goes there?"},
+    ],
+    "a placeholder ending an instruction, the answer after it": [
+        {"role": "user", "content": "Set PASSWORD=[value]"},
+        {"role": "assistant", "content": "Done, PASSWORD is set."},
+        {"role": "user", "content": "Where is it read?"},
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATES))
+def test_templates_may_go_to_the_cloud(fakes, case):
+    """A template's placeholder is no secret, also where its closing bracket could read as a
+    sentence's punctuation or its message meets the next one."""
+    server, local, cloud = fakes
+    raw = chat(server, model="cloud", messages=TEMPLATES[case])
+    assert raw.headers["x-hydra-route"] == "cloud"
+    assert len(cloud.requests()) == 1 and local.requests() == []
+
+
 @pytest.mark.parametrize("case", sorted(LOOK_ALIKES))
 def test_look_alikes_may_go_to_the_cloud(fakes, case):
     server, local, cloud = fakes

@@ -36,6 +36,8 @@ from urllib.parse import unquote
 
 import orjson
 
+from .heuristics import is_placeholder
+
 __all__ = ["UpstreamText", "decode_base64_text", "normalise", "upstream_text"]
 
 # Keys whose string values are the conversation's text (messages, parts, tool arguments,
@@ -184,12 +186,13 @@ def _seams(parts: list[str]) -> str:
     once without a separator (a token, a number or an address split across two messages is
     whole there) and once with a space (a sentence continued in the next message). Short
     parts are kept whole, so a value split across three parts is whole too. Where a part ends
-    a sentence and the next begins a new one, nothing was split: no window. Everything else
+    a sentence and the next begins a new one, or a part ends in a template's placeholder
+    ("[value]"), nothing was split: no window. Everything else
     of the joined conversation is in the parts themselves, which are scanned anyway."""
     windows: list[str] = []
     chain: list[str] = []
     for before, after in pairwise(parts):
-        if _sentence_break(before, after):
+        if _sentence_break(before, after) or _ends_in_template(before):
             _close(chain, windows)
             chain = []
             continue
@@ -211,6 +214,17 @@ def _close(chain: list[str], windows: list[str]) -> None:
 
 
 _SENTENCE_ENDS = ".!?\u3002"
+
+
+# a template's placeholder closing a part: "password = [value]", "token: <your token>"
+_TEMPLATE_END = re.compile(r"(?:\[[^\[\]\n]{1,64}\]|<[^<>\n]{1,64}>|\{\{?[^{}\n]{1,64}\}\}?)$")
+
+
+def _ends_in_template(before: str) -> bool:
+    """A part that ends in a placeholder closed by its bracket: the value is whole, and joined
+    to the next part it would read as a value that is not a placeholder ("[value]ok")."""
+    found = _TEMPLATE_END.search(before.rstrip())
+    return found is not None and is_placeholder(found.group())
 
 
 def _sentence_break(before: str, after: str) -> bool:

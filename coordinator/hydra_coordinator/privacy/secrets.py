@@ -520,6 +520,19 @@ _STOP_WORDS = frozenset(
     }
 )
 _TRAILING = ".,;:!?)]}>\"'`\u2019\u201d"
+_OPENERS = {")": "(", "]": "[", "}": "{", ">": "<"}
+
+
+def _trim(value: str) -> str:
+    """``value`` without the punctuation of the sentence around it (``hunter2).`` is
+    ``hunter2``), but with a closing bracket that closes one in the value: ``[value]`` and
+    ``<password>`` stay templates."""
+    while value and value[-1] in _TRAILING:
+        opener = _OPENERS.get(value[-1])
+        if opener is not None and value.count(opener) >= value.count(value[-1]):
+            break
+        value = value[:-1]
+    return value
 
 
 def _assigned_value(match: Match) -> str:
@@ -570,14 +583,14 @@ def _dotenv(text: ScanText, match: Match) -> bool:
     if (match.lastindex or 0) == 4:  # unquoted: a sentence may end right after it
         if is_placeholder(value):
             return False
-        value = value.rstrip(_TRAILING)
+        value = _trim(value)
     return not value.replace(".", "").isdigit() and _literal_secret(value)
 
 
 def _prose_password(text: ScanText, match: Match) -> bool:
     """ "the password is ..." in a sentence: a value that looks like a password (two kinds of
     characters, or six digits or more), not an ordinary word."""
-    value = (match.group(1) or "").rstrip(_TRAILING).lstrip("\"'`\u2018\u201c")
+    value = _trim(match.group(1) or "").lstrip("\"'`\u2018\u201c")
     if len(value) < 4 or value.lower() in _STOP_WORDS:
         return False
     if is_placeholder(value) or is_reference(value):
@@ -595,7 +608,7 @@ def _quoted_prose_password(text: ScanText, match: Match) -> bool:
 
 
 def _flag_value(text: ScanText, match: Match) -> bool:
-    value = (match.group(1) or "").rstrip(_TRAILING)
+    value = _trim(match.group(1) or "")
     return len(value) >= 4 and not is_placeholder(value) and not is_reference(value)
 
 
