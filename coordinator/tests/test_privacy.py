@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
+import unicodedata
 from typing import Any, Literal
 
 import pytest
@@ -20,6 +22,7 @@ from hydra_coordinator.privacy import (
     is_placeholder,
     upstream_text,
 )
+from hydra_coordinator.privacy.extract import normalise
 
 # Fake credentials in documented formats (never real ones).
 AWS_KEY = "AKIAZ7VRSQ5TJ2K3LMNO"
@@ -345,3 +348,13 @@ def test_config_round_trips_and_defaults_are_local_only():
     ]
     assert PrivacyConfig.model_validate(cfg.model_dump()) == cfg
     assert isinstance(PrivacyRule(name="x", action="allow").reason, type(None))
+
+
+def test_every_format_character_is_dropped_by_normalisation():
+    """The invisible characters' class is built from planes 0, 1 and 14 only: every format
+    character (Cf) this Python's Unicode database knows must still be in it."""
+    format_chars = [
+        chr(code) for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)) == "Cf"
+    ]
+    assert len(format_chars) > 100
+    assert normalise("a" + "".join(format_chars) + "é") == "aé"

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
-import sys
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -79,12 +79,17 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
+_PLANE_2, _PLANE_14, _PLANE_15 = 0x20000, 0xE0000, 0xF0000
+
+
 def _format_chars() -> str:
     """A regex class of the characters to drop after NFKC: Unicode's format characters (Cf:
     zero-width space and joiners, soft hyphen, bidi controls, tags) plus the other invisible
     default-ignorable ones (variation selectors, Hangul fillers, combining grapheme joiner)."""
     ranges: list[tuple[int, int]] = []
-    for code in range(sys.maxunicode + 1):
+    # Cf characters live in planes 0, 1 and 14 only (2-3 hold ideographs, 4-13 nothing yet,
+    # 15-16 private use): reading those 0.2 M code points instead of 1.1 M saves ~0.1 s of start
+    for code in itertools.chain(range(_PLANE_2), range(_PLANE_14, _PLANE_15)):
         if unicodedata.category(chr(code)) == "Cf":
             if ranges and ranges[-1][1] == code - 1:
                 ranges[-1] = (ranges[-1][0], code)
