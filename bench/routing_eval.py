@@ -214,6 +214,7 @@ def run_scenario(
             },
         ],
         "routing": routing,
+        "privacy": routing_data.STREAM_PRIVACY,
         "log": {"level": "warning", "access": False},
         "state_dir": state,
     }

@@ -64,7 +64,7 @@ def router_for(routing: dict[str, Any], exploration: float | None) -> Router:
             "price_per_mtok": routing_data.PRICE,
         },
     ]
-    return Router(Settings(backends=backends, routing=routing))
+    return Router(Settings(backends=backends, routing=routing, privacy=routing_data.STREAM_PRIVACY))
 
 
 def replay(
