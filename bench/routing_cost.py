@@ -100,7 +100,8 @@ def main() -> None:
 
     def learned_part(body: dict[str, Any]) -> None:
         cold = cold_score(body)
-        router.prompts.estimate(represent(body, cold), choices, router.required_gain())
+        rep = router.prompts.assign(represent(body, cold), learn=False)
+        router.prompts.estimate(rep, choices, router.required_gain())
 
     print(
         "| prompt | v1 features (the old path, baseline) | scorer + representation + learner "

@@ -1,5 +1,5 @@
-"""The per-prompt learner's arithmetic: its Kalman step, taking a step back, and how widely a
-request's route is sampled."""
+"""The per-prompt learner's arithmetic: its Kalman step, taking a step back, how widely a
+request's route is sampled, and its emergent prompt groups."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from hydra_coordinator.routing.bandit import (
     represent,
     unlearn,
 )
+from hydra_coordinator.routing.groups import GroupLevels
 from hydra_coordinator.routing.scorer import cold_score
 
 CHOICES = (Choice("local", "local"), Choice("cloud", "cloud"))
@@ -79,3 +80,67 @@ def test_an_uncertain_prompt_just_below_the_margin_is_tried_on_the_cloud_as_wide
     assert 0.15 < full < 0.5, full  # about P(gain > margin) under the posterior
     assert 0.0 < sampled_cloud_share(0.3) < full / 2
     assert sampled_cloud_share(0.0) == 0.0
+
+
+MULTIPLE_CHOICE = "Which of these is a noble gas?\nA. Oxygen\nB. Neon\nC. Iron\nD. Sodium"
+WORD_PROBLEM = "Tom has {} apples and buys 12 more at 3 dollars each. How much did he pay?"
+
+
+def request(learner: PromptLearner, request_id: str, text: str, backend: str):
+    rep = learner.assign(rep_of(text), learn=True)
+    learner.remember_decision(request_id, backend, rep)
+    return rep
+
+
+def test_local_ratings_that_are_low_across_a_group_raise_that_groups_gain_only():
+    learner = PromptLearner(seed=1, key_ratings_per_hour=0)
+    word_problems = [WORD_PROBLEM.format(n) for n in range(3, 40)]
+    questions = [MULTIPLE_CHOICE.replace("noble gas", f"gas {n}") for n in range(30)]
+    for i, (a, b) in enumerate(zip(word_problems, questions, strict=False)):
+        request(learner, f"a{i}", a, "local")
+        request(learner, f"b{i}", b, "local")
+    unseen = learner.assign(rep_of(WORD_PROBLEM.format(99)), learn=False)
+    other = learner.assign(rep_of(MULTIPLE_CHOICE.replace("noble gas", "metal")), learn=False)
+    assert unseen.group >= 0 and other.group >= 0 and unseen.group != other.group
+    before = [learner.estimate(r, CHOICES, 0.0).gain for r in (unseen, other)]
+    for i in range(len(questions)):  # the local model fails the word problems
+        assert learner.rate(f"a{i}", 0.0, key_id=f"k{i}", kind="local") == "learned"
+    after = [learner.estimate(r, CHOICES, 0.0).gain for r in (unseen, other)]
+    assert after[0] - before[0] > 0.15, (before, after)  # the group's gain rose ...
+    assert abs(after[1] - before[1]) < 0.05, (before, after)  # ... the other group's did not
+
+
+def test_group_levels_take_a_rating_back_exactly_and_cloud_ratings_correct_the_gain():
+    levels = GroupLevels(2)
+    rng = random.Random(4)
+    for _ in range(40):
+        levels.add(0, False, rng.uniform(0.1, 0.4), -0.3, 1.0)  # local ratings below the prior
+    low_local = levels.gain(0)
+    assert low_local[0] > 0.2  # a local model failing a group is a gain for the cloud ...
+    before = [list(row) for row in levels.stats], levels.gain(0)
+    levels.add(0, True, 0.3, -0.4, 0.5)
+    levels.add(0, True, 0.3, -0.4, -0.5)
+    assert all(
+        math.isclose(a, b, abs_tol=1e-12)
+        for x, y in zip(before[0], levels.stats, strict=True)
+        for a, b in zip(x, y, strict=True)
+    )
+    assert math.isclose(levels.gain(0)[0], before[1][0], abs_tol=1e-12)
+    for _ in range(40):  # ... until the cloud's ratings there are as low
+        levels.add(0, True, rng.uniform(0.1, 0.4), -0.3, 1.0)
+    assert levels.gain(0)[0] < low_local[0] / 2
+    assert levels.gain(0)[1] < low_local[1]
+    assert levels.gain(1)[0] == 0.0  # a group without ratings: the prior
+
+
+def test_the_groups_and_their_levels_are_saved_and_restored():
+    learner = PromptLearner(seed=2, key_ratings_per_hour=0)
+    for i in range(20):
+        request(learner, f"r{i}", WORD_PROBLEM.format(i), "local")
+        assert learner.rate(f"r{i}", 0.0, key_id=f"k{i}", kind="local") == "learned"
+    restored = PromptLearner(seed=2)
+    restored.load_json(learner.to_json())
+    rep = rep_of(WORD_PROBLEM.format(77))
+    mine, theirs = learner.assign(rep, learn=False), restored.assign(rep, learn=False)
+    assert mine.group == theirs.group >= 0
+    assert learner.estimate(mine, CHOICES, 0.0).gain == restored.estimate(theirs, CHOICES, 0.0).gain

@@ -16,6 +16,20 @@ features less, for unrelated prompts not at all; and because the shared part abs
 a prompt is, the *difference* between backends (the cloud's gain) moves only on evidence that
 one answers better than the other, not because one was rated on harder prompts.
 
+Groups. A diagonal posterior over words learns what one prompt is like, and moves the level of
+a whole kind of prompts only through the words they share, noisily. The learner therefore also
+groups prompts as they come (:mod:`.groups`: online k-means over the words folded into 64
+dimensions and the scorer's features, at most ``GROUPS`` groups, no labels) and holds an exact
+posterior per group of how far each kind of backend sits from the cold start there (a local
+model's offset loose, a cloud model's tight: a local model's quality varies across tasks much
+more), with a slope along the cold-start gain. A rating teaches its group first and the weights
+what the group leaves: so ratings that are low for the local model across a group raise that
+group's gain (a group of prompts the cloud clearly wins can be found from the local side), the
+cloud's ratings there correct it, and one group's ratings leave the others alone. A sampled
+decision also draws the group's gain (``GROUP_EXPLORE`` x its posterior s.d.), so the cloud is
+tried where a group's gain is uncertain. A preview (``/route``) only reads the groups; a request
+moves its group's centroid (or starts one) before it is decided.
+
 Decision. The estimated *gain* of the cloud for a prompt is q_cloud - q_local; a cloud backend
 is chosen when its quality minus ``cost_weight`` x its expected cost beats the best local one
 by ``margin`` (1 - ``routing.threshold``, or what the operator's cloud-share target makes
@@ -30,11 +44,14 @@ representation of its last ``remember`` decisions). A second rating of the same 
 a rating of the same prompt on the same backend by the same API key: one key has one vote per
 prompt and backend. Each key also teaches at most ``key_ratings_per_hour`` ratings an hour, at
 its ``key_weights`` weight (default 1): past that its ratings are kept by the caller but teach
-nothing. Weights and precisions are saved with :meth:`PromptLearner.to_json`.
+nothing. Weights and precisions, the groups' centroids and their statistics are saved with
+:meth:`PromptLearner.to_json`.
 
-Memory: two arrays of ``2**14`` floats for the shared part and for each backend, plus at most
-``remember`` compact prompt vectors and ``max_votes`` votes; CPU per request: one pass over the
-prompt's coordinates per backend. Not thread-safe: the coordinator uses it from its event loop.
+Memory: two arrays of ``2**14`` floats for the shared part and for each backend, ``GROUPS`` x 83
+floats of centroids, plus at most ``remember`` compact prompt vectors and ``max_votes`` votes;
+CPU per request: one pass over the prompt's coordinates per backend, and over its folded words
+per group centroid (~0.15 ms for a 2 KB prompt). Not thread-safe: the coordinator uses it
+from its event loop.
 """
 
 from __future__ import annotations
@@ -46,10 +63,11 @@ import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import mul, truediv
 from typing import Any, Literal
 
+from .groups import GROUPS, GroupLevels, Groups, Sketch
 from .scorer import FEATURES, ColdScore
 
 __all__ = ["Belief", "Choice", "PromptLearner", "Representation", "Weights", "represent"]
@@ -61,7 +79,8 @@ _HASH_SIZE = 1 << HASH_BITS
 _NOISE = 0.25  # variance of one rating around the model (a coin's)
 _MIN_PRECISION = 1e-3
 _VOTE_PRIOR = 2.0  # pseudo-votes the model's own estimate counts against neighbours' votes
-STATE_VERSION = 2
+STATE_VERSION = 3
+GROUP_EXPLORE = 0.5  # a sampled decision draws a group's gain with this x its posterior s.d.
 
 # prior precision (1 / variance) of the weights: bias, each scorer feature, the words (which
 # share a vector of length 1, so 25 means a s.d. of 0.2 along a whole prompt). A backend's own
@@ -92,6 +111,7 @@ class Representation:
     features: tuple[float, ...]  # in scorer.FEATURES order
     words: array[int]  # sorted bucket ids
     prior_gain: float  # the cold-start scorer's estimated gain
+    group: int = -1  # the learner's prompt group (:meth:`PromptLearner.assign`; -1: none)
 
     @property
     def fingerprint(self) -> int:
@@ -259,6 +279,9 @@ class _Vote:
     rep: Representation
     error: float
     spread: float  # what learn divided the error by
+    cloud: bool  # the backend's kind
+    weight: float  # the key's
+    residual: float  # the rating less the cold start (what the group's levels counted)
 
 
 @dataclass
@@ -295,6 +318,8 @@ class PromptLearner:
         default_factory=OrderedDict, init=False, repr=False
     )
     _buckets: dict[str, _Bucket] = field(default_factory=dict, init=False, repr=False)
+    _groups: Groups = field(default_factory=lambda: Groups(GROUPS, len(FEATURES)), init=False)
+    _levels: GroupLevels = field(default_factory=lambda: GroupLevels(GROUPS), init=False)
     _rng: random.Random = field(init=False, repr=False)
     changed: bool = field(default=False, init=False)
 
@@ -315,6 +340,10 @@ class PromptLearner:
         half = rep.prior_gain / 2
         return self.level + (half if kind == "cloud" else -half)
 
+    def _group(self, kind: Kind, rep: Representation) -> float:
+        """What the prompt's group adds to the cold start of a backend of this kind."""
+        return self._levels.offset(rep.group, kind == "cloud", rep.prior_gain)
+
     def quality(self, choice: Choice, rep: Representation) -> tuple[float, float]:
         """(mean, s.d.) of the quality of ``choice``'s answers to this prompt; the s.d. is of
         the backend's own part (the shared part is the same for every backend)."""
@@ -327,7 +356,8 @@ class PromptLearner:
         found = self._backends.get(choice.name)
         weights = found.weights if found is not None and found.kind == choice.kind else None
         own, var = (weights or _UNTAUGHT).predict(coords)
-        return self._prior(choice.kind, rep) + shared + own, math.sqrt(var)
+        prior = self._prior(choice.kind, rep) + self._group(choice.kind, rep)
+        return prior + shared + own, math.sqrt(var)
 
     def estimate(
         self,
@@ -359,6 +389,11 @@ class PromptLearner:
         sampled = expected
         if spread > 0:
             quality = {n: self._rng.gauss(m, s * spread) for n, (m, s) in qualities.items()}
+            variance = self._levels.gain(rep.group)[1]
+            if variance > 0:  # the group's gain, drawn once for all backends
+                half = self._rng.gauss(0.0, math.sqrt(variance) * GROUP_EXPLORE) / 2
+                for c in choices:
+                    quality[c.name] += half if c.kind == "cloud" else -half
             draws = self._utilities(choices, quality, margin)
             sampled = _best(choices, draws)
         local = [c for c in choices if c.kind == "local"]
@@ -400,6 +435,13 @@ class PromptLearner:
             for c in choices
         }
 
+    def assign(self, rep: Representation, *, learn: bool) -> Representation:
+        """``rep`` in its prompt group; ``learn`` (a request, not a preview): the groups learn
+        from it first (its group's centroid moves towards it, or it starts a group)."""
+        sketch = Sketch(rep.words, rep.features)
+        group = self._groups.learn(sketch) if learn else self._groups.nearest(sketch)
+        return replace(rep, group=group)
+
     def remember_decision(self, request_id: str, backend: str, rep: Representation) -> None:
         """Keep what a request looked like so that its rating can teach (bounded)."""
         self._recent[request_id] = (backend, rep)
@@ -439,9 +481,13 @@ class PromptLearner:
         if weight <= 0:
             return "limited"
         parts = (self._shared, self._backend(backend, backend_kind).weights)
-        residual = min(1.0, max(0.0, reward)) - self._prior(backend_kind, rep)
+        cloud = backend_kind == "cloud"
+        cold = min(1.0, max(0.0, reward)) - self._prior(backend_kind, rep)
+        if rep.group >= 0:  # the group first: the weights learn what it leaves
+            self._levels.add(rep.group, cloud, rep.prior_gain, cold, weight)
+        residual = cold - self._group(backend_kind, rep)
         error, spread = learn(parts, rep.coordinates(), residual, weight)
-        self._votes[slot] = (request_id, _Vote(backend, rep, error, spread))
+        self._votes[slot] = (request_id, _Vote(backend, rep, error, spread, cloud, weight, cold))
         while len(self._votes) > self.max_votes:
             self._votes.popitem(last=False)
         self.changed = True
@@ -451,6 +497,9 @@ class PromptLearner:
         known = self._backends.get(vote.backend)
         if known is not None:
             unlearn((self._shared, known.weights), vote.rep.coordinates(), vote.error, vote.spread)
+        if vote.rep.group >= 0:
+            group, gain = vote.rep.group, vote.rep.prior_gain
+            self._levels.add(group, vote.cloud, gain, vote.residual, -vote.weight)
 
     def _allowance(self, key_id: str | None) -> bool:
         """Take one rating from the key's hourly bucket; False when it is empty."""
@@ -477,6 +526,8 @@ class PromptLearner:
             "version": STATE_VERSION,
             "hash_bits": HASH_BITS,
             "features": list(FEATURES),
+            "groups": self._groups.to_json(),
+            "levels": self._levels.to_json(),
             "shared": self._shared.to_json(),
             "backends": {
                 name: {"kind": b.kind, **b.weights.to_json()}
@@ -491,6 +542,10 @@ class PromptLearner:
         if tuple(data.get("features", ())) != FEATURES:
             raise ValueError("prompt learner state for other scorer features")
         try:
+            groups = Groups(GROUPS, len(FEATURES))
+            groups.load(data["groups"])
+            levels = GroupLevels(GROUPS)
+            levels.load(data["levels"])
             shared = Weights(SHARED_PRIOR)
             shared.load(data["shared"])
             backends = {}
@@ -504,6 +559,7 @@ class PromptLearner:
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"malformed prompt learner state: {exc!r}") from None
         self._shared, self._backends = shared, backends
+        self._groups, self._levels = groups, levels
 
     def ratings(self) -> dict[str, float]:
         """Ratings learnt per backend."""

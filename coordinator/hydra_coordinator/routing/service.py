@@ -172,7 +172,8 @@ class Router:
             decision = decide(None, model, views, self.config, cold=(cold.local, counted))
             if request_id is not None and decision.backend is not None:
                 # a rating of a request sent to a named class or model teaches its prompt too
-                self.prompts.remember_decision(request_id, decision.backend, represent(body, cold))
+                rep = self.prompts.assign(represent(body, cold), learn=True)
+                self.prompts.remember_decision(request_id, decision.backend, rep)
             return decision
         return self._learned(
             body,
@@ -222,7 +223,7 @@ class Router:
         request_id: str | None,
     ) -> Decision:
         """The per-prompt learner's route, with the cold-start scorer as its prior."""
-        rep = represent(body, cold)
+        rep = self.prompts.assign(represent(body, cold), learn=request_id is not None)
         task_class = self.task_class(body)
         why = [f"cold-start estimate of the cloud's quality gain {cold.gain:+.2f}"]
         why += [f"counted: {reason}" for reason in cold.explain()]
