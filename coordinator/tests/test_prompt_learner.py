@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from hydra_coordinator.routing.bandit import (
     BACKEND_PRIOR,
     SHARED_PRIOR,
@@ -144,3 +146,22 @@ def test_the_groups_and_their_levels_are_saved_and_restored():
     mine, theirs = learner.assign(rep, learn=False), restored.assign(rep, learn=False)
     assert mine.group == theirs.group >= 0
     assert learner.estimate(mine, CHOICES, 0.0).gain == restored.estimate(theirs, CHOICES, 0.0).gain
+
+
+def test_a_state_from_before_the_groups_keeps_its_weights():
+    """A router-state.json saved by the previous version (2: no groups) still loads: what its
+    weights learnt is kept, the groups start empty."""
+    learner = PromptLearner(seed=3, key_ratings_per_hour=0)
+    for i in range(10):
+        request(learner, f"r{i}", WORD_PROBLEM.format(i), "local")
+        learner.rate(f"r{i}", 0.0, key_id=f"k{i}", kind="local")
+    state = learner.to_json()
+    old = {k: v for k, v in state.items() if k not in ("groups", "levels")}
+    old["version"] = 2
+    restored = PromptLearner(seed=3)
+    restored.load_json(old)
+    assert restored.to_json()["shared"] == state["shared"]
+    assert restored.to_json()["backends"] == state["backends"]
+    assert restored.to_json()["groups"]["centroids"] == []
+    with pytest.raises(ValueError, match="another version"):
+        restored.load_json({**state, "version": 1})

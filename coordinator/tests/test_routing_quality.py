@@ -116,6 +116,8 @@ def test_ratings_teach_per_prompt_and_survive_a_restart(fakes, tmp_path):
         # a prompt never rated, similar to the rated ones, now goes to the cloud ...
         assert held_out["route"] == "cloud", held_out
         assert any("ratings learnt" in r for r in held_out["reasons"])
+        # the group the requests formed, and what its ratings say, is shown
+        assert any(r.startswith("prompt group ") for r in held_out["reasons"]), held_out
         # ... an unrelated one stays local
         assert unrelated["route"] == "local", unrelated
         assert unrelated["cloud_gain"]["mean"] - before < (held_out["cloud_gain"]["mean"] - 0.2)

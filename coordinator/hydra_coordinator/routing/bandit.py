@@ -67,7 +67,7 @@ from dataclasses import dataclass, field, replace
 from operator import mul, truediv
 from typing import Any, Literal
 
-from .groups import GROUPS, GroupLevels, Groups, Sketch
+from .groups import GROUPS, MAX_COUNT, GroupLevels, Groups, Sketch
 from .scorer import FEATURES, ColdScore
 
 __all__ = ["Belief", "Choice", "PromptLearner", "Representation", "Weights", "represent"]
@@ -80,6 +80,7 @@ _NOISE = 0.25  # variance of one rating around the model (a coin's)
 _MIN_PRECISION = 1e-3
 _VOTE_PRIOR = 2.0  # pseudo-votes the model's own estimate counts against neighbours' votes
 STATE_VERSION = 3
+_GROUPLESS_VERSION = 2  # the state before prompt groups: its weights still load
 GROUP_EXPLORE = 0.5  # a sampled decision draws a group's gain with this x its posterior s.d.
 
 # prior precision (1 / variance) of the weights: bias, each scorer feature, the words (which
@@ -442,6 +443,19 @@ class PromptLearner:
         group = self._groups.learn(sketch) if learn else self._groups.nearest(sketch)
         return replace(rep, group=group)
 
+    def describe_group(self, rep: Representation) -> str:
+        """What the prompt's group says, for ``/route``."""
+        if rep.group < 0:
+            return "prompt group: none yet (no group is near this prompt)"
+        gain, variance = self._levels.gain(rep.group)
+        cloud, local = self._levels.ratings(rep.group)
+        seen = self._groups.counts[rep.group]
+        return (
+            f"prompt group {rep.group} ({seen:.0f}{'+' if seen >= MAX_COUNT else ''} requests, "
+            f"{cloud:.0f} cloud and {local:.0f} local ratings): moves the cloud's gain by "
+            f"{gain:+.2f} ± {math.sqrt(variance):.2f}"
+        )
+
     def remember_decision(self, request_id: str, backend: str, rep: Representation) -> None:
         """Keep what a request looked like so that its rating can teach (bounded)."""
         self._recent[request_id] = (backend, rep)
@@ -536,16 +550,20 @@ class PromptLearner:
         }
 
     def load_json(self, data: Mapping[str, Any]) -> None:
-        """Restore :meth:`to_json` output (ValueError when it does not fit this version)."""
-        if data.get("version") != STATE_VERSION or data.get("hash_bits") != HASH_BITS:
+        """Restore :meth:`to_json` output (ValueError when it does not fit this version). A
+        state saved before prompt groups existed (version 2) keeps its weights; its groups
+        start empty."""
+        version = data.get("version")
+        if version not in (_GROUPLESS_VERSION, STATE_VERSION) or data.get("hash_bits") != HASH_BITS:
             raise ValueError("prompt learner state of another version")
         if tuple(data.get("features", ())) != FEATURES:
             raise ValueError("prompt learner state for other scorer features")
         try:
             groups = Groups(GROUPS, len(FEATURES))
-            groups.load(data["groups"])
             levels = GroupLevels(GROUPS)
-            levels.load(data["levels"])
+            if version == STATE_VERSION:
+                groups.load(data["groups"])
+                levels.load(data["levels"])
             shared = Weights(SHARED_PRIOR)
             shared.load(data["shared"])
             backends = {}

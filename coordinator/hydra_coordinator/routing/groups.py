@@ -229,6 +229,11 @@ class GroupLevels:
         (c, local, _), var = self._posterior(group)
         return c - local, var
 
+    def ratings(self, group: int) -> tuple[float, float]:
+        """(cloud, local) ratings the group has counted (weighted)."""
+        row = self.stats[group]
+        return row[0], row[3]
+
     def to_json(self) -> list[list[float]]:
         return [list(row) for row in self.stats]
 

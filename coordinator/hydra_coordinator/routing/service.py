@@ -266,6 +266,7 @@ class Router:
                 request_id, chosen=chosen, kind=kind, rep=rep, belief=belief, choices=choices
             )
         reasons += self._describe(belief, choices, required)
+        reasons.append(self.prompts.describe_group(rep))
         if chosen != belief.expected:
             reasons.append(f"sampled '{chosen}' (expected: '{belief.expected}'): exploring")
         elif request_id is None and belief.draws is not None:
