@@ -287,9 +287,12 @@ def coordinator_settings(backends: list[dict[str, Any]], **extra: Any) -> Settin
     return settings_from_dict(data)
 
 
-def local_and_cloud_backends(local: FakeUpstream, cloud: FakeUpstream) -> list[dict[str, Any]]:
+def local_and_cloud_backends(
+    local: FakeUpstream, cloud: FakeUpstream, price: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
     """A local backend ``ollama`` on ``local`` and a priced cloud backend ``openai`` on
-    ``cloud``, as configuration."""
+    ``cloud`` (``price``: US$ per million input and output tokens, default 2.5 and 10), as
+    configuration."""
     return [
         {"name": "ollama", "kind": "local", "base_url": local.base_url},
         {
@@ -297,7 +300,7 @@ def local_and_cloud_backends(local: FakeUpstream, cloud: FakeUpstream) -> list[d
             "kind": "cloud",
             "base_url": cloud.base_url,
             "models": ["gpt-4o"],
-            "price_per_mtok": {"input": 2.5, "output": 10},
+            "price_per_mtok": price or {"input": 2.5, "output": 10},
         },
     ]
 

@@ -16,7 +16,15 @@ import pytest
 from hydra_coordinator.routing.budgets import reset_time
 
 from .fixtures_redis import redis_server  # noqa: F401  (a fixture)
-from .servers import FakeUpstream, coordinator_settings, fetch, free_port, running, wait_http
+from .servers import (
+    FakeUpstream,
+    coordinator_settings,
+    fetch,
+    free_port,
+    local_and_cloud_backends,
+    running,
+    wait_http,
+)
 
 # Each cloud answer is "a b": 2 completion tokens at $1 each; prompts are free. Requests ask for
 # max_tokens=2, so the expected cost the coordinator reserves is $2 as well.
@@ -35,16 +43,7 @@ def fakes():
 
 
 def backends(local, cloud):
-    return [
-        {"name": "ollama", "kind": "local", "base_url": local.base_url},
-        {
-            "name": "openai",
-            "kind": "cloud",
-            "base_url": cloud.base_url,
-            "models": ["gpt-4o"],
-            "price_per_mtok": PRICE,
-        },
-    ]
+    return local_and_cloud_backends(local, cloud, PRICE)
 
 
 def ask(url: str, key: str = "x", model: str = "cloud"):
