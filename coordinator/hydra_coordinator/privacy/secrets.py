@@ -526,13 +526,17 @@ _OPENERS = {")": "(", "]": "[", "}": "{", ">": "<"}
 def _trim(value: str) -> str:
     """``value`` without the punctuation of the sentence around it (``hunter2).`` is
     ``hunter2``), but with a closing bracket that closes one in the value: ``[value]`` and
-    ``<password>`` stay templates."""
-    while value and value[-1] in _TRAILING:
-        opener = _OPENERS.get(value[-1])
-        if opener is not None and value.count(opener) >= value.count(value[-1]):
-            break
-        value = value[:-1]
-    return value
+    ``<password>`` stay templates. (Runs per match: C-level string operations only, but for
+    a closing bracket in the stripped tail.)"""
+    stripped = value.rstrip(_TRAILING)
+    tail = value[len(stripped) :]
+    if "]" not in tail and ")" not in tail and ">" not in tail and "}" not in tail:
+        return stripped
+    for i, char in enumerate(tail):
+        opener = _OPENERS.get(char)
+        if opener is not None and opener in stripped:
+            return value[: len(stripped) + i + 1]
+    return stripped
 
 
 def _assigned_value(match: Match) -> str:
