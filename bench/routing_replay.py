@@ -168,8 +168,8 @@ def main() -> None:
     pool = [r for r in rows if bucket(r) < 7]
     dev = [r for r in rows if bucket(r) == 7]
     for name in args.scenarios:
-        plain = router_for(SCENARIOS[name], None)
-        if args.reference and plain.cloud_share is None and plain.pacer is None:
+        plain = router_for(SCENARIOS[name], None) if args.reference else None
+        if plain is not None and plain.cloud_share is None and plain.pacer is None:
             ref = reference(plain, pool, dev)
             print(
                 f"{name} reference: the scorer alone, lift {ref['cold'][0]:.3f} at cloud share "

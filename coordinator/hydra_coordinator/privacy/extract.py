@@ -222,14 +222,14 @@ _SENTENCE_ENDS = ".!?\u3002"
 
 
 # a template's placeholder closing a part: "password = [value]", "token: <your token>"
-_TEMPLATE_TAIL = 140  # longer than any placeholder the pattern takes
+_TEMPLATE_TAIL = 140  # a placeholder the pattern takes and some white space after it
 _TEMPLATE_END = re.compile(r"(?:\[[^\[\]\n]{1,64}\]|<[^<>\n]{1,64}>|\{\{?[^{}\n]{1,64}\}\}?)$")
 
 
 def _ends_in_template(before: str) -> bool:
     """A part that ends in a placeholder closed by its bracket: the value is whole, and joined
     to the next part it would read as a value that is not a placeholder ("[value]ok")."""
-    found = _TEMPLATE_END.search(before.rstrip()[-_TEMPLATE_TAIL:])
+    found = _TEMPLATE_END.search(before[-_TEMPLATE_TAIL:].rstrip())
     return found is not None and is_placeholder(found.group())
 
 
